@@ -1,0 +1,52 @@
+"""Command line: `h5ss [--conf conf/h5ss.conf]` or `python -m gateway`.
+
+Exit codes: 0 normal stop, 2 bad config (one line naming the key), 3 cannot listen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from .app import prepare, serve
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="h5ss", description="h5ss camera media gateway")
+    parser.add_argument("--conf", default="conf/h5ss.conf", help="config file (default: conf/h5ss.conf)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.conf)
+    except ConfigError as e:
+        print(f"h5ss: config error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.get("system", "strLogLevel").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("libav").setLevel(logging.ERROR)
+    prepare(config)
+    return asyncio.run(run(config))
+
+
+async def run(config) -> int:
+    try:
+        runner = await serve(config)
+    except OSError as e:
+        print(f"h5ss: cannot listen: {e.strerror} ({e})", file=sys.stderr)
+        return 3
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The h5s player's live-video WebSocket: /api/v1/h5swsapi (PROTOCOLS.md §2).
+
+First binary frame: the MIME string for addSourceBuffer; then the init segment; then
+one moof+mdat per frame from the stream's shared fMP4 feed. Problems are reported by
+closing with a readable reason (and a text event just before), since a browser cannot
+read the body of a refused upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import WSMsgType, web
+
+from ..auth import AuthError
+from ..config import valid_token
+from ..media.fanout import ViewerQueue
+from ..media.fmp4_feed import Fmp4Feed
+from ..media.hub import StreamNotReady
+from .v1 import GATEWAY_KEY, session_from
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 15.0
+CLOSE_POLICY = 4001  # application close codes: 4001 auth, 4004 unknown token, 4008 not ready
+CLOSE_NOT_FOUND = 4004
+CLOSE_NOT_READY = 4008
+KNOWN_COMMANDS = ("H5_KEEPALIVE", "H5_START", "H5_PAUSE", "H5_RESUME", "H5_SEEK", "H5_SPEED")
+
+
+async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSocketResponse:
+    await ws.send_str(json.dumps({"type": "H5_ERROR", "strCode": reason}))
+    await ws.close(code=code, message=reason.encode()[:120])
+    return ws
+
+
+async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
+    gw = request.app[GATEWAY_KEY]
+    ws = web.WebSocketResponse(max_msg_size=64 * 1024, compress=False)
+    await ws.prepare(request)
+    try:
+        session_from(request)
+    except AuthError as e:
+        return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+    token = request.query.get("token", "")
+    stream = gw.stream(token) if valid_token(token) else None
+    if stream is None:
+        return await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
+    if request.query.get("playback") == "true":
+        return await refuse(ws, CLOSE_NOT_FOUND, "playback of recordings is not available yet")
+
+    feed = Fmp4Feed.of(stream)
+    viewer = ViewerQueue()
+    feed.subscribe(viewer)
+    reader = asyncio.create_task(read_commands(ws, viewer))
+    try:
+        try:
+            await stream.wait_ready(READY_TIMEOUT)
+        except StreamNotReady as e:
+            return await refuse(ws, CLOSE_NOT_READY, str(e))
+        assert feed.params is not None
+        await ws.send_bytes(feed.params.mime.encode("ascii"))
+        while True:
+            await ws.send_bytes(await viewer.get())
+    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(viewer)
+        reader.cancel()
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def read_commands(ws: web.WebSocketResponse, viewer: ViewerQueue) -> None:
+    """Accept keepalives and H5_* commands; end the viewer when the socket closes."""
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            text = msg.data.strip()
+            if text == "keepalive":
+                continue
+            try:
+                cmd = json.loads(text).get("cmd")
+            except (ValueError, AttributeError):
+                cmd = None
+            if cmd not in KNOWN_COMMANDS:
+                log.debug("ignoring unknown ws command %.80r", text)
+    finally:
+        viewer.close()

@@ -1,0 +1,94 @@
+"""Builds the aiohttp application and owns the start-up and shutdown order."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from .api import v1, ws
+from .auth import upgrade_users
+from .config import Config
+from .core import Gateway
+from .sample import SAMPLE_NAME, ensure_sample
+
+log = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+WWW_DIR = PROJECT_DIR / "www"
+
+
+@web.middleware
+async def no_stack_traces(request: web.Request, handler):
+    """Whatever breaks inside, a client gets a short JSON answer, never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", request.path)
+        return v1.fail(500, "internal error (see the gateway log)")
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WWW_DIR / "index.html")
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    app = web.Application(middlewares=[no_stack_traces])
+    app[v1.GATEWAY_KEY] = gateway
+    app.router.add_get("/api/v1/h5swsapi", ws.h5swsapi)
+    app.router.add_get("/api/v1/{command}", v1.handle)
+    app.router.add_get("/", index)
+    if WWW_DIR.is_dir():
+        app.router.add_static("/", WWW_DIR, follow_symlinks=False)
+
+    async def on_startup(_: web.Application) -> None:
+        gateway.start()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await gateway.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def prepare(config: Config) -> None:
+    """One-time set-up before serving: hash legacy passwords, make the sample clip."""
+    if upgrade_users(config.users):
+        config.save()
+        log.info("stored passwords upgraded to salted PBKDF2")
+    uses_sample = any(s.type == "H5_FILE" and s["strUrl"] == SAMPLE_NAME for s in config.sources.values())
+    if uses_sample:
+        ensure_sample(config.media_dir)
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    cert, key = config.root / "certs" / "server.crt", config.root / "certs" / "server.key"
+    if not (cert.exists() and key.exists()):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def serve(config: Config) -> web.AppRunner:
+    """Start the HTTP (and HTTPS, when certs exist) listeners; returns the runner."""
+    gateway = Gateway(config)
+    runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=True)
+    await runner.setup()
+    bind = config.get("http", "strBindAddress")
+    http_port, https_port = config.get("http", "nHTTPPort"), config.get("http", "nHTTPSPort")
+    if http_port:
+        await web.TCPSite(runner, bind, http_port).start()
+        log.info("serving http://%s:%d/", bind, http_port)
+    context = tls_context(config)
+    if https_port and context is not None:
+        await web.TCPSite(runner, bind, https_port, ssl_context=context).start()
+        log.info("serving https://%s:%d/", bind, https_port)
+    elif https_port:
+        log.info("HTTPS off: no certs/server.crt and certs/server.key (run ./gencert.sh)")
+    return runner

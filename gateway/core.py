@@ -1,0 +1,68 @@
+"""The gateway's shared state: config, auth and streams, and the changes the API makes.
+
+Source changes go through here so that the config file, the running streams and the
+answer always agree: validate first, then save, then start; nothing half-done on error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .auth import Auth
+from .config import Config, SourceConf
+from .media.hub import Stream, StreamManager
+from .runinfo import RunInfo
+from .sources import SourceError, make_source
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config):
+        self.config = config
+        system = config.raw["system"]
+        self.auth = Auth(config.users, system["nSessionTimeout"], system["nLoginFailLimit"], system["nLoginLockSec"])
+        self.streams = StreamManager(config.get("source", "nOnDemandLingerSec"))
+        self.runinfo = RunInfo(config.root)
+
+    def start(self) -> None:
+        """Create a stream for every configured source; a broken one is logged, not fatal."""
+        for conf in self.config.sources.values():
+            try:
+                self.streams.add(conf, make_source(conf, self.config))
+            except SourceError as e:
+                log.error("source %s disabled: %s", conf.token, e)
+        self.runinfo.start()
+
+    async def stop(self) -> None:
+        self.streams.stop_all()
+        await self.runinfo.stop()
+
+    def stream(self, token: str) -> Stream | None:
+        return self.streams.get(token)
+
+    def add_source(self, fields: dict[str, Any]) -> SourceConf:
+        """Validate, save and start a new source; ValueError/SourceError say why not."""
+        token = fields.get("strToken", "")
+        if token in self.config.sources:
+            raise ValueError(f"token {token!r} already exists")
+        conf = SourceConf.from_json(dict(fields), "source")
+        source = make_source(conf, self.config)
+        self.config.add_source(conf)
+        try:
+            self.config.save()
+        except OSError as e:
+            self.config.remove_source(conf.token)
+            raise ValueError(f"cannot save the config: {e.strerror}") from None
+        self.streams.add(conf, source)
+        return conf
+
+    def delete_source(self, token: str) -> None:
+        conf = self.config.remove_source(token)
+        try:
+            self.config.save()
+        except OSError as e:
+            self.config.add_source(conf)
+            raise ValueError(f"cannot save the config: {e.strerror}") from None
+        self.streams.remove(token)

@@ -1,0 +1,87 @@
+"""One fMP4 fragmenter per stream, shared by all its WebSocket viewers.
+
+Each packet becomes one moof+mdat exactly once; every viewer's queue gets the same bytes
+object. The feed keeps the init segment and the fragments since the last keyframe, so a
+new viewer starts decoding at once.
+"""
+
+from __future__ import annotations
+
+from .fanout import ViewerQueue
+from .fmp4 import fragment, init_segment
+from .hub import Stream
+from .packet import MediaPacket, StreamParams
+
+
+class Fmp4Feed:
+    def __init__(self, stream: Stream):
+        self.stream = stream
+        self.params: StreamParams | None = None
+        self.init: bytes | None = None
+        self.gop: list[bytes] = []
+        self.viewers: set[ViewerQueue] = set()
+        self.sequence = 0
+        self.fragments_made = 0
+
+    @classmethod
+    def of(cls, stream: Stream) -> "Fmp4Feed":
+        return stream.output("fmp4", cls)
+
+    # -- viewers -------------------------------------------------------------------
+
+    def subscribe(self, viewer: ViewerQueue) -> None:
+        """Add a viewer; it gets the init segment and cached GOP when media is there."""
+        if not self.viewers:
+            self.stream.attach(self)
+        self.viewers.add(viewer)
+        self.stream.acquire()
+        if self.init is not None:
+            self._prime(viewer)
+
+    def unsubscribe(self, viewer: ViewerQueue) -> None:
+        if viewer not in self.viewers:
+            return
+        self.viewers.discard(viewer)
+        viewer.close()
+        self.stream.release()
+        if not self.viewers:
+            # Nobody to fragment for: stop work, forget the cache (it would go stale).
+            self.stream.detach(self)
+            self.params, self.init, self.gop = None, None, []
+
+    def _prime(self, viewer: ViewerQueue) -> None:
+        assert self.init is not None
+        viewer.put(self.init, keyframe=True, essential=True)
+        for i, data in enumerate(self.gop):
+            viewer.put(data, keyframe=i == 0)
+
+    def close(self) -> None:
+        for viewer in list(self.viewers):
+            self.unsubscribe(viewer)
+
+    # -- StreamOutput --------------------------------------------------------------
+
+    def on_params(self, params: StreamParams) -> None:
+        if params == self.params:
+            return
+        self.params = params
+        self.init = init_segment(params)
+        self.gop = []
+        for viewer in self.viewers:
+            viewer.put(self.init, keyframe=True, essential=True)
+
+    def on_packet(self, packet: MediaPacket) -> None:
+        if self.init is None:
+            return
+        if packet.kind == "audio" and (self.params is None or self.params.audio is None):
+            return
+        self.sequence += 1
+        data = fragment(self.sequence, packet.kind, [packet])
+        self.fragments_made += 1
+        keyframe = packet.kind == "video" and packet.keyframe
+        if keyframe:
+            self.gop = [data]
+        elif self.gop:
+            self.gop.append(data)
+        for viewer in self.viewers:
+            viewer.put(data, keyframe)

@@ -1,0 +1,268 @@
+"""The demux thread: open a source's input with PyAV, normalise packets, hand them over.
+
+PyAV blocks, so each live source gets one thread. No video is decoded here; H.264 is
+only re-framed (Annex-B or AVCC in, AVCC out) and G.711 audio is transcoded to AAC.
+Events cross into asyncio with loop.call_soon_threadsafe. The thread reconnects by
+itself with a short capped backoff, so a camera that comes back is picked up within a
+second or so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from fractions import Fraction
+from typing import Protocol
+
+import av
+
+from . import h264
+from .audio import TRANSCODED_CODECS, AacTranscoder
+from .packet import VIDEO_TIMESCALE, AudioParams, MediaPacket, StreamParams, VideoParams
+from ..sources.base import InputSpec, Source, SourceError
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT = 5.0
+READ_TIMEOUT = 5.0
+BACKOFF_FIRST = 0.25
+BACKOFF_CAP = 1.0
+
+
+class SourceSink(Protocol):
+    """The hub side; every method runs in the event loop."""
+
+    def on_session_start(self, params: StreamParams) -> None: ...
+    def on_params(self, params: StreamParams) -> None: ...
+    def on_packet(self, packet: MediaPacket) -> None: ...
+    def on_session_end(self, error: str | None) -> None: ...
+
+
+def _ticks(value: int, time_base: Fraction, timescale: int) -> int:
+    return int(value * time_base * timescale)
+
+
+class _Session:
+    """State of one open input: parameter sets seen so far and audio conversion."""
+
+    def __init__(self, container: av.container.InputContainer, enable_audio: bool):
+        self.video_stream = next((s for s in container.streams.video if s.codec_context.name == "h264"), None)
+        self.audio_stream = None
+        self.transcoder: AacTranscoder | None = None
+        self.audio: AudioParams | None = None
+        self.length_size = 4
+        self.sps = self.pps = b""
+        if self.video_stream is not None:
+            self._read_video_extradata(bytes(self.video_stream.codec_context.extradata or b""))
+        if enable_audio:
+            for stream in container.streams.audio:
+                ctx = stream.codec_context
+                if ctx.name == "aac" and ctx.extradata:
+                    self.audio = AudioParams("aac", ctx.sample_rate, ctx.channels, bytes(ctx.extradata))
+                elif ctx.name == "aac":
+                    self.audio = None  # ADTS: config read from the first frame header
+                elif ctx.name in TRANSCODED_CODECS:
+                    self.transcoder = AacTranscoder(ctx.name, ctx.sample_rate or 8000, ctx.channels or 1)
+                    self.audio = self.transcoder.params
+                else:
+                    log.warning("audio codec %s is not supported; streaming video only", ctx.name)
+                    continue
+                self.audio_stream = stream
+                break
+        self.video: VideoParams | None = None
+        self._update_video()
+
+    def _read_video_extradata(self, extradata: bytes) -> None:
+        if not extradata:
+            return
+        if extradata[0] == 1:
+            sps, pps, self.length_size = h264.parse_avcc_config(extradata)
+            nals = sps[:1] + pps[:1]
+        else:
+            nals = h264.split_annexb(extradata)
+            self.length_size = 0  # packets will be Annex-B too
+        for nal in nals:
+            self._take_parameter_set(nal)
+
+    def _take_parameter_set(self, nal: bytes) -> bool:
+        kind = h264.nal_type(nal)
+        if kind == h264.NAL_SPS and nal != self.sps:
+            self.sps = nal
+            return True
+        if kind == h264.NAL_PPS and nal != self.pps:
+            self.pps = nal
+            return True
+        return False
+
+    def _update_video(self) -> bool:
+        """Rebuild VideoParams from the current parameter sets; True if they changed."""
+        if not (self.sps and self.pps):
+            return False
+        params = VideoParams.from_h264(self.sps, self.pps)
+        changed = params != self.video
+        self.video = params
+        return changed
+
+    @property
+    def params(self) -> StreamParams:
+        return StreamParams(self.video, self.audio)
+
+    def video_packet(self, packet: av.Packet) -> tuple[MediaPacket | None, bool]:
+        """(normalised packet or None, whether parameter sets changed)."""
+        data = bytes(packet)
+        if h264.is_annexb(data):
+            nals = h264.split_annexb(data)
+        else:
+            nals = h264.split_avcc(data, self.length_size or 4)
+        kept = []
+        changed_sets = False
+        idr = False
+        for nal in nals:
+            kind = h264.nal_type(nal)
+            if kind in (h264.NAL_SPS, h264.NAL_PPS):
+                changed_sets |= self._take_parameter_set(nal)
+            elif kind != h264.NAL_AUD:
+                idr |= kind == h264.NAL_IDR
+                kept.append(nal)
+        changed = self._update_video() if changed_sets else False
+        if not kept or packet.dts is None and packet.pts is None:
+            return None, changed
+        tb = packet.time_base
+        dts = _ticks(packet.dts if packet.dts is not None else packet.pts, tb, VIDEO_TIMESCALE)
+        pts = _ticks(packet.pts, tb, VIDEO_TIMESCALE) if packet.pts is not None else dts
+        duration = _ticks(packet.duration, tb, VIDEO_TIMESCALE) if packet.duration else 0
+        keyframe = bool(packet.is_keyframe or idr)
+        return MediaPacket("video", dts, pts, duration, keyframe, h264.to_avcc(kept)), changed
+
+    def audio_packets(self, packet: av.Packet) -> list[MediaPacket]:
+        if packet.pts is None:
+            return []
+        tb = packet.time_base
+        if self.transcoder is not None:
+            rate = self.transcoder.params.sample_rate
+            frames = self.transcoder.transcode(packet, _ticks(packet.pts, tb, rate))
+            return [MediaPacket("audio", pts, pts, 1024, True, data) for pts, data in frames]
+        data = bytes(packet)
+        if len(data) > 7 and data[0] == 0xFF and data[1] & 0xF0 == 0xF0:
+            data = self._strip_adts(data)
+        if self.audio is None:
+            return []
+        pts = _ticks(packet.pts, tb, self.audio.sample_rate)
+        return [MediaPacket("audio", pts, pts, 1024, True, data)]
+
+    def _strip_adts(self, data: bytes) -> bytes:
+        header = 7 if data[1] & 1 else 9
+        if self.audio is None:
+            profile = (data[2] >> 6) + 1
+            rate_index = (data[2] >> 2) & 0x0F
+            channels = ((data[2] & 1) << 2) | (data[3] >> 6)
+            rates = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+            config = bytes([(profile << 3) | (rate_index >> 1), ((rate_index & 1) << 7) | (channels << 3)])
+            self.audio = AudioParams("aac", rates[rate_index], channels, config)
+        return data[header:]
+
+
+class DemuxThread:
+    """Runs one source until stopped: resolve, open, demux, reconnect."""
+
+    def __init__(self, name: str, source: Source, sink: SourceSink, loop: asyncio.AbstractEventLoop, enable_audio: bool):
+        self.name = name
+        self.source = source
+        self.sink = sink
+        self.loop = loop
+        self.enable_audio = enable_audio
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"demux-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; it notices between packets or at the read timeout."""
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _emit(self, method, *args) -> None:
+        try:
+            self.loop.call_soon_threadsafe(method, *args)
+        except RuntimeError:  # loop closed during shutdown
+            self._stop.set()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            error = None
+            try:
+                spec = asyncio.run_coroutine_threadsafe(self.source.resolve(), self.loop).result(OPEN_TIMEOUT * 3)
+                got_media = self._play(spec)
+            except SourceError as e:
+                error, got_media = str(e), False
+            except av.error.FFmpegError as e:
+                error, got_media = f"{e.strerror or type(e).__name__}", False
+            except Exception as e:  # a bug or an odd stream must not kill the thread
+                log.exception("source %s: unexpected error", self.name)
+                error, got_media = f"internal error: {type(e).__name__}", False
+            if self._stop.is_set():
+                self._emit(self.sink.on_session_end, None)
+                break
+            self._emit(self.sink.on_session_end, error)
+            failures = 0 if got_media else failures + 1
+            if failures:
+                log.info("source %s: %s; retrying", self.name, error or "ended")
+                self._stop.wait(min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 1)))
+
+    def _play(self, spec: InputSpec) -> bool:
+        """Demux one opened input until it ends; True if any media came through."""
+        options = dict(spec.options)
+        container = av.open(spec.url, options=options, timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+        try:
+            session = _Session(container, self.enable_audio)
+            if session.video_stream is None:
+                raise SourceError(f"{spec.label}: no H.264 video stream")
+            streams = [s for s in (session.video_stream, session.audio_stream) if s is not None]
+            started = False
+            clock_start = None
+            first_dts = None
+            for packet in container.demux(streams):
+                if self._stop.is_set():
+                    break
+                if packet.size == 0:
+                    continue
+                if packet.stream is session.video_stream:
+                    media, changed = session.video_packet(packet)
+                    if media is None:
+                        continue
+                    if not started:
+                        # Every session starts at a keyframe with known parameter sets.
+                        if not (media.keyframe and session.video):
+                            continue
+                        started = True
+                        self._emit(self.sink.on_session_start, session.params)
+                    elif changed:
+                        self._emit(self.sink.on_params, session.params)
+                    items = [media]
+                else:
+                    if not started:
+                        continue
+                    had_audio = session.audio
+                    items = session.audio_packets(packet)
+                    if had_audio is None and session.audio is not None:
+                        self._emit(self.sink.on_params, session.params)
+                if spec.realtime and items:
+                    # Files play at their own speed: wait until this packet is due.
+                    seconds = items[0].dts / (VIDEO_TIMESCALE if items[0].kind == "video" else session.audio.sample_rate)
+                    if clock_start is None:
+                        clock_start, first_dts = time.monotonic(), seconds
+                    delay = clock_start + (seconds - first_dts) - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        break
+                for item in items:
+                    self._emit(self.sink.on_packet, item)
+            return started
+        finally:
+            container.close()

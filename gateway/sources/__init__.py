@@ -1,0 +1,20 @@
+"""Source types: each knows only how to get an input to demux."""
+
+from __future__ import annotations
+
+from ..config import Config, SourceConf
+from .base import InputSpec, Source, SourceError
+from .file import FileSource
+from .stream import StreamSource
+
+
+def make_source(conf: SourceConf, config: Config) -> Source:
+    """The Source for a config entry; SourceError says why one cannot be made."""
+    if conf.type == "H5_FILE":
+        return FileSource(config.media_dir, conf["strUrl"])
+    if conf.type == "H5_STREAM":
+        return StreamSource(conf["strUrl"], conf["strUser"], conf["strPasswd"], conf["nRTSPType"])
+    raise SourceError(f"source type {conf.type} is not supported yet")
+
+
+__all__ = ["InputSpec", "Source", "SourceError", "make_source"]
