@@ -29,9 +29,12 @@ def check_url(url: str) -> str:
         raise SourceError("url is empty or contains spaces/control characters")
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as e:
         raise SourceError(f"malformed url: {e}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise SourceError("url port must be a number from 1 to 65535") from None
     if parts.scheme.lower() not in PROTOCOLS:
         raise SourceError(f"url scheme {parts.scheme + ':' if parts.scheme else '(none)'} is not allowed; use {', '.join(PROTOCOLS)}")
     if not parts.hostname:

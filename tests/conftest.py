@@ -1,0 +1,39 @@
+"""Shared fixtures: the real gateway process, real cameras, an RTMP origin and Chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.fixtures.gateway import Gateway, copy_sample
+
+FILE_SOURCE = {"strName": "Sample", "strToken": "token1", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}
+
+
+@pytest.fixture(scope="session")
+def sample_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sample")
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, sample_cache: Path) -> Iterator[Callable[..., Gateway]]:
+    """Factory: make_gateway(sources=[...], section__key=value, start=True)."""
+    made: list[Gateway] = []
+
+    def make(sources: list[dict[str, Any]] | None = None, start: bool = True, **settings: Any) -> Gateway:
+        gw = Gateway(tmp_path / f"gw{len(made)}", sources, **settings)
+        copy_sample(gw.root / "media", sample_cache)
+        made.append(gw)
+        return gw.start() if start else gw
+
+    yield make
+    for gw in made:
+        gw.stop()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
+    """A running gateway with the sample clip as token1."""
+    return make_gateway([dict(FILE_SOURCE)])
