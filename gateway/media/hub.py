@@ -56,6 +56,7 @@ class Stream:
         self._last_dts: dict[str, int] = {}
         self._next_dts = 0  # 90 kHz: where the next session's first frame goes
         self._offset: dict[str, int] | None = None
+        self._audio_floor = 0
         self._video_delta = DEFAULT_VIDEO_DURATION
         self.packets_in = 0
 
@@ -217,13 +218,14 @@ class Stream:
             video_offset = self._next_dts - packet.dts
             audio_rate = params.audio.sample_rate if params and params.audio else 0
             self._offset = {"video": video_offset, "audio": video_offset * audio_rate // 90000}
+            self._audio_floor = self._next_dts * audio_rate // 90000
         offset = self._offset[packet.kind]
         packet.dts += offset
         packet.pts += offset
         last = self._last_dts.get(packet.kind)
+        if packet.kind == "audio" and (packet.dts < self._audio_floor or last is not None and packet.dts <= last):
+            return False  # audio from before this session's first keyframe
         if last is not None and packet.dts <= last:
-            if packet.kind == "audio":
-                return False
             shift = last + 1 - packet.dts  # never let decode time go backwards
             packet.dts += shift
             packet.pts += shift

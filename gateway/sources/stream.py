@@ -71,8 +71,15 @@ def redact(url: str) -> str:
 def input_options(url: str, rtsp_type: str = "H5_RTSP_TCP") -> dict[str, str]:
     scheme = urlsplit(url).scheme.lower()
     options = {"protocol_whitelist": PROTOCOLS[scheme], "fflags": "nobuffer"}
-    if scheme.startswith("rtsp") and rtsp_type in RTSP_TRANSPORT:
-        options["rtsp_transport"] = RTSP_TRANSPORT[rtsp_type]
+    if scheme.startswith("rtsp"):
+        # The SDP already names every stream and carries the parameter sets, so skip
+        # FFmpeg's probing (about 1 s): the first keyframe is the first thing we need.
+        options.update(probesize="32", analyzeduration="0")
+        if rtsp_type in RTSP_TRANSPORT:
+            options["rtsp_transport"] = RTSP_TRANSPORT[rtsp_type]
+    else:
+        # FLV/HTTP announce streams as they come: probe briefly so audio is not missed.
+        options.update(analyzeduration="500000")
     return options
 
 

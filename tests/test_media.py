@@ -1,0 +1,128 @@
+"""The media pieces on their own: SPS parsing, the fMP4 writer, viewer queues."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from gateway.media import h264
+from gateway.config import SourceConf
+from gateway.media.fanout import ViewerQueue
+from gateway.media.hub import Stream
+from gateway.media.fmp4 import fragment, init_segment
+from gateway.media.packet import VideoParams, StreamParams
+from gateway.media.source import _Session
+from gateway.sample import make_sample
+
+
+def encode_h264(width: int, height: int, frames: int = 3, options: dict | None = None) -> av.container.InputContainer:
+    """Encode a few frames with libx264 and return the extradata and packets."""
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = Fraction(1, 25)
+    ctx.options = {"preset": "ultrafast", **(options or {})}
+    ctx.flags |= av.codec.context.Flags.global_header
+    ctx.open()
+    packets = []
+    for i in range(frames):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        frame.pts = i
+        packets += ctx.encode(frame)
+    packets += ctx.encode(None)
+    return bytes(ctx.extradata), packets
+
+
+def parameter_sets(annexb: bytes) -> tuple[list[bytes], list[bytes]]:
+    nals = h264.split_annexb(annexb)
+    return [n for n in nals if h264.nal_type(n) == 7], [n for n in nals if h264.nal_type(n) == 8]
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (1280, 720), (352, 288)])
+@pytest.mark.parametrize("profile", ["baseline", "high"])
+def test_sps_dimensions_match_the_encoder(size, profile):
+    sps_list, pps_list = parameter_sets(encode_h264(*size, options={"profile": profile})[0])
+    info = h264.SpsInfo.parse(sps_list[0])
+    assert (info.width, info.height) == size
+    # Our avcC record carries the same parameter sets back.
+    sps2, pps2, _ = h264.parse_avcc_config(h264.avcc_config(sps_list[0], pps_list[0]))
+    assert (sps2, pps2) == ([sps_list[0]], [pps_list[0]])
+
+
+def test_annexb_and_avcc_round_trip():
+    nals = [b"\x67\x64\x00\x1f\xac", b"\x68\xee\x3c\x80", b"\x65" + bytes(range(200))]
+    assert h264.split_annexb(h264.to_annexb(nals)) == nals
+    assert h264.split_avcc(h264.to_avcc(nals)) == nals
+    # 3-byte start codes too.
+    assert h264.split_annexb(b"\x00\x00\x01" + nals[0] + b"\x00\x00\x01" + nals[1]) == nals[:2]
+
+
+def test_fmp4_writer_output_decodes_in_ffmpeg(tmp_path: Path):
+    """Remux a clip through the gateway's own path (normalise + fragment per frame)."""
+    clip = tmp_path / "clip.mp4"
+    make_sample(clip, seconds=2, width=320, height=240)
+    out = bytearray()
+    sequence = 0
+    with av.open(str(clip)) as container:
+        session = _Session(container, enable_audio=True)
+        hub = Stream(SourceConf.from_json({"strToken": "t"}, "t"), source=None, linger=1)
+        hub.params = session.params  # the hub's timeline: starts at 0, never goes back
+        out += init_segment(session.params)
+        video_frames = audio_frames = 0
+        for packet in container.demux():
+            if packet.size == 0:
+                continue
+            if packet.stream.type == "video":
+                media, _ = session.video_packet(packet)
+                items = [media]
+                video_frames += 1
+            else:
+                items = session.audio_packets(packet)
+            for item in items:
+                if hub._offset is None and not (item.kind == "video" and item.keyframe):
+                    continue  # as the demux thread does: a session starts at a keyframe
+                if not hub._rebase(item):
+                    continue
+                audio_frames += item.kind == "audio"
+                sequence += 1
+                out += fragment(sequence, item.kind, [item])
+    path = tmp_path / "out.mp4"
+    path.write_bytes(bytes(out))
+    result = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == ""
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                            "stream=codec_name,nb_read_frames", "-of", "csv=p=0", str(path)],
+                           capture_output=True, text=True, timeout=60).stdout.split()
+    assert sorted(probe) == sorted([f"h264,{video_frames}", f"aac,{audio_frames}"])
+
+
+def test_mime_names_only_present_codecs():
+    sps, pps = parameter_sets(encode_h264(640, 360, options={"profile": "main", "preset": "fast"})[0])
+    params = StreamParams(VideoParams.from_h264(sps[0], pps[0]), None)
+    assert params.mime == 'video/mp4; codecs="avc1.4D401E"'  # Main, level 3.0, video only
+
+
+def test_viewer_queue_skips_to_next_keyframe_when_over_budget():
+    async def run() -> list[bytes]:
+        queue = ViewerQueue(budget=100)
+        queue.put(b"I" * 10, keyframe=True, essential=True)  # init segment
+        queue.put(b"K" * 40, keyframe=True)
+        queue.put(b"d" * 40, keyframe=False)
+        queue.put(b"e" * 40, keyframe=False)  # over budget: drop queued frames, skip
+        queue.put(b"f" * 40, keyframe=False)  # still skipping
+        queue.put(b"L" * 40, keyframe=True)  # resumes at the keyframe
+        queue.close()
+        got = []
+        try:
+            while True:
+                got.append(await queue.get())
+        except ConnectionResetError:
+            return got
+
+    got = asyncio.run(run())
+    assert [g[:1] for g in got] == [b"I", b"L"]
