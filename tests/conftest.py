@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway, copy_sample
 
 FILE_SOURCE = {"strName": "Sample", "strToken": "token1", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}
@@ -37,3 +38,18 @@ def make_gateway(tmp_path: Path, sample_cache: Path) -> Iterator[Callable[..., G
 def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
     """A running gateway with the sample clip as token1."""
     return make_gateway([dict(FILE_SOURCE)])
+
+
+@pytest.fixture
+def camera_factory() -> Iterator[Callable[..., RtspCamera]]:
+    """Factory of real GStreamer RTSP cameras: camera_factory(profile="high", audio="pcma")."""
+    cameras: list[RtspCamera] = []
+
+    def make(**options: Any) -> RtspCamera:
+        camera = RtspCamera(**options)
+        cameras.append(camera)
+        return camera
+
+    yield make
+    for camera in cameras:
+        camera.stop()
