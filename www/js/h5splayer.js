@@ -1,0 +1,616 @@
+/*
+ * h5splayer.js — h5s player library for h5ss.
+ *
+ * API-compatible with the public h5stream player (h5splayer r12): the same
+ * constructor conf, the same class names, connect()/disconnect() and the
+ * playback commands. Written from scratch for h5ss; see PROTOCOLS.md §2.
+ *
+ *   var player = H5sPlayerCreate({
+ *     videoid: 'video1',            // or videodom: <video> element
+ *     protocol: location.protocol,  // 'http:' | 'https:' (ws: / wss:)
+ *     host: location.host,          // 'host:port'
+ *     rootpath: '/',                // path the gateway is mounted on
+ *     token: 'token1',              // stream token
+ *     session: '...',               // from /api/v1/Login
+ *     streamprofile: 'main',        // main | sub | a transcoding profile
+ *     hlsver: 'v1',                 // used by H5sPlayerHls
+ *     consolelog: 'false',          // 'true' to log to the console
+ *     pbconf: {...}                 // optional: playback instead of live
+ *   });
+ *   player.connect();  ...  player.disconnect();
+ *
+ * Layout: H5sPlayerBase holds what every transport shares (conf parsing, URL
+ * building, the control WebSocket, keepalive, reconnect with backoff, poster,
+ * stats). H5sPlayerWS adds MSE playback of the fMP4 WebSocket. H5sPlayerRTC
+ * and H5sPlayerHls are meant to be added beside it as further subclasses and
+ * registered in the exports at the bottom; H5sPlayerCreate already prefers
+ * H5sPlayerRTC on iOS once it exists.
+ *
+ * h5ss extensions (optional conf fields, all in seconds unless noted):
+ *   maxlatency   (0.5)  jump to the live edge when buffered end − currentTime exceeds it
+ *   keepbehind   (10)   buffer kept behind currentTime; older data is removed
+ *   stalltimeout (15)   reconnect when the buffer has not grown for this long
+ *   reconnectmin (1), reconnectmax (10)   reconnect backoff bounds
+ *   hevc         (auto) 'true'/'false' overrides the H.265 capability probe
+ *   callback     function(eventText, userdata) for live text events too
+ */
+(function (global) {
+  'use strict';
+
+  var H5S_VERSION = 'h5ss-h5splayer 1.0 (h5splayer r12 API)';
+
+  // conf values come as strings ('true'/'false') in h5stream pages, or as
+  // real booleans from newer code: accept both.
+  function confBool(v, dflt) {
+    if (v === undefined || v === null || v === '') return dflt;
+    if (typeof v === 'string') return v.toLowerCase() === 'true';
+    return !!v;
+  }
+
+  function confNum(v, dflt) {
+    var n = parseFloat(v);
+    return isFinite(n) && n >= 0 ? n : dflt;
+  }
+
+  function query(params) {
+    var parts = [];
+    Object.keys(params).forEach(function (k) {
+      if (params[k] === undefined || params[k] === null) return;
+      parts.push(encodeURIComponent(k) + '=' + encodeURIComponent(params[k]));
+    });
+    return parts.length ? '?' + parts.join('&') : '';
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* H5sPlayerBase: shared by every transport                            */
+  /* ------------------------------------------------------------------ */
+
+  class H5sPlayerBase {
+    constructor(conf, tag) {
+      conf = conf || {};
+      var loc = global.location || {};
+      var rootpath = conf.rootpath || '/';
+      if (rootpath.charAt(rootpath.length - 1) !== '/') rootpath += '/';
+
+      this._tag = tag || 'H5S';
+      // Keep the caller's object (h5stream code reads player._conf) but fill
+      // in the defaults the rest of the class relies on.
+      this._conf = conf;
+      this._conf.protocol = conf.protocol || loc.protocol || 'http:';
+      this._conf.host = conf.host || loc.host;
+      this._conf.rootpath = rootpath;
+      this._conf.streamprofile = conf.streamprofile || 'main';
+      this._conf.session = conf.session || '';
+      this._conf.hlsver = conf.hlsver || 'v1';
+
+      this._debug = confBool(conf.consolelog, false);
+      this._token = conf.token;
+      this._pbconf = conf.pbconf;
+
+      if (conf.videoid !== undefined && conf.videoid !== null && conf.videoid !== '') {
+        this._videoId = conf.videoid;
+        this._videodom = document.getElementById(conf.videoid);
+      } else {
+        this._videodom = conf.videodom;
+      }
+      if (!this._videodom) throw new Error('h5splayer: no video element (videoid/videodom)');
+      this.video = this._videodom;
+
+      this._reconnectMin = confNum(conf.reconnectmin, 1) * 1000;
+      this._reconnectMax = confNum(conf.reconnectmax, 10) * 1000;
+
+      this._ws = null;            // current control/data socket
+      this._keepaliveTimer = null;
+      this._reconnectTimer = null;
+      this._retryDelay = this._reconnectMin;
+      this._stopped = true;       // true until connect(), and after disconnect()
+      this._state = 'idle';
+      this._lastError = '';
+      this._reconnects = 0;
+
+      // Playback pages may ask for no poster; live pages show the snapshot.
+      this._showPoster = !(this._pbconf && confBool(this._pbconf.showposter, true) === false);
+      this._posterUri = this.httpUrl('api/v1/GetImage', { token: this._token, session: this._conf.session });
+      if (this._showPoster) this.video.setAttribute('poster', this._posterUri);
+    }
+
+    _log() {
+      if (!this._debug) return;
+      var args = Array.prototype.slice.call(arguments);
+      args.unshift('[' + this._tag + ' ' + this._token + ']');
+      console.log.apply(console, args);
+    }
+
+    /* URL building: everything is relative to protocol//host rootpath. */
+
+    httpUrl(path, params) {
+      return this._conf.protocol + '//' + this._conf.host + this._conf.rootpath + path + query(params || {});
+    }
+
+    wsUrl(path, params) {
+      var scheme = this._conf.protocol === 'https:' ? 'wss://' : 'ws://';
+      return scheme + this._conf.host + this._conf.rootpath + path + query(params || {});
+    }
+
+    /* The socket. Handlers check that the event belongs to the current
+       socket, so a late close from an old socket never tears down a new one. */
+
+    _openSocket(url) {
+      var ws;
+      try {
+        ws = new WebSocket(url);
+      } catch (e) {
+        this._fail('websocket: ' + e.message);
+        return null;
+      }
+      ws.binaryType = 'arraybuffer';
+      var self = this;
+      ws.onopen = function (ev) { if (self._ws === ws) self._onSocketOpen(ev); };
+      ws.onmessage = function (ev) { if (self._ws === ws) self._onSocketMessage(ev); };
+      // onerror carries no detail; onclose follows with the code/reason.
+      ws.onerror = function () { if (self._ws === ws) self._lastError = 'websocket error'; };
+      ws.onclose = function (ev) { if (self._ws === ws) self._onSocketClose(ev); };
+      this._ws = ws;
+      this._log('open', url);
+      return ws;
+    }
+
+    _closeSocket() {
+      var ws = this._ws;
+      this._ws = null;           // detach first: its onclose is now ignored
+      if (ws) {
+        try { ws.close(); } catch (e) { /* already closed */ }
+      }
+      this._stopKeepalive();
+    }
+
+    send(obj) {
+      if (!this._ws || this._ws.readyState !== 1) return false;
+      try {
+        this._ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
+        return true;
+      } catch (e) {
+        this._log('send failed', e);
+        return false;
+      }
+    }
+
+    _startKeepalive(message) {
+      this._stopKeepalive();
+      var self = this;
+      this._keepaliveTimer = setInterval(function () { self.send(message); }, 1000);
+    }
+
+    _stopKeepalive() {
+      if (this._keepaliveTimer) clearInterval(this._keepaliveTimer);
+      this._keepaliveTimer = null;
+    }
+
+    _onSocketOpen() { this._state = 'open'; }
+    _onSocketMessage() {}
+
+    _onSocketClose(ev) {
+      // The server puts the reason in the close frame (e.g. "invalid session",
+      // "no such token"): keep it so the page can show it.
+      var why = ev && ev.reason ? ev.reason : 'closed (code ' + (ev ? ev.code : '?') + ')';
+      this._log('socket closed:', why);
+      this._fail(why);
+    }
+
+    /* Reconnect: tear down, show a fresh snapshot as poster, retry after
+       reconnectmin, doubling up to reconnectmax while attempts keep failing.
+       _connected() resets the delay once media really flows. */
+
+    _fail(reason) {
+      if (reason) this._lastError = String(reason);
+      this._closeSocket();
+      this._teardown();
+      if (this._stopped) return;
+      this._state = 'reconnecting';
+      this._scheduleReconnect();
+    }
+
+    _scheduleReconnect(delay) {
+      if (this._reconnectTimer || this._stopped) return;
+      var wait = delay !== undefined ? delay : this._retryDelay;
+      this._retryDelay = Math.min(this._reconnectMax, Math.max(this._reconnectMin, wait * 2));
+      var self = this;
+      this._log('reconnect in', wait, 'ms');
+      this._reconnectTimer = setTimeout(function () {
+        self._reconnectTimer = null;
+        if (self._stopped) return;
+        self._reconnects++;
+        if (self._showPoster) {
+          // Cache-buster so the browser fetches a new snapshot each time.
+          self.video.setAttribute('poster', self._posterUri + '&update=' + self._reconnects);
+        }
+        self._start();
+      }, wait);
+    }
+
+    _connected() {
+      this._retryDelay = this._reconnectMin;
+    }
+
+    /* Public API */
+
+    connect() {
+      if (!this._stopped) return;
+      this._stopped = false;
+      this._retryDelay = this._reconnectMin;
+      this._start();
+    }
+
+    disconnect() {
+      this._stopped = true;
+      if (this._reconnectTimer) clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      this._closeSocket();
+      this._teardown();
+      this._state = 'stopped';
+      this._log('disconnect');
+    }
+
+    stats() {
+      return {
+        state: this._state,
+        lastError: this._lastError,
+        reconnects: this._reconnects
+      };
+    }
+
+    /* For subclasses */
+    _start() {}
+    _teardown() {}
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* H5sPlayerWS: fMP4 over WebSocket into Media Source Extensions       */
+  /* ------------------------------------------------------------------ */
+
+  // Can this browser's MSE take H.265? The server transcodes or refuses when not.
+  function mseHevcSupported() {
+    var MS = global.MediaSource || global.WebKitMediaSource;
+    if (!MS || !MS.isTypeSupported) return false;
+    return MS.isTypeSupported('video/mp4; codecs="hvc1.1.6.L93.B0"') ||
+      MS.isTypeSupported('video/mp4; codecs="hev1.1.6.L93.B0"');
+  }
+
+  class H5sPlayerWS extends H5sPlayerBase {
+    constructor(conf) {
+      super(conf, 'WS');
+      var c = this._conf;
+      this._maxLatency = confNum(c.maxlatency, 0.5);
+      this._keepBehind = confNum(c.keepbehind, 10);
+      this._stallTimeout = confNum(c.stalltimeout, 15) * 1000;
+      this._hevc = c.hevc !== undefined ? confBool(c.hevc, false) : mseHevcSupported();
+      this._live = !this._pbconf;
+
+      this._mediaSource = null;
+      this.sourceBuffer = null;  // public name kept from h5splayer
+      this._queue = [];          // ArrayBuffers waiting for the SourceBuffer
+      this._trimTo = 0;          // pending remove(0, _trimTo), done before the next append
+      this._userPaused = false;  // playback paused by pause(): not a stall
+      this._objectUrl = null;
+      this._mime = '';
+      this._gotMime = false;
+      this._checkTimer = null;
+      this._lastGrowth = 0;      // time (ms) the buffered end last moved
+      this._lastEnd = 0;
+      this._lastJump = 0;
+
+      this._bytes = 0;
+      this._fragments = 0;
+      this._jumps = 0;
+      this._lastEvent = '';
+    }
+
+    _wsPath() {
+      var c = this._conf;
+      var p = { token: this._token, hevc: this._hevc ? 'true' : 'false', profile: c.streamprofile };
+      if (this._pbconf) {
+        var pb = this._pbconf;
+        p.playback = 'true';
+        p.serverpb = pb.serverpb !== undefined ? String(pb.serverpb) : 'false';
+        p.begintime = pb.begintime;
+        p.endtime = pb.endtime;
+        p.filename = pb.filename !== undefined ? pb.filename : 'fake';
+      }
+      p.session = c.session;
+      return this.wsUrl('api/v1/h5swsapi', p);
+    }
+
+    _start() {
+      if (!(global.MediaSource || global.WebKitMediaSource)) {
+        // Nothing to retry: this browser cannot play MSE at all.
+        this._state = 'error';
+        this._lastError = 'MediaSource API not available';
+        return;
+      }
+      this._state = 'connecting';
+      this._gotMime = false;
+      this._mime = '';
+      this._openSocket(this._wsPath());
+    }
+
+    _onSocketOpen() {
+      this._state = 'open';
+      this._startKeepalive({ cmd: 'H5_KEEPALIVE' });
+      this._lastGrowth = Date.now();
+      this._lastEnd = 0;
+      var self = this;
+      if (this._checkTimer) clearInterval(this._checkTimer);
+      // 250 ms: fine enough to hold latency near maxlatency, cheap for a grid.
+      this._checkTimer = setInterval(function () { self._check(); }, 250);
+      if (this._pbconf && confBool(this._pbconf.autoplay, false)) this.start();
+    }
+
+    _onSocketMessage(ev) {
+      if (typeof ev.data === 'string') {
+        this._onEvent(ev.data);
+        return;
+      }
+      var data = ev.data;
+      if (!this._gotMime) {
+        // First binary frame: the MIME/codecs string for addSourceBuffer.
+        this._gotMime = true;
+        this._mime = String.fromCharCode.apply(null, new Uint8Array(data)).replace(/\0+$/, '').trim();
+        this._log('mime', this._mime);
+        this._setupMedia();
+        return;
+      }
+      this._bytes += data.byteLength;
+      this._fragments++;
+      this._queue.push(data);
+      this._pump();
+    }
+
+    _onEvent(text) {
+      this._lastEvent = text;
+      this._log('event', text);
+      var pb = this._pbconf;
+      if (pb && typeof pb.callback === 'function') pb.callback(text, pb.userdata);
+      if (typeof this._conf.callback === 'function') this._conf.callback(text, this._conf.userdata);
+    }
+
+    _setupMedia() {
+      var MS = global.MediaSource || global.WebKitMediaSource;
+      if (MS.isTypeSupported && !MS.isTypeSupported(this._mime)) {
+        // Retrying soon will not help; wait the long delay in case the
+        // source comes back with another codec.
+        this._lastError = 'unsupported codec: ' + this._mime;
+        this._closeSocket();
+        this._teardown();
+        this._state = 'reconnecting';
+        this._scheduleReconnect(this._reconnectMax);
+        return;
+      }
+      var ms = new MS();
+      this._mediaSource = ms;
+      var self = this;
+      ms.addEventListener('sourceopen', function () {
+        if (self._mediaSource !== ms) return;
+        try {
+          var sb = ms.addSourceBuffer(self._mime);
+          // 'segments': trust the fragment timestamps (tfdt), so gaps stay
+          // gaps and we can skip them, rather than 'sequence' gluing them.
+          sb.mode = 'segments';
+          sb.addEventListener('updateend', function () { if (self.sourceBuffer === sb) self._pump(); });
+          sb.addEventListener('error', function () { if (self.sourceBuffer === sb) self._lastError = 'sourcebuffer error'; });
+          self.sourceBuffer = sb;
+        } catch (e) {
+          self._fail('addSourceBuffer: ' + e.message);
+          return;
+        }
+        self._pump();
+      });
+      this._objectUrl = URL.createObjectURL(ms);
+      var v = this.video;
+      // Muted autoplay is what lets Chromium start without a user gesture.
+      v.muted = true;
+      v.autoplay = true;
+      v.playsInline = true;
+      v.src = this._objectUrl;
+      this._play();
+    }
+
+    _play() {
+      var p = this.video.play();
+      if (p && p.catch) p.catch(function () { /* retried from _check */ });
+    }
+
+    // Feed the SourceBuffer: one operation at a time; a pending trim first.
+    _pump() {
+      var sb = this.sourceBuffer;
+      if (!sb || sb.updating || !this._mediaSource || this._mediaSource.readyState !== 'open') return;
+
+      if (this._trimTo) {
+        var to = this._trimTo;
+        this._trimTo = 0;
+        try {
+          if (sb.buffered.length && to > sb.buffered.start(0)) {
+            sb.remove(0, to);
+            return; // updateend calls us again
+          }
+        } catch (e) { this._log('trim failed', e); }
+      }
+
+      if (!this._queue.length) return;
+      // Join everything queued into one append: fewer updateend round trips
+      // when a tab was busy, same bytes in the same order.
+      var chunk;
+      if (this._queue.length === 1) {
+        chunk = new Uint8Array(this._queue[0]);
+      } else {
+        var total = 0, i;
+        for (i = 0; i < this._queue.length; i++) total += this._queue[i].byteLength;
+        chunk = new Uint8Array(total);
+        for (i = 0, total = 0; i < this._queue.length; i++) {
+          chunk.set(new Uint8Array(this._queue[i]), total);
+          total += this._queue[i].byteLength;
+        }
+      }
+      this._queue = [];
+      try {
+        sb.appendBuffer(chunk);
+      } catch (e) {
+        if (e.name === 'QuotaExceededError') {
+          // Buffer full: drop old data and try again with this chunk.
+          this._queue.unshift(chunk.buffer);
+          this._trimTo = Math.max(0, this.video.currentTime - 1);
+          this._lastError = 'buffer full, trimming';
+          return;
+        }
+        this._fail('appendBuffer: ' + e.message);
+      }
+    }
+
+    // Periodic: live-edge chase, gap skip, buffer trim, stall detection.
+    _check() {
+      var sb = this.sourceBuffer, v = this.video, now = Date.now();
+      if (!sb) {
+        if (now - this._lastGrowth > this._stallTimeout) this._fail('no media for ' + this._stallTimeout / 1000 + ' s');
+        return;
+      }
+      var ranges;
+      try { ranges = sb.buffered; } catch (e) { return; }
+      if (!ranges.length) {
+        if (now - this._lastGrowth > this._stallTimeout) this._fail('no media for ' + this._stallTimeout / 1000 + ' s');
+        return;
+      }
+
+      var end = ranges.end(ranges.length - 1);
+      if (end > this._lastEnd + 0.001) {
+        if (this._lastEnd === 0) this._connected();
+        this._lastEnd = end;
+        this._lastGrowth = now;
+        if (this._state !== 'playing') this._state = 'playing';
+      } else if (this._userPaused) {
+        this._lastGrowth = now; // paused playback is not a stall
+      } else if (now - this._lastGrowth > this._stallTimeout) {
+        this._fail('stalled: buffer not growing for ' + this._stallTimeout / 1000 + ' s');
+        return;
+      }
+
+      var t = v.currentTime;
+      // Gap skip: if playback sits outside every buffered range (start of
+      // stream, or a hole after a lost fragment), move to the next range.
+      var inside = false, next = -1;
+      for (var i = 0; i < ranges.length; i++) {
+        if (t >= ranges.start(i) - 0.05 && t < ranges.end(i)) { inside = true; break; }
+        if (ranges.start(i) > t && next < 0) next = ranges.start(i);
+      }
+      if (!inside && next >= 0) {
+        this._seek(next + 0.01);
+        t = next + 0.01;
+      }
+
+      if (this._live) {
+        // Live edge: past maxlatency, jump to just behind the end. Not more
+        // than once a second, so a jittery network does not seek-thrash.
+        var lag = end - t;
+        if (lag > this._maxLatency && now - this._lastJump > 1000) {
+          this._lastJump = now;
+          this._jumps++;
+          this._seek(Math.max(ranges.start(ranges.length - 1), end - 0.1));
+        }
+      }
+
+      // Trim: remove what lies more than keepbehind seconds behind, in steps
+      // of a few seconds so remove() is not called every tick.
+      if (t - ranges.start(0) > this._keepBehind + 5) this._trimTo = t - this._keepBehind;
+
+      if (v.paused && !v.ended && v.readyState >= 2 && !(this._pbconf && this._userPaused)) this._play();
+      if (this._trimTo) this._pump();
+    }
+
+    _seek(t) {
+      try { this.video.currentTime = t; } catch (e) { this._log('seek failed', e); }
+    }
+
+    _teardown() {
+      if (this._checkTimer) clearInterval(this._checkTimer);
+      this._checkTimer = null;
+      this._queue = [];
+      this._trimTo = 0;
+      this._gotMime = false;
+      var ms = this._mediaSource;
+      this._mediaSource = null;
+      this.sourceBuffer = null;
+      if (ms && ms.readyState === 'open') {
+        try { ms.endOfStream(); } catch (e) { /* fine: detaching anyway */ }
+      }
+      if (this._objectUrl) {
+        URL.revokeObjectURL(this._objectUrl);
+        this._objectUrl = null;
+        // Detach so the element frees its decoder and shows the poster.
+        this.video.removeAttribute('src');
+        try { this.video.load(); } catch (e) { /* ignore */ }
+      }
+      this._lastEnd = 0;
+      this._lastGrowth = Date.now();
+    }
+
+    /* Playback commands (h5splayer API); meaningful with pbconf. */
+    start() { this._userPaused = false; this.send({ cmd: 'H5_START' }); }
+    pause() { this._userPaused = true; this.send({ cmd: 'H5_PAUSE' }); }
+    resume() { this._userPaused = false; this.send({ cmd: 'H5_RESUME' }); }
+    seek(nTime) { this.send({ cmd: 'H5_SEEK', nSeekTime: nTime }); }
+    speed(nSpeed) { this.send({ cmd: 'H5_SPEED', nSpeed: nSpeed }); }
+
+    // Seconds between the newest buffered media and what is on screen.
+    latency() {
+      var sb = this.sourceBuffer;
+      try {
+        if (!sb || !sb.buffered.length) return null;
+        return Math.max(0, sb.buffered.end(sb.buffered.length - 1) - this.video.currentTime);
+      } catch (e) { return null; }
+    }
+
+    stats() {
+      var s = super.stats();
+      var buffered = 0;
+      try {
+        var r = this.sourceBuffer && this.sourceBuffer.buffered;
+        if (r && r.length) buffered = r.end(r.length - 1) - r.start(0);
+      } catch (e) { /* source buffer gone */ }
+      s.bytesReceived = this._bytes;
+      s.fragments = this._fragments;
+      s.mime = this._mime;
+      s.latency = this.latency();
+      s.buffered = buffered;
+      s.jumps = this._jumps;
+      s.queued = this._queue.length;
+      s.lastEvent = this._lastEvent;
+      s.currentTime = this.video.currentTime;
+      return s;
+    }
+  }
+
+  /* ------------------------------------------------------------------ */
+  /* Factory and helpers                                                 */
+  /* ------------------------------------------------------------------ */
+
+  function H5siOS() {
+    var ua = (global.navigator && navigator.userAgent) || '';
+    // iPadOS reports itself as a Mac; touch support gives it away.
+    return /iPad|iPhone|iPod/.test(ua) ||
+      (/Macintosh/.test(ua) && global.navigator && navigator.maxTouchPoints > 1);
+  }
+
+  // iOS has no MSE on iPhone, so h5stream uses WebRTC there; WS elsewhere.
+  function H5sPlayerCreate(conf) {
+    if (H5siOS() && typeof global.H5sPlayerRTC === 'function') return new global.H5sPlayerRTC(conf);
+    return new H5sPlayerWS(conf);
+  }
+
+  var api = {
+    H5S_VERSION: H5S_VERSION,
+    H5sPlayerBase: H5sPlayerBase,
+    H5sPlayerWS: H5sPlayerWS,
+    H5sPlayerCreate: H5sPlayerCreate,
+    H5siOS: H5siOS
+  };
+  Object.keys(api).forEach(function (k) { global[k] = api[k]; });
+  if (typeof module !== 'undefined' && module.exports) module.exports = api;
+})(typeof window !== 'undefined' ? window : globalThis);
