@@ -30,14 +30,16 @@ def _pull_all(graph_source: str, args: str):
             return
 
 
-def make_sample(path: Path, seconds: int = 10, width: int = 1280, height: int = 720, fps: int = 25) -> None:
+def make_sample(
+    path: Path, seconds: int = 10, width: int = 1280, height: int = 720, fps: int = 25, bitrate: int = 2_000_000
+) -> None:
     """Write the clip to a temp name and rename, so a half-made file is never played."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     with av.open(str(tmp), "w", format="mp4") as out:
         video = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "bf": "0", "g": str(fps)})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.bit_rate = 2_000_000
+        video.bit_rate = bitrate
         audio = out.add_stream("aac", rate=48000, layout="stereo")
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
         for frame in _pull_all("testsrc2", f"size={width}x{height}:rate={fps}:duration={seconds}"):

@@ -9,6 +9,7 @@ import pytest
 
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway, copy_sample
+from tests.fixtures.rtmp_origin import RtmpOrigin
 
 FILE_SOURCE = {"strName": "Sample", "strToken": "token1", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}
 
@@ -53,3 +54,11 @@ def camera_factory() -> Iterator[Callable[..., RtspCamera]]:
     yield make
     for camera in cameras:
         camera.stop()
+
+
+@pytest.fixture
+def rtmp_origin(tmp_path: Path) -> Iterator[RtmpOrigin]:
+    """nginx + libnginx-mod-rtmp on a free loopback port; .publish(name) starts an ffmpeg feed."""
+    origin = RtmpOrigin(workdir=tmp_path / "rtmp")
+    yield origin
+    origin.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from gateway.media import h264
 from gateway.config import SourceConf
-from gateway.media.fanout import ViewerQueue
+from gateway.media.fanout import TransportViewer
 from gateway.media.hub import Stream
 from gateway.media.fmp4 import fragment, init_segment
 from gateway.media.packet import VideoParams, StreamParams
@@ -107,22 +106,39 @@ def test_mime_names_only_present_codecs():
     assert params.mime == 'video/mp4; codecs="avc1.4D401E"'  # Main, level 3.0, video only
 
 
-def test_viewer_queue_skips_to_next_keyframe_when_over_budget():
-    async def run() -> list[bytes]:
-        queue = ViewerQueue(budget=100)
-        queue.put(b"I" * 10, keyframe=True, essential=True)  # init segment
-        queue.put(b"K" * 40, keyframe=True)
-        queue.put(b"d" * 40, keyframe=False)
-        queue.put(b"e" * 40, keyframe=False)  # over budget: drop queued frames, skip
-        queue.put(b"f" * 40, keyframe=False)  # still skipping
-        queue.put(b"L" * 40, keyframe=True)  # resumes at the keyframe
-        queue.close()
-        got = []
-        try:
-            while True:
-                got.append(await queue.get())
-        except ConnectionResetError:
-            return got
+class FakeTransport:
+    """Stands in for a socket whose peer reads only when told to."""
 
-    got = asyncio.run(run())
-    assert [g[:1] for g in got] == [b"I", b"L"]
+    def __init__(self):
+        self.buffered: list[bytes] = []
+        self.sent: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return sum(len(b) for b in self.buffered)
+
+    def write(self, data: bytes) -> None:
+        self.buffered.append(data)
+
+    def peer_reads(self) -> None:
+        self.sent += self.buffered
+        self.buffered = []
+
+
+def test_viewer_behind_skips_to_next_keyframe():
+    transport = FakeTransport()
+    viewer = TransportViewer(transport, budget=100)
+    viewer.put(b"I" * 10, keyframe=True, essential=True)  # init segment
+    viewer.put(b"K" * 40, keyframe=True)
+    viewer.put(b"d" * 40, keyframe=False)
+    viewer.put(b"e" * 40, keyframe=False)  # would pass the budget: skip from here
+    viewer.put(b"L" * 40, keyframe=True)  # still behind: skipped too
+    transport.peer_reads()
+    viewer.put(b"f" * 40, keyframe=False)  # caught up, but must wait for a keyframe
+    viewer.put(b"M" * 40, keyframe=True)  # resumes here
+    viewer.put(b"g" * 40, keyframe=False)
+    transport.peer_reads()
+    assert [chunk[:1] for chunk in transport.sent] == [b"I", b"K", b"d", b"M", b"g"]
+    assert viewer.skips == 1

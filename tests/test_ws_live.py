@@ -88,7 +88,7 @@ def test_audio_off_gives_video_only(make_gateway, camera_factory, tmp_path):
 
 
 def test_rtmp_origin_plays(make_gateway, rtmp_origin, tmp_path):
-    url = rtmp_origin.publish("cam", width=640, height=360, fps=25)
+    url = rtmp_origin.publish("cam", width=640, height=360, fps=25).url
     gw = make_gateway()
     session = gw.login()
     add_rtsp(gw, session, "rtmpcam", url)

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from ..auth import AuthError
 from ..config import valid_token
-from ..media.fanout import ViewerQueue
+from ..media.fanout import TransportViewer
 from ..media.fmp4_feed import Fmp4Feed
 from ..media.hub import StreamNotReady
 from .v1 import GATEWAY_KEY, session_from
@@ -51,43 +51,45 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
     if request.query.get("playback") == "true":
         return await refuse(ws, CLOSE_NOT_FOUND, "playback of recordings is not available yet")
 
+    stream.acquire()
+    reader = asyncio.create_task(read_commands(ws))
     feed = Fmp4Feed.of(stream)
-    viewer = ViewerQueue()
-    feed.subscribe(viewer)
-    reader = asyncio.create_task(read_commands(ws, viewer))
+    viewer = TransportViewer(request.transport)
     try:
         try:
-            await stream.wait_ready(READY_TIMEOUT)
+            params = await stream.wait_ready(READY_TIMEOUT)
         except StreamNotReady as e:
             return await refuse(ws, CLOSE_NOT_READY, str(e))
-        assert feed.params is not None
-        await ws.send_bytes(feed.params.mime.encode("ascii"))
-        while True:
-            await ws.send_bytes(await viewer.get())
-    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        await ws.send_bytes(params.mime.encode("ascii"))
+        # From here the feed writes fragments straight into this socket.
+        feed.subscribe(viewer)
+        ended = asyncio.create_task(viewer.ended.wait())
+        await asyncio.wait([reader, ended], return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if viewer.ended.is_set():
+            await refuse(ws, CLOSE_NOT_FOUND, f"source {token} was deleted")
+    except (ConnectionResetError, ConnectionError):
         pass
     finally:
         feed.unsubscribe(viewer)
+        stream.release()
         reader.cancel()
         if not ws.closed:
             await ws.close()
     return ws
 
 
-async def read_commands(ws: web.WebSocketResponse, viewer: ViewerQueue) -> None:
-    """Accept keepalives and H5_* commands; end the viewer when the socket closes."""
-    try:
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            text = msg.data.strip()
-            if text == "keepalive":
-                continue
-            try:
-                cmd = json.loads(text).get("cmd")
-            except (ValueError, AttributeError):
-                cmd = None
-            if cmd not in KNOWN_COMMANDS:
-                log.debug("ignoring unknown ws command %.80r", text)
-    finally:
-        viewer.close()
+async def read_commands(ws: web.WebSocketResponse) -> None:
+    """Accept keepalives and H5_* commands until the socket closes."""
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            continue
+        text = msg.data.strip()
+        if text == "keepalive":
+            continue
+        try:
+            cmd = json.loads(text).get("cmd")
+        except (ValueError, AttributeError):
+            cmd = None
+        if cmd not in KNOWN_COMMANDS:
+            log.debug("ignoring unknown ws command %.80r", text)

@@ -1,56 +1,41 @@
-"""Per-viewer bounded queues of ready-made bytes.
+"""Per-viewer delivery of ready-made bytes, straight into each viewer's socket.
 
-An output makes its bytes once per stream and puts the same objects into every viewer's
-queue. A viewer that falls behind by more than its budget loses what it has queued and
-skips to the next keyframe, so it can never slow the others or grow memory.
+An output makes its bytes once per stream and hands the same object to every viewer,
+which writes it to its transport at once: no task switch and no copy per viewer. The
+transport's buffer is the viewer's bounded queue: a viewer whose unsent bytes pass the
+budget skips frames until the next keyframe once it has caught up, so it can never slow
+the others or grow memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
-DEFAULT_BUDGET = 8 * 1024 * 1024  # bytes: a few seconds of a 4-8 Mbps stream
+DEFAULT_BUDGET = 4 * 1024 * 1024  # unsent bytes: a few seconds of a 4-8 Mbps stream
 
 
-class ViewerQueue:
-    def __init__(self, budget: int = DEFAULT_BUDGET):
+class TransportViewer:
+    def __init__(self, transport: asyncio.BaseTransport, budget: int = DEFAULT_BUDGET):
+        self.transport = transport
         self.budget = budget
-        self.items: deque[tuple[bytes, bool]] = deque()  # (data, essential)
-        self.queued_bytes = 0
         self.skipping = False
         self.skips = 0
-        self.closed = False
-        self._wakeup = asyncio.Event()
+        self.ended = asyncio.Event()  # set when the output goes away (source deleted)
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.is_closing()
 
     def put(self, data: bytes, keyframe: bool, essential: bool = False) -> None:
-        """Queue `data`. `essential` items (init segments) are never dropped."""
-        if self.closed or (self.skipping and not (keyframe or essential)):
+        """Send `data` now, unless the viewer is behind. `essential` data is always sent."""
+        if self.closed:
             return
-        if not essential and self.queued_bytes + len(data) > self.budget:
-            self.items = deque(item for item in self.items if item[1])
-            self.queued_bytes = sum(len(item[0]) for item in self.items)
-            self.skipping = True
-            self.skips += 1
-        if keyframe:
+        if not essential:
+            behind = self.transport.get_write_buffer_size() + len(data) > self.budget
+            if behind and not self.skipping:
+                self.skipping = True
+                self.skips += 1
+            if self.skipping and (behind or not keyframe):
+                return
             self.skipping = False
-        if self.skipping and not essential:
-            return
-        self.items.append((data, essential))
-        self.queued_bytes += len(data)
-        self._wakeup.set()
-
-    async def get(self) -> bytes:
-        """The next item; raises ConnectionResetError once closed and drained."""
-        while not self.items:
-            if self.closed:
-                raise ConnectionResetError("viewer queue closed")
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        data, _ = self.items.popleft()
-        self.queued_bytes -= len(data)
-        return data
-
-    def close(self) -> None:
-        self.closed = True
-        self._wakeup.set()
+        self.transport.write(data)

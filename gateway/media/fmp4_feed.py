@@ -1,16 +1,30 @@
 """One fMP4 fragmenter per stream, shared by all its WebSocket viewers.
 
-Each packet becomes one moof+mdat exactly once; every viewer's queue gets the same bytes
-object. The feed keeps the init segment and the fragments since the last keyframe, so a
-new viewer starts decoding at once.
+Each packet becomes one moof+mdat, framed as a WebSocket binary message, exactly once;
+every viewer's socket gets the same bytes object. The feed keeps the init segment and
+the fragments since the last keyframe, so a new viewer starts decoding at once.
 """
 
 from __future__ import annotations
 
-from .fanout import ViewerQueue
+import struct
+
+from .fanout import TransportViewer
 from .fmp4 import fragment, init_segment
 from .hub import Stream
 from .packet import MediaPacket, StreamParams
+
+
+def ws_binary_message(payload: bytes) -> bytes:
+    """An unmasked, final WebSocket binary frame (RFC 6455 §5.2), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack(">BB", 0x82, size)
+    elif size < 65536:
+        header = struct.pack(">BBH", 0x82, 126, size)
+    else:
+        header = struct.pack(">BBQ", 0x82, 127, size)
+    return header + payload
 
 
 class Fmp4Feed:
@@ -19,7 +33,7 @@ class Fmp4Feed:
         self.params: StreamParams | None = None
         self.init: bytes | None = None
         self.gop: list[bytes] = []
-        self.viewers: set[ViewerQueue] = set()
+        self.viewers: set[TransportViewer] = set()
         self.sequence = 0
         self.fragments_made = 0
 
@@ -29,34 +43,36 @@ class Fmp4Feed:
 
     # -- viewers -------------------------------------------------------------------
 
-    def subscribe(self, viewer: ViewerQueue) -> None:
-        """Add a viewer; it gets the init segment and cached GOP when media is there."""
+    def subscribe(self, viewer: TransportViewer) -> None:
+        """Add a viewer; it gets the init segment and cached GOP now if media is there.
+
+        The caller holds the stream (Stream.acquire) for as long as the viewer watches.
+        """
         if not self.viewers:
             self.stream.attach(self)
         self.viewers.add(viewer)
-        self.stream.acquire()
         if self.init is not None:
             self._prime(viewer)
 
-    def unsubscribe(self, viewer: ViewerQueue) -> None:
+    def unsubscribe(self, viewer: TransportViewer) -> None:
         if viewer not in self.viewers:
             return
         self.viewers.discard(viewer)
-        viewer.close()
-        self.stream.release()
         if not self.viewers:
             # Nobody to fragment for: stop work, forget the cache (it would go stale).
             self.stream.detach(self)
             self.params, self.init, self.gop = None, None, []
 
-    def _prime(self, viewer: ViewerQueue) -> None:
+    def _prime(self, viewer: TransportViewer) -> None:
         assert self.init is not None
         viewer.put(self.init, keyframe=True, essential=True)
         for i, data in enumerate(self.gop):
             viewer.put(data, keyframe=i == 0)
 
     def close(self) -> None:
+        """The stream is going away: tell every viewer's handler to end."""
         for viewer in list(self.viewers):
+            viewer.ended.set()
             self.unsubscribe(viewer)
 
     # -- StreamOutput --------------------------------------------------------------
@@ -65,7 +81,7 @@ class Fmp4Feed:
         if params == self.params:
             return
         self.params = params
-        self.init = init_segment(params)
+        self.init = ws_binary_message(init_segment(params))
         self.gop = []
         for viewer in self.viewers:
             viewer.put(self.init, keyframe=True, essential=True)
@@ -76,7 +92,7 @@ class Fmp4Feed:
         if packet.kind == "audio" and (self.params is None or self.params.audio is None):
             return
         self.sequence += 1
-        data = fragment(self.sequence, packet.kind, [packet])
+        data = ws_binary_message(fragment(self.sequence, packet.kind, [packet]))
         self.fragments_made += 1
         keyframe = packet.kind == "video" and packet.keyframe
         if keyframe:

@@ -1,0 +1,88 @@
+"""CPU and RSS of the gateway for 0/1/10/100 WebSocket fMP4 viewers of one 1080p ~4 Mbps stream.
+
+Usage: python3 bench/ws_viewers.py [--seconds 10] [--counts 1,10,100]
+Viewers run in a separate process (aiohttp clients that read and count bytes), so the
+numbers are the gateway's own CPU (user+system, % of one core) from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import Gateway, cpu_percent, make_clip, rss_mb
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+async def viewers(url: str, count: int, seconds: float) -> None:
+    import aiohttp
+
+    received = [0] * count
+
+    async def one(i: int, http: aiohttp.ClientSession) -> None:
+        async with http.ws_connect(url, max_msg_size=0) as ws:
+            async for msg in ws:
+                received[i] += len(msg.data)
+
+    async with aiohttp.ClientSession() as http:
+        tasks = [asyncio.create_task(one(i, http)) for i in range(count)]
+        await asyncio.sleep(seconds)
+        for task in tasks:
+            task.cancel()
+    print(json.dumps({"bytes": sum(received), "min_viewer_bytes": min(received)}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--counts", default="1,10,100")
+    parser.add_argument("--client", nargs=3, metavar=("URL", "COUNT", "SECONDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        asyncio.run(viewers(args.client[0], int(args.client[1]), float(args.client[2])))
+        return
+
+    CACHE.mkdir(exist_ok=True)
+    clip = make_clip(CACHE / "clip-1080p-4M.mp4", 1920, 1080, 25, 20, 4_000_000)
+    mbps = clip.stat().st_size * 8 / 20 / 1e6
+    with tempfile.TemporaryDirectory() as tmp:
+        gw = Gateway(Path(tmp), [{"strName": "bench", "strToken": "bench", "nType": "H5_FILE",
+                                  "strUrl": clip.name, "nConnectType": "H5_ALWAYS"}], system__strLogLevel="warning")
+        shutil.copy(clip, gw.root / "media" / clip.name)
+        gw.start()
+        try:
+            session = gw.login()
+            pid = gw.proc.pid
+            time.sleep(3)
+            base = cpu_percent(pid, args.seconds)
+            print(f"stream: 1920x1080 25 fps, {mbps:.1f} Mbit/s (file source, always on)")
+            print(f"{'viewers':>8} {'CPU %':>7} {'above 0':>8} {'per viewer':>11} {'MB/s out':>9} {'RSS MB':>7}")
+            print(f"{0:>8} {base:>7.1f} {0:>8.1f} {'':>11} {0:>9.1f} {rss_mb(pid):>7.0f}")
+            url = f"{gw.ws_url}/api/v1/h5swsapi?token=bench&session={session}"
+            for count in [int(c) for c in args.counts.split(",")]:
+                client = subprocess.Popen(
+                    [sys.executable, __file__, "--client", url, str(count), str(args.seconds + 4)],
+                    stdout=subprocess.PIPE, text=True,
+                )
+                time.sleep(3)  # connect and settle
+                cpu = cpu_percent(pid, args.seconds)
+                rss = rss_mb(pid)
+                out = json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])
+                rate = out["bytes"] / (args.seconds + 4) / 1e6
+                above = cpu - base
+                print(f"{count:>8} {cpu:>7.1f} {above:>8.1f} {above / count:>11.2f} {rate:>9.1f} {rss:>7.0f}")
+                time.sleep(2)
+        finally:
+            gw.stop()
+
+
+if __name__ == "__main__":
+    main()
