@@ -297,7 +297,11 @@
       this._checkTimer = null;
       this._lastGrowth = 0;      // time (ms) the buffered end last moved
       this._lastEnd = 0;
-      this._lastJump = 0;
+      this._limit = this._maxLatency; // jump limit in use, see _check
+      this._settleAt = 0;        // while set: a jump is settling, see _check
+      this._settleLag = -1;
+      this._limitSince = 0;
+      this._floorHits = 0;
 
       this._bytes = 0;
       this._fragments = 0;
@@ -506,11 +510,35 @@
       }
 
       if (this._live) {
-        // Live edge: past maxlatency, jump to just behind the end. Not more
-        // than once a second, so a jittery network does not seek-thrash.
+        // Live edge: past maxlatency, jump to just behind the end; at most
+        // once per 2 s, so a jittery network does not seek-thrash.
         var lag = end - t;
-        if (lag > this._maxLatency && now - this._lastJump > 1000) {
-          this._lastJump = now;
+        if (this._settleAt) {
+          // After a jump the lag settles on the floor this browser's pipeline
+          // keeps (decode and audio output buffers). Lag steady between 1 s
+          // and 2 s after the jump, yet above the limit, is such a floor:
+          // jumping again cannot beat it, so raise the limit above it. Lag
+          // that keeps growing is real drift and is jumped over as usual.
+          if (this._settleLag < 0 && now >= this._settleAt - 1000) this._settleLag = lag;
+          if (now >= this._settleAt) {
+            this._settleAt = 0;
+            // Twice in a row, so one passing hiccup is not taken for a floor.
+            var floor = lag > this._limit && Math.abs(lag - this._settleLag) < 0.1;
+            this._floorHits = floor ? this._floorHits + 1 : 0;
+            if (this._floorHits >= 2) {
+              this._floorHits = 0;
+              this._limit = Math.min(3, lag + 0.25);
+              this._limitSince = now;
+              this._log('latency floor', lag.toFixed(2), 's; jump limit now', this._limit.toFixed(2));
+            }
+          }
+        }
+        // A raised limit may come from a passing hiccup mistaken for a
+        // floor: retry the configured one every minute.
+        if (this._limit > this._maxLatency && now - this._limitSince > 60000) this._limit = this._maxLatency;
+        if (lag > this._limit && !this._settleAt) {
+          this._settleAt = now + 2000;
+          this._settleLag = -1;
           this._jumps++;
           this._seek(Math.max(ranges.start(ranges.length - 1), end - 0.1));
         }
@@ -549,6 +577,9 @@
       }
       this._lastEnd = 0;
       this._lastGrowth = Date.now();
+      this._limit = this._maxLatency;
+      this._settleAt = 0;
+      this._floorHits = 0;
     }
 
     /* Playback commands (h5splayer API); meaningful with pbconf. */
@@ -580,6 +611,7 @@
       s.latency = this.latency();
       s.buffered = buffered;
       s.jumps = this._jumps;
+      s.latencyLimit = this._limit;
       s.queued = this._queue.length;
       s.lastEvent = this._lastEvent;
       s.currentTime = this.video.currentTime;

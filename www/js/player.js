@@ -68,7 +68,9 @@
       session: H5SS.session(),
       streamprofile: profileSel.value,
       hlsver: 'v1',
-      consolelog: H5SS.param('debug') === '1' ? 'true' : 'false'
+      consolelog: H5SS.param('debug') === '1' ? 'true' : 'false',
+      // Tuning from the address bar, e.g. player.html?token=T&maxlatency=1
+      maxlatency: H5SS.param('maxlatency') || undefined
     });
     window.h5ssPlayer = player; // handy from the console and for browser tests
     player.connect();
