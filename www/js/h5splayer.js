@@ -372,6 +372,11 @@
     _onEvent(text) {
       this._lastEvent = text;
       this._log('event', text);
+      // h5ss sends {"type":"H5_ERROR","strCode":...} before refusing a stream.
+      try {
+        var j = JSON.parse(text);
+        if (j && j.type === 'H5_ERROR' && j.strCode) this._lastError = String(j.strCode);
+      } catch (e) { /* plain text event */ }
       var pb = this._pbconf;
       if (pb && typeof pb.callback === 'function') pb.callback(text, pb.userdata);
       if (typeof this._conf.callback === 'function') this._conf.callback(text, this._conf.userdata);
