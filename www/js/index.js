@@ -147,7 +147,7 @@
     addForm.querySelectorAll('.rtsp-only').forEach(function (n) { n.hidden = !rtsp; });
     document.getElementById('add-url').placeholder = rtsp
       ? 'rtsp://192.168.1.10:554/Streaming/Channels/101'
-      : '/mediastore/video/sample.mp4';
+      : 'h5ss-sample.mp4 (a file in the media directory)';
   }
   addType.addEventListener('change', syncType);
   syncType();
