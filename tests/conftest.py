@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests.fixtures.browser import launch_chromium
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway, copy_sample
 from tests.fixtures.rtmp_origin import RtmpOrigin
@@ -62,3 +63,23 @@ def rtmp_origin(tmp_path: Path) -> Iterator[RtmpOrigin]:
     origin = RtmpOrigin(workdir=tmp_path / "rtmp")
     yield origin
     origin.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Debian Chromium for the whole run (Playwright, sync API)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()

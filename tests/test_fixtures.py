@@ -13,7 +13,6 @@ from typing import Any
 import av
 import pytest
 
-from tests.fixtures.browser import launch_chromium
 from tests.fixtures.camera import CameraError, RtspCamera
 from tests.fixtures.net import free_port, wait_port
 from tests.fixtures.rtmp_origin import RtmpOrigin
@@ -128,9 +127,8 @@ def test_rtmp_origin_plays_h264_and_aac(tmp_path: Path) -> None:
     assert (tmp_path / "rtmp" / "nginx.conf").exists()
 
 
-def test_chromium_loads_a_local_page(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_chromium_loads_a_local_page(tmp_path: Path, page) -> None:
+    """The session's Chromium (conftest: launch_chromium) serves pages and has H.264 MSE."""
     (tmp_path / "index.html").write_text("<title>h5ss</title><p id=x>served</p>")
     port = free_port()
     server = subprocess.Popen(
@@ -139,17 +137,10 @@ def test_chromium_loads_a_local_page(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_port(port)
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/index.html", timeout=10_000)
-                assert page.inner_text("#x", timeout=5_000) == "served"
-                # Debian's Chromium has the H.264 decoder MSE playback needs.
-                assert page.evaluate(
-                    "MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.640028\"')")
-            finally:
-                browser.close()
+        page.goto(f"http://127.0.0.1:{port}/index.html", timeout=10_000)
+        assert page.inner_text("#x", timeout=5_000) == "served"
+        # Debian's Chromium has the H.264 decoder MSE playback needs.
+        assert page.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.640028\"')")
     finally:
         server.terminate()
         server.wait(timeout=5)

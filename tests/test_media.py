@@ -76,9 +76,8 @@ def test_fmp4_writer_output_decodes_in_ffmpeg(tmp_path: Path):
             if packet.size == 0:
                 continue
             if packet.stream.type == "video":
-                media, _ = session.video_packet(packet)
-                items = [media]
-                video_frames += 1
+                items, _ = session.video_packets(packet)
+                video_frames += len(items)
             else:
                 items = session.audio_packets(packet)
             for item in items:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import ssl
@@ -12,7 +11,7 @@ import urllib.request
 import aiohttp
 
 from tests.fixtures.gateway import ADMIN_MD5, REPO
-from tests.fixtures.net import free_port
+from tests.fixtures.net import free_port, run_async
 
 
 def test_gencert_then_https_and_wss(make_gateway, tmp_path):
@@ -41,6 +40,6 @@ def test_gencert_then_https_and_wss(make_gateway, tmp_path):
                 init = (await ws.receive(timeout=20)).data
                 return mime, init
 
-    mime, init = asyncio.run(first_frames())
+    mime, init = run_async(first_frames)
     assert mime.startswith("video/mp4; codecs=")
     assert init[4:8] == b"ftyp"

@@ -158,6 +158,7 @@ class Stream:
     # -- SourceSink: called in the loop by the demux thread ------------------------
 
     def on_session_start(self, params: StreamParams) -> None:
+        log.info("stream %s online: %s", self.token, params.mime)
         self.state = "online"
         self.last_error = None
         self.online_since = time.time()

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 5.0
 READ_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.25
-BACKOFF_CAP = 1.0
+BACKOFF_CAP = 0.5  # a refused connect costs nothing; a camera back is picked up fast
+DEFAULT_FRAME_TICKS = 3600  # 25 fps at 90 kHz
 
 
 class SourceSink(Protocol):
@@ -73,6 +74,7 @@ class _Session:
                 break
         self.video: VideoParams | None = None
         self._update_video()
+        self.untimed: list[MediaPacket] = []
 
     def _read_video_extradata(self, extradata: bytes) -> None:
         if not extradata:
@@ -109,8 +111,12 @@ class _Session:
     def params(self) -> StreamParams:
         return StreamParams(self.video, self.audio)
 
-    def video_packet(self, packet: av.Packet) -> tuple[MediaPacket | None, bool]:
-        """(normalised packet or None, whether parameter sets changed)."""
+    def video_packets(self, packet: av.Packet) -> tuple[list[MediaPacket], bool]:
+        """(normalised packets now ready, whether parameter sets changed).
+
+        RTSP gives the very first frame (the keyframe we want to start on) no timestamp;
+        such frames wait for the next timed one and are placed one frame before it.
+        """
         data = bytes(packet)
         if h264.is_annexb(data):
             nals = h264.split_annexb(data)
@@ -127,14 +133,22 @@ class _Session:
                 idr |= kind == h264.NAL_IDR
                 kept.append(nal)
         changed = self._update_video() if changed_sets else False
-        if not kept or packet.dts is None and packet.pts is None:
-            return None, changed
-        tb = packet.time_base
-        dts = _ticks(packet.dts if packet.dts is not None else packet.pts, tb, VIDEO_TIMESCALE)
-        pts = _ticks(packet.pts, tb, VIDEO_TIMESCALE) if packet.pts is not None else dts
-        duration = _ticks(packet.duration, tb, VIDEO_TIMESCALE) if packet.duration else 0
+        if not kept:
+            return [], changed
         keyframe = bool(packet.is_keyframe or idr)
-        return MediaPacket("video", dts, pts, duration, keyframe, h264.to_avcc(kept)), changed
+        media = MediaPacket("video", 0, 0, 0, keyframe, h264.to_avcc(kept))
+        if packet.dts is None and packet.pts is None:
+            self.untimed.append(media)
+            return [], changed
+        tb = packet.time_base
+        media.dts = _ticks(packet.dts if packet.dts is not None else packet.pts, tb, VIDEO_TIMESCALE)
+        media.pts = _ticks(packet.pts, tb, VIDEO_TIMESCALE) if packet.pts is not None else media.dts
+        media.duration = _ticks(packet.duration, tb, VIDEO_TIMESCALE) if packet.duration else 0
+        ready = self.untimed + [media]
+        for back, held in enumerate(reversed(self.untimed), start=1):
+            held.dts = held.pts = media.dts - back * DEFAULT_FRAME_TICKS
+        self.untimed = []
+        return ready, changed
 
     def audio_packets(self, packet: av.Packet) -> list[MediaPacket]:
         if packet.pts is None:
@@ -219,7 +233,9 @@ class DemuxThread:
     def _play(self, spec: InputSpec) -> bool:
         """Demux one opened input until it ends; True if any media came through."""
         options = dict(spec.options)
+        opening = time.monotonic()
         container = av.open(spec.url, options=options, timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+        log.debug("source %s: opened %s in %.3f s", self.name, spec.label, time.monotonic() - opening)
         try:
             session = _Session(container, self.enable_audio)
             if session.video_stream is None:
@@ -234,18 +250,17 @@ class DemuxThread:
                 if packet.size == 0:
                     continue
                 if packet.stream is session.video_stream:
-                    media, changed = session.video_packet(packet)
-                    if media is None:
-                        continue
+                    items, changed = session.video_packets(packet)
                     if not started:
                         # Every session starts at a keyframe with known parameter sets.
-                        if not (media.keyframe and session.video):
+                        while items and not (items[0].keyframe and session.video):
+                            items.pop(0)
+                        if not items:
                             continue
                         started = True
                         self._emit(self.sink.on_session_start, session.params)
                     elif changed:
                         self._emit(self.sink.on_params, session.params)
-                    items = [media]
                 else:
                     if not started:
                         continue
