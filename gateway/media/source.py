@@ -63,7 +63,8 @@ class _Session:
                 if ctx.name == "aac" and ctx.extradata:
                     self.audio = AudioParams("aac", ctx.sample_rate, ctx.channels, bytes(ctx.extradata))
                 elif ctx.name == "aac":
-                    self.audio = None  # ADTS: config read from the first frame header
+                    # ADTS (TS files): no extradata; the demuxer knows rate and channels.
+                    self.audio = aac_params(ctx.sample_rate, ctx.channels) if ctx.sample_rate else None
                 elif ctx.name in TRANSCODED_CODECS:
                     self.transcoder = AacTranscoder(ctx.name, ctx.sample_rate or 8000, ctx.channels or 1)
                     self.audio = self.transcoder.params
@@ -169,13 +170,23 @@ class _Session:
     def _strip_adts(self, data: bytes) -> bytes:
         header = 7 if data[1] & 1 else 9
         if self.audio is None:
-            profile = (data[2] >> 6) + 1
             rate_index = (data[2] >> 2) & 0x0F
             channels = ((data[2] & 1) << 2) | (data[3] >> 6)
-            rates = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-            config = bytes([(profile << 3) | (rate_index >> 1), ((rate_index & 1) << 7) | (channels << 3)])
-            self.audio = AudioParams("aac", rates[rate_index], channels, config)
+            self.audio = aac_params(AAC_RATES[rate_index], channels, object_type=(data[2] >> 6) + 1)
         return data[header:]
+
+
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def aac_params(sample_rate: int, channels: int, object_type: int = 2) -> AudioParams:
+    """AudioParams with an AudioSpecificConfig made from rate and channels (AAC-LC default)."""
+    rate_index = AAC_RATES.index(sample_rate) if sample_rate in AAC_RATES else 15
+    config = bytes([(object_type << 3) | (rate_index >> 1), ((rate_index & 1) << 7) | (channels << 3)])
+    if rate_index == 15:  # explicit 24-bit rate
+        bits = (object_type << 35) | (15 << 31) | (sample_rate << 7) | (channels << 3)
+        config = bits.to_bytes(5, "big")
+    return AudioParams("aac", sample_rate, channels, config)
 
 
 class DemuxThread:
