@@ -177,8 +177,6 @@ class Stream:
             output.on_params(params)
 
     def on_packet(self, packet: MediaPacket) -> None:
-        if self._thread is None:
-            return  # stopped while this was in flight
         if not self._rebase(packet):
             return
         self.packets_in += 1

@@ -214,9 +214,15 @@ class DemuxThread:
 
     def _emit(self, method, *args) -> None:
         try:
-            self.loop.call_soon_threadsafe(method, *args)
+            self.loop.call_soon_threadsafe(self._deliver, method, args)
         except RuntimeError:  # loop closed during shutdown
             self._stop.set()
+
+    def _deliver(self, method, args) -> None:
+        """In the loop: drop what a stopped thread still sends, so a restarted stream
+        never mixes packets of its old and new connections."""
+        if not self._stop.is_set():
+            method(*args)
 
     def _run(self) -> None:
         failures = 0
@@ -233,7 +239,6 @@ class DemuxThread:
                 log.exception("source %s: unexpected error", self.name)
                 error, got_media = f"internal error: {type(e).__name__}", False
             if self._stop.is_set():
-                self._emit(self.sink.on_session_end, None)
                 break
             self._emit(self.sink.on_session_end, error)
             failures = 0 if got_media else failures + 1
