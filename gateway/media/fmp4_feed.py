@@ -89,7 +89,7 @@ class Fmp4Feed:
     def on_packet(self, packet: MediaPacket) -> None:
         if self.init is None:
             return
-        if packet.kind == "audio" and (self.params is None or self.params.audio is None):
+        if packet.kind not in ("video", "audio"):
             return
         self.sequence += 1
         data = ws_binary_message(fragment(self.sequence, packet.kind, [packet]))

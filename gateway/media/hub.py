@@ -56,7 +56,7 @@ class Stream:
         self._last_dts: dict[str, int] = {}
         self._next_dts = 0  # 90 kHz: where the next session's first frame goes
         self._offset: dict[str, int] | None = None
-        self._audio_floor = 0
+        self._floor: dict[str, int] = {}
         self._video_delta = DEFAULT_VIDEO_DURATION
         self.packets_in = 0
 
@@ -206,24 +206,36 @@ class Stream:
 
     # -- timeline --------------------------------------------------------------------
 
+    def _rates(self) -> dict[str, int]:
+        """Clock rate of each packet kind the current session carries."""
+        rates = {"video": 90000}
+        if self.params and self.params.audio:
+            rates["audio"] = self.params.audio.sample_rate
+        if self.params and self.params.g711:
+            rates["g711"] = 8000
+        return rates
+
     def _rebase(self, packet: MediaPacket) -> bool:
         """Move the packet onto the stream's continuous timeline (in place).
 
         False for audio that would overlap audio already sent (after a reconnect).
         """
-        params = self.params
         if self._offset is None:
             # First packet of a session (a video keyframe): continue right after the last one.
-            video_offset = self._next_dts - packet.dts
-            audio_rate = params.audio.sample_rate if params and params.audio else 0
-            self._offset = {"video": video_offset, "audio": video_offset * audio_rate // 90000}
-            self._audio_floor = self._next_dts * audio_rate // 90000
+            self._offset = {"video": self._next_dts - packet.dts}
+            self._floor = {"video": self._next_dts}
+        if packet.kind not in self._offset:
+            rate = self._rates().get(packet.kind)
+            if rate is None:
+                return False
+            self._offset[packet.kind] = self._offset["video"] * rate // 90000
+            self._floor[packet.kind] = self._floor["video"] * rate // 90000
         offset = self._offset[packet.kind]
         packet.dts += offset
         packet.pts += offset
         last = self._last_dts.get(packet.kind)
-        if packet.kind == "audio" and (packet.dts < self._audio_floor or last is not None and packet.dts <= last):
-            return False  # audio from before this session's first keyframe
+        if packet.kind != "video" and (packet.dts < self._floor[packet.kind] or last is not None and packet.dts <= last):
+            return False  # audio from before this session's first keyframe, or overlapping
         if last is not None and packet.dts <= last:
             shift = last + 1 - packet.dts  # never let decode time go backwards
             packet.dts += shift

@@ -59,6 +59,9 @@ class StreamParams:
 
     video: VideoParams | None
     audio: AudioParams | None
+    # The camera's own G.711 ("PCMA"/"PCMU"), kept beside its AAC transcode for WebRTC,
+    # which carries G.711 as it is. Packets of kind "g711" run on an 8 kHz clock.
+    g711: str | None = None
 
     @property
     def mime(self) -> str:
@@ -68,10 +71,10 @@ class StreamParams:
 
 @dataclass(slots=True)
 class MediaPacket:
-    kind: str  # "video" or "audio"
+    kind: str  # "video", "audio" (AAC) or "g711"
     dts: int
     pts: int
     duration: int
     keyframe: bool
-    # Video: AVCC, 4-byte lengths, no SPS/PPS/AUD. Audio: one raw AAC frame.
+    # Video: AVCC, 4-byte lengths, no SPS/PPS/AUD. Audio: one raw AAC frame. G.711: samples.
     data: bytes

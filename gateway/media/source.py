@@ -30,6 +30,7 @@ READ_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 0.5  # a refused connect costs nothing; a camera back is picked up fast
 DEFAULT_FRAME_TICKS = 3600  # 25 fps at 90 kHz
+G711_RATE = 8000
 
 
 class SourceSink(Protocol):
@@ -52,6 +53,7 @@ class _Session:
         self.video_stream = next((s for s in container.streams.video if s.codec_context.name == "h264"), None)
         self.audio_stream = None
         self.transcoder: AacTranscoder | None = None
+        self.g711: str | None = None
         self.audio: AudioParams | None = None
         self.length_size = 4
         self.sps = self.pps = b""
@@ -68,6 +70,8 @@ class _Session:
                 elif ctx.name in TRANSCODED_CODECS:
                     self.transcoder = AacTranscoder(ctx.name, ctx.sample_rate or 8000, ctx.channels or 1)
                     self.audio = self.transcoder.params
+                    if (ctx.sample_rate or 8000) == G711_RATE and (ctx.channels or 1) == 1:
+                        self.g711 = "PCMA" if ctx.name == "pcm_alaw" else "PCMU"
                 else:
                     log.warning("audio codec %s is not supported; streaming video only", ctx.name)
                     continue
@@ -110,7 +114,7 @@ class _Session:
 
     @property
     def params(self) -> StreamParams:
-        return StreamParams(self.video, self.audio)
+        return StreamParams(self.video, self.audio, self.g711)
 
     def video_packets(self, packet: av.Packet) -> tuple[list[MediaPacket], bool]:
         """(normalised packets now ready, whether parameter sets changed).
@@ -158,7 +162,12 @@ class _Session:
         if self.transcoder is not None:
             rate = self.transcoder.params.sample_rate
             frames = self.transcoder.transcode(packet, _ticks(packet.pts, tb, rate))
-            return [MediaPacket("audio", pts, pts, 1024, True, data) for pts, data in frames]
+            out = [MediaPacket("audio", pts, pts, 1024, True, data) for pts, data in frames]
+            if self.g711:
+                raw = bytes(packet)
+                pts = _ticks(packet.pts, tb, G711_RATE)
+                out.append(MediaPacket("g711", pts, pts, len(raw), True, raw))
+            return out
         data = bytes(packet)
         if len(data) > 7 and data[0] == 0xFF and data[1] & 0xF0 == 0xF0:
             data = self._strip_adts(data)
