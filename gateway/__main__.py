@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("libav").setLevel(logging.ERROR)
+    for noisy in ("aiortc", "aioice"):  # per-packet debug lines
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     prepare(config)
     return asyncio.run(run(config))
 

@@ -1,0 +1,209 @@
+"""WebRTC signalling fronts over the same RtcPeer: h5s server-offer WebSocket and WHEP.
+
+- `/api/v1/h5srtcapi` (and `h5srtcapi2`): open → iceserver → offer → answer → remoteice,
+  keepalives, as the h5s player speaks it (PROTOCOLS.md §2).
+- WHEP (RFC 9725): `POST /{token}/whep` with an SDP offer → 201 + Location + answer;
+  `DELETE` on the Location ends it. A WHEP client authenticates with
+  `Authorization: Bearer <session>` (the session from Login) or `?session=`.
+- `GET /{token}/`: the MediaMTX-style page that plays the stream over WHEP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+from ..auth import AuthError, Session
+from ..config import valid_token
+from ..core import Gateway
+from ..media.hub import Stream, StreamNotReady
+from ..media.webrtc import RtcPeer
+from .v1 import GATEWAY_KEY, fail
+from .ws import CLOSE_NOT_FOUND, CLOSE_NOT_READY, CLOSE_POLICY, refuse
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 15.0
+WHEP_PAGE = Path(__file__).resolve().parents[2] / "www" / "whep.html"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "OPTIONS, POST, DELETE",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link",
+}
+
+
+def check_session(gw: Gateway, session_id: str | None) -> Session | None:
+    if not gw.config.get("http", "bAuth"):
+        return None
+    return gw.auth.check(session_id)
+
+
+def ice_servers(gw: Gateway) -> list[dict]:
+    return [s for s in gw.config.raw.get("webrtc", {}).get("iceServers", []) if isinstance(s, dict) and s.get("urls")]
+
+
+async def new_peer(gw: Gateway, stream: Stream) -> RtcPeer:
+    """A set-up peer for a ready stream; StreamNotReady if the source gives no video."""
+    stream.acquire()  # hold the stream while waiting, so an on-demand source starts
+    try:
+        params = await stream.wait_ready(READY_TIMEOUT)
+    finally:
+        stream.release()
+    peer = RtcPeer(uuid.uuid4().hex, stream, ice_servers(gw), stream.conf["bEnableAudio"])
+    await peer.setup(params)
+    gw.rtc_peers[peer.id] = peer
+    asyncio.ensure_future(_forget_when_closed(gw, peer))
+    return peer
+
+
+async def _forget_when_closed(gw: Gateway, peer: RtcPeer) -> None:
+    await peer.closed.wait()
+    gw.rtc_peers.pop(peer.id, None)
+
+
+# -- h5s signalling over WebSocket ------------------------------------------------------
+
+
+async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
+    gw = request.app[GATEWAY_KEY]
+    ws = web.WebSocketResponse(max_msg_size=256 * 1024)
+    await ws.prepare(request)
+    try:
+        check_session(gw, request.query.get("session"))
+    except AuthError as e:
+        return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+    token = request.query.get("token", "")
+    stream = gw.stream(token) if valid_token(token) else None
+    if stream is None:
+        return await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
+    peer: RtcPeer | None = None
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                message = json.loads(msg.data)
+            except ValueError:
+                continue
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "open" and peer is None:
+                await ws.send_str(json.dumps({"type": "iceserver", "iceServers": ice_servers(gw),
+                                              "iceTransportPolicy": "all"}))
+                try:
+                    peer = await new_peer(gw, stream)
+                except StreamNotReady as e:
+                    return await refuse(ws, CLOSE_NOT_READY, str(e))
+                await ws.send_str(json.dumps({"type": "offer", "sdp": await peer.offer()}))
+                asyncio.ensure_future(_close_ws_with_peer(ws, peer))
+            elif kind == "answer" and peer is not None:
+                await peer.accept_answer(str(message.get("sdp", "")))
+            elif kind == "remoteice" and peer is not None:
+                try:
+                    await peer.add_candidate(str(message.get("candidate", "")), message.get("sdpMid"),
+                                             message.get("sdpMLineIndex"))
+                except ValueError:
+                    log.debug("ignoring unparsable candidate %.80r", message.get("candidate"))
+    except ValueError as e:  # e.g. an answer SDP aiortc cannot use
+        await refuse(ws, CLOSE_POLICY, f"bad signalling message: {e}")
+    finally:
+        if peer is not None:
+            await peer.close()
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: RtcPeer) -> None:
+    await peer.closed.wait()
+    if not ws.closed:
+        await ws.close(code=1000, message=b"webrtc connection ended")
+
+
+# -- WHEP -------------------------------------------------------------------------------
+
+
+def _whep_session(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.query.get("session")
+
+
+def _with_cors(response: web.StreamResponse) -> web.StreamResponse:
+    response.headers.update(CORS)
+    return response
+
+
+async def whep_options(request: web.Request) -> web.Response:
+    return _with_cors(web.Response(status=204, headers={"Accept-Post": "application/sdp"}))
+
+
+async def whep_post(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY_KEY]
+    try:
+        check_session(gw, _whep_session(request))
+    except AuthError as e:
+        return _with_cors(fail(401, f"unauthorized: {e}"))
+    token = request.match_info["token"]
+    stream = gw.stream(token) if valid_token(token) else None
+    if stream is None:
+        return _with_cors(fail(404, f"unknown token {token[:64]!r}"))
+    if request.content_type != "application/sdp":
+        return _with_cors(fail(415, "Content-Type must be application/sdp"))
+    offer = await request.text()
+    if not offer.startswith("v=0") or "m=video" not in offer:
+        return _with_cors(fail(400, "body is not an SDP offer with a video section"))
+    try:
+        peer = await new_peer(gw, stream)
+    except StreamNotReady as e:
+        return _with_cors(fail(503, str(e)))
+    try:
+        answer = await peer.answer(offer)
+    except (ValueError, KeyError, AttributeError) as e:
+        await peer.close()
+        return _with_cors(fail(400, f"cannot answer this offer: {e or 'malformed SDP'}"))
+    if "H264" not in answer:
+        await peer.close()
+        return _with_cors(fail(400, "the offer has no H.264 (packetization-mode 1) to receive"))
+    location = f"/{token}/whep/{peer.id}"
+    links = [f'<{s["urls"] if isinstance(s["urls"], str) else s["urls"][0]}>; rel="ice-server"' for s in ice_servers(gw)]
+    response = web.Response(status=201, text=answer, content_type="application/sdp", headers={"Location": location})
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return _with_cors(response)
+
+
+async def whep_delete(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY_KEY]
+    peer = gw.rtc_peers.get(request.match_info["peer"])
+    if peer is None or peer.stream.token != request.match_info["token"]:
+        return _with_cors(fail(404, "no such WHEP session"))
+    await peer.close()
+    return _with_cors(web.Response(status=200))
+
+
+async def whep_patch(request: web.Request) -> web.Response:
+    # Our answer carries all our candidates and aiortc learns the client's from its
+    # checks, so trickle ICE is not needed (RFC 9725 lets a server refuse it this way).
+    return _with_cors(web.Response(status=405, headers={"Allow": "OPTIONS, POST, DELETE"}))
+
+
+async def viewer_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WHEP_PAGE)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/h5srtcapi", h5srtcapi)
+    app.router.add_get("/api/v1/h5srtcapi2", h5srtcapi)
+    app.router.add_route("OPTIONS", "/{token}/whep", whep_options)
+    app.router.add_post("/{token}/whep", whep_post)
+    app.router.add_route("OPTIONS", "/{token}/whep/{peer}", whep_options)
+    app.router.add_delete("/{token}/whep/{peer}", whep_delete)
+    app.router.add_route("PATCH", "/{token}/whep/{peer}", whep_patch)
+    app.router.add_get("/{token}/", viewer_page)

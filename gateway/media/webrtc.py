@@ -1,0 +1,362 @@
+"""WebRTC output: the camera's H.264 (and G.711) sent to aiortc peers without re-encoding.
+
+Per stream, one RtcFeed turns each frame into RTP payloads once (rtp_h264.packetize,
+SPS+PPS ahead of every IDR) and hands the same payload list to every peer; per peer only
+aiortc's own work remains (RTP header, SRTP, sending).
+
+How aiortc is bent to this, in one place (`install_passthrough`):
+- Its sender asks `get_encoder(codec)` for an encoder and calls `encoder.pack(item)` for
+  anything a track returns that is not a decoded Frame. We hand it PassthroughEncoder,
+  whose pack() returns the ready payloads: no encoder is ever created.
+- aiortc only advertises H.264 Constrained Baseline/Baseline (42001f/42e01f) and its
+  negotiation compares profiles, so a camera in Main or High profile would be refused or
+  mislabelled. We add Main (4d001f) and High (64001f) to its codec table, and each peer
+  prefers the profile the camera really sends (`video_preferences`). Browsers decode all
+  three, and the SDP then tells the truth.
+- aioice leaves out 127.0.0.1 from host candidates; we gather on the address the gateway
+  listens on (all addresses, loopback included, for 0.0.0.0), so local clients connect.
+- aiortc would answer a picture-loss indication (PLI/FIR) by asking its encoder for a
+  keyframe, which a camera cannot give. Each peer answers it from the GOP cache instead
+  (PeerVideoTrack.resync), replayed with compressed timestamps so the decoder catches up
+  at once instead of adding the GOP's age to the latency. New peers start the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import aioice.ice
+import aiortc.rtcrtpsender
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpCodecParameters,
+    RTCSessionDescription,
+)
+from aiortc.sdp import candidate_from_sdp
+from aiortc.codecs import CODECS
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtcpFeedback
+
+from . import h264
+from .hub import Stream
+from .packet import MediaPacket, StreamParams
+from .rtp_h264 import packetize
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_FRAMES = 75  # ~3 s of video: a peer further behind skips to the next keyframe
+RESYNC_MIN_INTERVAL = 1.0  # seconds between two GOP replays for one peer
+H264_PROFILES = {66: "42e01f", 77: "4d001f", 100: "64001f"}  # profile_idc -> profile-level-id
+
+
+@dataclass(frozen=True, slots=True)
+class RtpFrame:
+    """One frame as RTP payloads, made once per stream; `timestamp` on the media clock."""
+
+    payloads: list[bytes]
+    timestamp: int
+    keyframe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerItem:
+    """What a peer's track gives aiortc: shared payloads, this peer's RTP timestamp."""
+
+    payloads: list[bytes]
+    timestamp: int
+
+
+class PassthroughEncoder:
+    """Stands in for aiortc's encoders: the payloads are already made."""
+
+    def pack(self, item: PeerItem) -> tuple[list[bytes], int]:
+        return item.payloads, item.timestamp
+
+    def encode(self, frame, force_keyframe: bool = False):
+        raise RuntimeError("h5ss never re-encodes video or audio for WebRTC")
+
+
+_installed_addresses: list[str] | None = None
+
+
+def install_passthrough(host_addresses: list[str]) -> None:
+    """Point aiortc at PassthroughEncoder, Main/High H.264 and our ICE addresses (once)."""
+    global _installed_addresses
+    if _installed_addresses is None:
+        aiortc.rtcrtpsender.get_encoder = lambda codec: PassthroughEncoder()
+        payload_type = max(c.payloadType for c in CODECS["video"]) + 1
+        for profile in ("4d001f", "64001f"):
+            CODECS["video"] += [
+                RTCRtpCodecParameters(
+                    mimeType="video/H264",
+                    clockRate=90000,
+                    payloadType=payload_type,
+                    rtcpFeedback=[RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")],
+                    parameters={"level-asymmetry-allowed": "1", "packetization-mode": "1", "profile-level-id": profile},
+                ),
+                RTCRtpCodecParameters(
+                    mimeType="video/rtx", clockRate=90000, payloadType=payload_type + 1,
+                    parameters={"apt": payload_type},
+                ),
+            ]
+            payload_type += 2
+        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(_installed_addresses or [])
+    _installed_addresses = host_addresses
+
+
+def video_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
+    """H.264 codecs, packetization-mode 1, the camera's own profile first."""
+    profile = H264_PROFILES.get(params.video.sps[1], "64001f") if params.video else "42e01f"
+    h264_codecs = [
+        c for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
+        if c.mimeType == "video/H264" and c.parameters.get("packetization-mode") == "1"
+    ]
+    h264_codecs.sort(key=lambda c: c.parameters.get("profile-level-id") != profile)
+    return h264_codecs
+
+
+def audio_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
+    return [c for c in aiortc.RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == f"audio/{params.g711}"]
+
+
+class PeerTrack(MediaStreamTrack):
+    """One peer's view of a stream's frames: a bounded queue that aiortc's sender reads."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.queue: deque[PeerItem] = deque()
+        self.wakeup = asyncio.Event()
+        self.skipping = False
+        self.skips = 0
+        self.frames_sent = 0
+
+    def push(self, item: PeerItem, keyframe: bool) -> None:
+        if len(self.queue) >= MAX_QUEUED_FRAMES and self.kind == "video":
+            self.queue.clear()
+            self.skipping = True
+            self.skips += 1
+        if self.skipping and not keyframe:
+            return
+        self.skipping = False
+        self.queue.append(item)
+        self.wakeup.set()
+
+    async def recv(self) -> PeerItem:  # type: ignore[override]
+        while not self.queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self.wakeup.clear()
+            await self.wakeup.wait()
+        self.frames_sent += 1
+        return self.queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self.wakeup.set()
+
+
+class PeerVideoTrack(PeerTrack):
+    """Video for one peer: its own RTP timestamp offset, so GOP replays stay in order."""
+
+    def __init__(self, feed: "RtcFeed"):
+        super().__init__("video")
+        self.feed = feed
+        self.offset: int | None = None  # peer timestamp = stream timestamp + offset
+        self.last_timestamp = 0
+        self.last_resync = 0.0
+
+    def send(self, frame: RtpFrame) -> None:
+        if self.offset is None:
+            if not frame.keyframe:
+                return  # a peer starts at a keyframe
+            self.offset = self.last_timestamp + 1 - frame.timestamp
+        timestamp = frame.timestamp + self.offset
+        if timestamp <= self.last_timestamp:
+            self.offset += self.last_timestamp + 1 - timestamp
+            timestamp = self.last_timestamp + 1
+        self.last_timestamp = timestamp
+        self.push(PeerItem(frame.payloads, timestamp), frame.keyframe)
+
+    def resync(self) -> None:
+        """Replay the cached GOP from its keyframe, one tick apart, then go on live."""
+        now = time.monotonic()
+        if now - self.last_resync < RESYNC_MIN_INTERVAL or not self.feed.gop:
+            return
+        self.last_resync = now
+        self.queue.clear()
+        self.skipping = False
+        base = self.last_timestamp + 1
+        for i, frame in enumerate(self.feed.gop):
+            self.push(PeerItem(frame.payloads, base + i), frame.keyframe)
+        self.last_timestamp = base + len(self.feed.gop) - 1
+        self.offset = self.last_timestamp - self.feed.gop[-1].timestamp
+
+
+class RtcFeed:
+    """One per stream: RTP payloads made once, fanned out to every peer's tracks."""
+
+    def __init__(self, stream: Stream):
+        self.stream = stream
+        self.params: StreamParams | None = None
+        self.gop: list[RtpFrame] = []
+        self.video_tracks: set[PeerVideoTrack] = set()
+        self.audio_tracks: set[PeerTrack] = set()
+
+    @classmethod
+    def of(cls, stream: Stream) -> "RtcFeed":
+        return stream.output("webrtc", cls)
+
+    @property
+    def peers(self) -> int:
+        return len(self.video_tracks)
+
+    def add_peer(self, video: PeerVideoTrack, audio: PeerTrack | None) -> None:
+        if not self.video_tracks:
+            self.stream.attach(self)
+        self.video_tracks.add(video)
+        if audio is not None:
+            self.audio_tracks.add(audio)
+        video.resync()
+
+    def remove_peer(self, video: PeerVideoTrack, audio: PeerTrack | None) -> None:
+        self.video_tracks.discard(video)
+        if audio is not None:
+            self.audio_tracks.discard(audio)
+        if not self.video_tracks:
+            self.stream.detach(self)
+            self.params, self.gop = None, []
+
+    def close(self) -> None:
+        for track in list(self.video_tracks) + list(self.audio_tracks):
+            track.stop()
+
+    def on_params(self, params: StreamParams) -> None:
+        self.params = params
+        self.gop = []
+
+    def on_packet(self, packet: MediaPacket) -> None:
+        if packet.kind == "video" and self.params and self.params.video:
+            video = self.params.video
+            parameter_sets = [video.sps, video.pps] if packet.keyframe else None
+            frame = RtpFrame(packetize(h264.split_avcc(packet.data), parameter_sets), packet.pts, packet.keyframe)
+            if packet.keyframe:
+                self.gop = [frame]
+            elif self.gop:
+                self.gop.append(frame)
+            for track in self.video_tracks:
+                track.send(frame)
+        elif packet.kind == "g711":
+            item = PeerItem([packet.data], packet.dts)
+            for track in self.audio_tracks:
+                track.push(item, True)
+
+
+def ice_host_addresses(bind: str) -> list[str]:
+    """Host candidates: the address we listen on, or every IPv4 address (with loopback)."""
+    if bind not in ("0.0.0.0", ""):
+        return [bind]
+    import ifaddr
+
+    return [ip.ip for adapter in ifaddr.get_adapters() for ip in adapter.ips if isinstance(ip.ip, str)]
+
+
+class RtcPeer:
+    """One WebRTC viewer: an aiortc connection fed by the stream's RtcFeed.
+
+    Holds the stream (acquire/release) for its lifetime and cleans itself up when the
+    connection fails, closes, or never connects.
+    """
+
+    CONNECT_TIMEOUT = 20.0
+
+    def __init__(self, peer_id: str, stream: Stream, ice_servers: list[dict], enable_audio: bool):
+        self.id = peer_id
+        self.stream = stream
+        self.feed = RtcFeed.of(stream)
+        self.ice_servers = ice_servers
+        self.enable_audio = enable_audio
+        self.pc: RTCPeerConnection | None = None
+        self.video: PeerVideoTrack | None = None
+        self.audio: PeerTrack | None = None
+        self.closed = asyncio.Event()
+        self._timeout: asyncio.TimerHandle | None = None
+
+    async def setup(self, params: StreamParams) -> None:
+        """Create the connection with H.264 (camera profile first) and G.711 senders."""
+        servers = [RTCIceServer(**s) for s in self.ice_servers]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.stream.acquire()
+        self.video = PeerVideoTrack(self.feed)
+        transceiver = self.pc.addTransceiver(self.video, direction="sendonly")
+        transceiver.setCodecPreferences(video_preferences(params))
+        transceiver.sender._send_keyframe = self.video.resync  # PLI/FIR: replay the cached GOP
+        if self.enable_audio and params.g711:
+            self.audio = PeerTrack("audio")
+            self.pc.addTransceiver(self.audio, direction="sendonly").setCodecPreferences(audio_preferences(params))
+        self.pc.on("connectionstatechange", self._on_state)
+        self._timeout = asyncio.get_running_loop().call_later(self.CONNECT_TIMEOUT, self._connect_timeout)
+
+    def _on_state(self) -> None:
+        assert self.pc is not None
+        state = self.pc.connectionState
+        log.debug("peer %s: %s", self.id, state)
+        if state == "connected":
+            if self._timeout:
+                self._timeout.cancel()
+            self.feed.add_peer(self.video, self.audio)
+        elif state in ("failed", "closed"):
+            asyncio.ensure_future(self.close())
+
+    def _connect_timeout(self) -> None:
+        if self.pc is not None and self.pc.connectionState != "connected":
+            log.info("peer %s: no connection within %.0f s", self.id, self.CONNECT_TIMEOUT)
+            asyncio.ensure_future(self.close())
+
+    async def answer(self, offer_sdp: str) -> str:
+        """WHEP: the client offers, we answer."""
+        assert self.pc is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def offer(self) -> str:
+        """h5s RTC signalling: the server offers."""
+        assert self.pc is not None
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        assert self.pc is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
+        assert self.pc is not None
+        if not candidate:
+            return
+        parsed = candidate_from_sdp(candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate)
+        parsed.sdpMid, parsed.sdpMLineIndex = sdp_mid, sdp_mline_index
+        await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        if self._timeout:
+            self._timeout.cancel()
+        if self.video is not None:
+            self.feed.remove_peer(self.video, self.audio)
+            self.video.stop()
+        if self.audio is not None:
+            self.audio.stop()
+        if self.pc is not None:
+            await self.pc.close()
+            self.stream.release()
