@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .api import v1, ws
+from .api import rtc
 from .auth import upgrade_users
 from .config import Config
 from .core import Gateway
@@ -41,6 +42,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app[v1.GATEWAY_KEY] = gateway
     app.router.add_get("/api/v1/h5swsapi", ws.h5swsapi)
     app.router.add_get("/api/v1/{command}", v1.handle)
+    rtc.add_routes(app)
     app.router.add_get("/", index)
     if WWW_DIR.is_dir():
         app.router.add_static("/", WWW_DIR, follow_symlinks=False)

@@ -12,6 +12,7 @@ from typing import Any
 from .auth import Auth
 from .config import Config, SourceConf
 from .media.hub import Stream, StreamManager
+from .media.webrtc import RtcPeer, ice_host_addresses, install_passthrough
 from .runinfo import RunInfo
 from .sources import SourceError, make_source
 
@@ -25,6 +26,7 @@ class Gateway:
         self.auth = Auth(config.users, system["nSessionTimeout"], system["nLoginFailLimit"], system["nLoginLockSec"])
         self.streams = StreamManager(config.get("source", "nOnDemandLingerSec"))
         self.runinfo = RunInfo(config.root)
+        self.rtc_peers: dict[str, RtcPeer] = {}
 
     def start(self) -> None:
         """Create a stream for every configured source; a broken one is logged, not fatal."""
@@ -33,9 +35,12 @@ class Gateway:
                 self.streams.add(conf, make_source(conf, self.config))
             except SourceError as e:
                 log.error("source %s disabled: %s", conf.token, e)
+        install_passthrough(ice_host_addresses(self.config.get("http", "strBindAddress")))
         self.runinfo.start()
 
     async def stop(self) -> None:
+        for peer in list(self.rtc_peers.values()):
+            await peer.close()
         self.streams.stop_all()
         await self.runinfo.stop()
 

@@ -625,6 +625,88 @@
   }
 
   /* ------------------------------------------------------------------ */
+  /* H5sPlayerRTC: WebRTC with the h5s server-offer signalling           */
+  /* ------------------------------------------------------------------ */
+
+  // open → (iceserver) → offer → our answer → candidates both ways as
+  // "remoteice"; keepalive every second. The camera's H.264 and G.711 arrive
+  // as they are (no transcoding), so this is the lowest-latency path.
+  class H5sPlayerRTC extends H5sPlayerBase {
+    constructor(conf) {
+      super(conf, 'RTC');
+      this._pc = null;
+      this._iceConfig = {};
+    }
+
+    _start() {
+      this._state = 'connecting';
+      var path = this._conf.rtcengine === 'v2' ? 'api/v1/h5srtcapi2' : 'api/v1/h5srtcapi';
+      this._openSocket(this.wsUrl(path, {
+        token: this._token, profile: this._conf.streamprofile, session: this._conf.session
+      }));
+    }
+
+    _onSocketOpen() {
+      this._state = 'open';
+      this.send({ type: 'open' });
+      this._startKeepalive({ type: 'keepalive' });
+    }
+
+    _onSocketMessage(ev) {
+      if (typeof ev.data !== 'string') return;
+      var msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { msg = null; }
+      if (msg && msg.type === 'iceserver') {
+        this._iceConfig = { iceServers: msg.iceServers || [], iceTransportPolicy: msg.iceTransportPolicy || 'all' };
+      } else if (msg && msg.type === 'offer') {
+        this._answer(msg).catch(function (e) { this._fail('webrtc: ' + e.message); }.bind(this));
+      } else if (msg && msg.type === 'remoteice') {
+        if (this._pc) this._pc.addIceCandidate(msg).catch(function () { /* stale candidate */ });
+      } else {
+        if (msg && msg.strCode) this._lastError = msg.strCode;
+        var cb = this._conf.callback || (this._pbconf && this._pbconf.callback);
+        if (typeof cb === 'function') cb(ev.data, this._pbconf && this._pbconf.userdata);
+      }
+    }
+
+    async _answer(offer) {
+      var self = this;
+      var pc = new RTCPeerConnection(this._iceConfig);
+      this._pc = pc;
+      pc.ontrack = function (ev) {
+        if (!self.video.srcObject) self.video.srcObject = new MediaStream();
+        self.video.srcObject.addTrack(ev.track);
+        self.video.play().catch(function () { /* autoplay policy: stays muted */ });
+      };
+      pc.onicecandidate = function (ev) {
+        if (!ev.candidate) return;
+        var c = ev.candidate.toJSON();
+        c.type = 'remoteice';
+        self.send(c);
+      };
+      pc.onconnectionstatechange = function () {
+        if (self._pc !== pc) return;
+        if (pc.connectionState === 'connected') { self._state = 'playing'; self._connected(); }
+        if (pc.connectionState === 'failed') self._fail('webrtc connection failed');
+      };
+      await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      this.send({ type: 'answer', sdp: pc.localDescription.sdp });
+    }
+
+    _teardown() {
+      if (this._pc) { this._pc.close(); this._pc = null; }
+      if (this.video.srcObject) this.video.srcObject = null;
+    }
+
+    stats() {
+      var s = super.stats();
+      s.connectionState = this._pc ? this._pc.connectionState : 'none';
+      return s;
+    }
+  }
+
+  /* ------------------------------------------------------------------ */
   /* Factory and helpers                                                 */
   /* ------------------------------------------------------------------ */
 
@@ -645,6 +727,7 @@
     H5S_VERSION: H5S_VERSION,
     H5sPlayerBase: H5sPlayerBase,
     H5sPlayerWS: H5sPlayerWS,
+    H5sPlayerRTC: H5sPlayerRTC,
     H5sPlayerCreate: H5sPlayerCreate,
     H5siOS: H5siOS
   };
