@@ -232,6 +232,7 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     info["strState"] = stream.state if stream else "disabled"
     info["strLastError"] = (stream.last_error if stream else "source could not be created") or ""
     info["nViewers"] = stream.viewers if stream else 0
+    info["nRtcPeers"] = sum(1 for peer in gw.rtc_peers.values() if peer.stream is stream)
     info["strSnapshotUrl"] = f"api/v1/GetImage?token={token}"
     if stream and stream.params and stream.params.video:
         info["nWidth"], info["nHeight"] = stream.params.video.width, stream.params.video.height

@@ -11,10 +11,11 @@ How aiortc is bent to this, in one place (`install_passthrough`):
 - aiortc only advertises H.264 Constrained Baseline/Baseline (42001f/42e01f) and its
   negotiation compares profiles, so a camera in Main or High profile would be refused or
   mislabelled. We add Main (4d001f) and High (64001f) to its codec table, and each peer
-  prefers the profile the camera really sends (`video_preferences`). Browsers decode all
-  three, and the SDP then tells the truth.
+  prefers the profile the camera really sends, or the nearest one the browser offers
+  (`video_preferences`).
 - aioice leaves out 127.0.0.1 from host candidates; we gather on the address the gateway
   listens on (all addresses, loopback included, for 0.0.0.0), so local clients connect.
+  Its consent checks are made faster, so a vanished peer is cleaned up in ~5 s.
 - aiortc would answer a picture-loss indication (PLI/FIR) by asking its encoder for a
   keyframe, which a camera cannot give. Each peer answers it from the GOP cache instead
   (PeerVideoTrack.resync), replayed with compressed timestamps so the decoder catches up
@@ -54,7 +55,12 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_FRAMES = 75  # ~3 s of video: a peer further behind skips to the next keyframe
 RESYNC_MIN_INTERVAL = 1.0  # seconds between two GOP replays for one peer
-H264_PROFILES = {66: "42e01f", 77: "4d001f", 100: "64001f"}  # profile_idc -> profile-level-id
+# Camera profile_idc -> profile-level-ids to offer/accept, best first.
+PROFILE_ORDER = {
+    100: ["64001f", "4d001f", "42e01f", "42001f"],
+    77: ["4d001f", "64001f", "42e01f", "42001f"],
+    66: ["42e01f", "42001f", "4d001f", "64001f"],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +115,28 @@ def install_passthrough(host_addresses: list[str]) -> None:
             ]
             payload_type += 2
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(_installed_addresses or [])
+        # A viewer that vanishes (tab closed, network gone) is noticed by ICE consent
+        # checks: every second, given up after 4 misses, instead of aioice's 5 s x 6.
+        aioice.ice.CONSENT_INTERVAL = 1
+        aioice.ice.CONSENT_FAILURES = 4
     _installed_addresses = host_addresses
 
 
 def video_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
-    """H.264 codecs, packetization-mode 1, the camera's own profile first."""
-    profile = H264_PROFILES.get(params.video.sps[1], "64001f") if params.video else "42e01f"
+    """H.264 codecs (packetization-mode 1) in the order to negotiate them for this camera.
+
+    The camera's own profile comes first. A browser that does not offer it (Debian's
+    Chromium offers no plain High, 64001f) gets the nearest profile it does offer; its
+    decoder takes the camera's real bitstream all the same, since profiles only add
+    tools and the decoders browsers use implement them all.
+    """
+    profile_idc = params.video.sps[1] if params.video else 66
+    order = PROFILE_ORDER.get(profile_idc, PROFILE_ORDER[66])
     h264_codecs = [
         c for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
         if c.mimeType == "video/H264" and c.parameters.get("packetization-mode") == "1"
     ]
-    h264_codecs.sort(key=lambda c: c.parameters.get("profile-level-id") != profile)
+    h264_codecs.sort(key=lambda c: order.index(c.parameters.get("profile-level-id", "42e01f")))
     return h264_codecs
 
 

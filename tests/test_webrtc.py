@@ -1,0 +1,187 @@
+"""WebRTC: Chromium plays a real camera over WHEP and the h5s signalling, untouched."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.ws_client import WsViewer
+from tests.test_browser import assert_smpte, bar_colours
+
+STATS_JS = """async (pc) => {
+  const out = {video: null, audio: null};
+  const stats = await pc.getStats();
+  stats.forEach(r => {
+    if (r.type !== 'inbound-rtp') return;
+    const codec = stats.get(r.codecId) || {};
+    out[r.kind] = {frames: r.framesDecoded || 0, packets: r.packetsReceived, lost: r.packetsLost,
+                   mime: codec.mimeType, fmtp: codec.sdpFmtpLine || ''};
+  });
+  return out;
+}"""
+
+
+def camera_gateway(make_gateway, camera_factory, **camera_options):
+    camera = camera_factory(**camera_options)
+    gw = make_gateway()
+    session = gw.login()
+    status, answer = gw.api("AddSrcRTSP", session=session, name="Cam", token="cam", url=camera.url)
+    assert status == 200, answer
+    return gw, session
+
+
+def peer_stats(page, pc_expression: str) -> dict:
+    return page.evaluate(f"async () => ({STATS_JS})({pc_expression})")
+
+
+def poll(page, js: str, arg=None, timeout: float = 20.0):
+    """Evaluate `js` (it may be async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = page.evaluate(js, arg)
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not true within {timeout} s: {js[:200]}")
+
+
+def wait_decoding(page, pc_expression: str, frames: int = 25) -> dict:
+    js = f"async () => {{ const pc = {pc_expression}; if (!pc) return null;" \
+         f" const s = await ({STATS_JS})(pc); return s.video && s.video.frames >= {frames} ? s : null; }}"
+    first = poll(page, js)
+    time.sleep(1.5)
+    second = peer_stats(page, pc_expression)
+    assert second["video"]["frames"] > first["video"]["frames"] + 20, (first, second)
+    return second
+
+
+def test_whep_page_plays_high_profile_camera_untouched(make_gateway, camera_factory, page):
+    gw, session = camera_gateway(make_gateway, camera_factory, profile="high", audio="pcma")
+    page.goto(f"{gw.url}/login.html")
+    page.evaluate("s => localStorage.setItem('h5ss.session', s)", session)
+    page.goto(f"{gw.url}/cam/")  # the MediaMTX-style URL
+    stats = wait_decoding(page, "window.h5ssPeer")
+    assert stats["video"]["mime"] == "video/H264"
+    # Debian's Chromium offers no plain High profile: the nearest one, Main, is agreed,
+    # and the camera's High bitstream decodes (the right picture, below).
+    assert "profile-level-id=4d001f" in stats["video"]["fmtp"], stats
+    assert stats["audio"]["mime"] == "audio/PCMA" and stats["audio"]["packets"] > 20
+    assert_smpte(bar_colours(page))
+    # PassthroughEncoder.encode raises if aiortc ever tries to encode; it never did.
+    assert "never re-encodes" not in gw.log()
+
+
+def test_h5srtcapi_player_plays_multi_slice_camera_intact(make_gateway, camera_factory, page):
+    gw, session = camera_gateway(make_gateway, camera_factory, slices=2, audio="pcmu")
+    page.goto(f"{gw.url}/login.html")
+    page.evaluate("s => { localStorage.setItem('h5ss.session', s); localStorage.setItem('h5ss.protocol', 'rtc'); }",
+                  session)
+    page.goto(f"{gw.url}/player.html?token=cam")
+    stats = wait_decoding(page, "window.h5ssPlayer && window.h5ssPlayer._pc")
+    assert stats["audio"]["mime"] == "audio/PCMU"
+    for _ in range(3):  # several frames, each made of two slices
+        assert_smpte(bar_colours(page))
+        time.sleep(0.4)
+
+
+def test_passthrough_encoder_never_encodes():
+    import aiortc.rtcrtpsender
+    from aiortc.codecs import CODECS
+
+    from gateway.media.webrtc import PassthroughEncoder, install_passthrough
+
+    install_passthrough(["127.0.0.1"])
+    encoder = aiortc.rtcrtpsender.get_encoder(next(c for c in CODECS["video"] if c.mimeType == "video/H264"))
+    assert isinstance(encoder, PassthroughEncoder)
+    import av
+
+    with pytest.raises(RuntimeError, match="never re-encodes"):
+        encoder.encode(av.VideoFrame(16, 16, "yuv420p"))
+    profiles = {c.parameters.get("profile-level-id") for c in CODECS["video"] if c.mimeType == "video/H264"}
+    assert {"42e01f", "4d001f", "64001f"} <= profiles
+
+
+def whep(gw, token: str, body: bytes, session: str | None, content_type: str = "application/sdp"):
+    headers = {"Content-Type": content_type}
+    if session:
+        headers["Authorization"] = f"Bearer {session}"
+    request = urllib.request.Request(f"{gw.url}/{token}/whep", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_whep_bad_input(gateway):
+    session = gateway.login()
+    offer = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    status, body = whep(gateway, "nope", offer, session)
+    assert status == 404 and "unknown token" in body
+    status, body = whep(gateway, "token1", offer, None)
+    assert status == 401 and "unauthorized" in body
+    status, body = whep(gateway, "token1", b"hello", session)
+    assert status == 400 and "SDP" in body
+    status, body = whep(gateway, "token1", offer, session)  # no ICE, no DTLS, no codecs
+    assert status == 400 and "offer" in body
+    status, body = whep(gateway, "token1", offer, session, content_type="text/plain")
+    assert status == 415
+
+
+@pytest.mark.parametrize("token,session,code,words", [
+    ("token1", "forged", 4001, "unauthorized"),
+    ("nope", None, 4004, "unknown token"),
+])
+def test_h5srtcapi_refuses_bad_session_or_token(gateway, token, session, code, words):
+    viewer = WsViewer(gateway.ws_url, token, session or gateway.login())
+    viewer.url = viewer.url.replace("h5swsapi", "h5srtcapi")
+    viewer.start()
+    viewer.join(10)
+    assert viewer.close_code == code and words in viewer.close_reason
+
+
+def open_sockets(pid: int) -> int:
+    return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if "socket" in str(fd.readlink()))
+
+
+def test_twenty_peers_then_all_closed_back_to_baseline(make_gateway, camera_factory, browser):
+    gw, session = camera_gateway(make_gateway, camera_factory, audio="pcma")
+    assert gw.get(f"/api/v1/GetImage?token=cam&session={session}")[0] == 200  # warm the stream
+    baseline = open_sockets(gw.proc.pid)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{gw.url}/login.html")
+    page.evaluate(
+        """async ([session, count]) => {
+             window.pcs = [];
+             for (let i = 0; i < count; i++) {
+               const pc = new RTCPeerConnection();
+               pc.addTransceiver('video', {direction: 'recvonly'});
+               pc.addTransceiver('audio', {direction: 'recvonly'});
+               await pc.setLocalDescription(await pc.createOffer());
+               const r = await fetch('/cam/whep', {method: 'POST', body: pc.localDescription.sdp,
+                 headers: {'Content-Type': 'application/sdp', 'Authorization': 'Bearer ' + session}});
+               await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
+               window.pcs.push(pc);
+             }
+           }""",
+        [session, 20],
+    )
+    poll(page, "async () => { let n = 0; for (const pc of window.pcs) { const s = await pc.getStats();"
+               " s.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 5) n++; }); }"
+               " return n === 20; }", timeout=60)
+    src = gw.api("GetSrc", session=session, token="cam")[1]["src"][0]
+    assert src["nRtcPeers"] == 20
+    context.close()  # the browser goes away without saying goodbye
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        src = gw.api("GetSrc", session=session, token="cam")[1]["src"][0]
+        if src["nRtcPeers"] == 0 and open_sockets(gw.proc.pid) <= baseline:
+            break
+        time.sleep(1)
+    assert src["nRtcPeers"] == 0
+    assert open_sockets(gw.proc.pid) <= baseline
