@@ -185,3 +185,14 @@ def test_twenty_peers_then_all_closed_back_to_baseline(make_gateway, camera_fact
         time.sleep(1)
     assert src["nRtcPeers"] == 0
     assert open_sockets(gw.proc.pid) <= baseline
+
+
+def test_aac_source_goes_out_as_opus(gateway, page):
+    """The sample clip (H.264 + AAC) over WebRTC: AAC is made into Opus once per stream."""
+    page.goto(f"{gateway.url}/login.html")
+    page.evaluate("s => localStorage.setItem('h5ss.session', s)", gateway.login())
+    page.goto(f"{gateway.url}/token1/")
+    wait_decoding(page, "window.h5ssPeer")
+    stats = poll(page, f"async () => {{ const s = await ({STATS_JS})(window.h5ssPeer);"
+                       " return s.audio && s.audio.packets > 50 ? s : null; }")
+    assert stats["audio"]["mime"] == "audio/opus"

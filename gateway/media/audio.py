@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import av
 
-from .packet import AudioParams
+from .packet import AudioParams, MediaPacket
 
 TRANSCODED_CODECS = ("pcm_alaw", "pcm_mulaw")
 AAC_RATE = 16000  # G.711 is 8 kHz; 16 kHz AAC keeps all of it and every browser decodes it.
@@ -40,6 +40,46 @@ class AacTranscoder:
             self.next_pts = pts
         out = []
         for frame in self.decoder.decode(packet):
+            for resampled in self.resampler.resample(frame):
+                resampled.pts = self.next_pts
+                self.next_pts += resampled.samples
+                for encoded in self.encoder.encode(resampled):
+                    out.append((int(encoded.pts), bytes(encoded)))
+        return out
+
+
+OPUS_RATE = 48000
+OPUS_FRAME = 960  # 20 ms
+
+
+class OpusTranscoder:
+    """AAC (files, RTMP, AAC cameras) to Opus for WebRTC, which cannot carry AAC.
+
+    Runs once per stream, only while WebRTC peers watch a stream without G.711.
+    """
+
+    def __init__(self, params: AudioParams):
+        self.decoder = av.CodecContext.create("aac", "r")
+        self.decoder.extradata = params.config
+        self.decoder.sample_rate = params.sample_rate
+        self.decoder.layout = "mono" if params.channels == 1 else "stereo"
+        self.encoder = av.CodecContext.create("libopus", "w")
+        self.encoder.sample_rate = OPUS_RATE
+        self.encoder.layout = "stereo"
+        self.encoder.format = "s16"
+        self.encoder.bit_rate = 64000
+        self.encoder.time_base = Fraction(1, OPUS_RATE)
+        self.encoder.open()
+        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_FRAME)
+        self.source_rate = params.sample_rate
+        self.next_pts: int | None = None
+
+    def transcode(self, packet: MediaPacket) -> list[tuple[int, bytes]]:
+        """Opus packets (pts at 48 kHz, data) for one AAC frame."""
+        if self.next_pts is None:
+            self.next_pts = packet.pts * OPUS_RATE // self.source_rate
+        out = []
+        for frame in self.decoder.decode(av.Packet(packet.data)):
             for resampled in self.resampler.resample(frame):
                 resampled.pts = self.next_pts
                 self.next_pts += resampled.samples

@@ -47,6 +47,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
 from . import h264
+from .audio import OpusTranscoder
 from .hub import Stream
 from .packet import MediaPacket, StreamParams
 from .rtp_h264 import packetize
@@ -141,7 +142,9 @@ def video_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
 
 
 def audio_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
-    return [c for c in aiortc.RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == f"audio/{params.g711}"]
+    """The camera's G.711 as it is; anything else (AAC) goes out as Opus."""
+    mime = f"audio/{params.g711}" if params.g711 else "audio/opus"
+    return [c for c in aiortc.RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == mime]
 
 
 class PeerTrack(MediaStreamTrack):
@@ -227,6 +230,7 @@ class RtcFeed:
         self.gop: list[RtpFrame] = []
         self.video_tracks: set[PeerVideoTrack] = set()
         self.audio_tracks: set[PeerTrack] = set()
+        self.opus: OpusTranscoder | None = None
 
     @classmethod
     def of(cls, stream: Stream) -> "RtcFeed":
@@ -259,6 +263,7 @@ class RtcFeed:
     def on_params(self, params: StreamParams) -> None:
         self.params = params
         self.gop = []
+        self.opus = OpusTranscoder(params.audio) if params.audio and not params.g711 else None
 
     def on_packet(self, packet: MediaPacket) -> None:
         if packet.kind == "video" and self.params and self.params.video:
@@ -271,10 +276,16 @@ class RtcFeed:
                 self.gop.append(frame)
             for track in self.video_tracks:
                 track.send(frame)
-        elif packet.kind == "g711":
-            item = PeerItem([packet.data], packet.dts)
-            for track in self.audio_tracks:
-                track.push(item, True)
+        elif packet.kind == "g711" or packet.kind == "audio" and self.opus is not None:
+            if not self.audio_tracks:
+                return
+            if packet.kind == "g711":
+                items = [PeerItem([packet.data], packet.dts)]
+            else:
+                items = [PeerItem([data], pts) for pts, data in self.opus.transcode(packet)]
+            for item in items:
+                for track in self.audio_tracks:
+                    track.push(item, True)
 
 
 def ice_host_addresses(bind: str) -> list[str]:
@@ -316,7 +327,7 @@ class RtcPeer:
         transceiver = self.pc.addTransceiver(self.video, direction="sendonly")
         transceiver.setCodecPreferences(video_preferences(params))
         transceiver.sender._send_keyframe = self.video.resync  # PLI/FIR: replay the cached GOP
-        if self.enable_audio and params.g711:
+        if self.enable_audio and (params.g711 or params.audio):
             self.audio = PeerTrack("audio")
             self.pc.addTransceiver(self.audio, direction="sendonly").setCodecPreferences(audio_preferences(params))
         self.pc.on("connectionstatechange", self._on_state)
