@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api import v1, ws
+from .api import onvif, v1, ws  # noqa: F401  (onvif registers its commands with v1)
 from .api import rtc
 from .auth import upgrade_users
 from .config import Config

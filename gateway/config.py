@@ -7,6 +7,7 @@ parts the gateway uses. Every problem is reported as one ConfigError naming the 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tempfile
@@ -44,6 +45,7 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("system", "nLoginFailLimit", int, 5),
     ("system", "nLoginLockSec", int, 300),
     ("source", "nOnDemandLingerSec", int, 10),
+    ("onvif", "strDiscoveryTarget", str, "239.255.255.250:3702"),
 )
 
 PORT_KEYS = (
@@ -222,6 +224,14 @@ def load_config(path: str | Path) -> Config:
             raise ConfigError(f"{section}.{key}: port {port} is already used by {seen_ports[port]}")
         if port:
             seen_ports[port] = f"{section}.{key}"
+
+    host, _, port = raw["onvif"]["strDiscoveryTarget"].rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        if not 0 < int(port) < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError("onvif.strDiscoveryTarget: expected IPv4:PORT, e.g. 239.255.255.250:3702") from None
 
     for section, key in (("system", "nSessionTimeout"), ("system", "nLoginFailLimit")):
         if raw[section][key] <= 0:

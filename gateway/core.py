@@ -14,7 +14,7 @@ from .config import Config, SourceConf
 from .media.hub import Stream, StreamManager
 from .media.webrtc import RtcPeer, ice_host_addresses, install_passthrough
 from .runinfo import RunInfo
-from .sources import SourceError, make_source
+from .sources import Source, SourceError, make_source
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,14 @@ class Gateway:
     def stream(self, token: str) -> Stream | None:
         return self.streams.get(token)
 
-    def add_source(self, fields: dict[str, Any]) -> SourceConf:
-        """Validate, save and start a new source; ValueError/SourceError say why not."""
+    def add_source(self, fields: dict[str, Any], source: Source | None = None) -> SourceConf:
+        """Validate, save and start a new source (`source`: one already made and checked from
+        the same fields); ValueError/SourceError say why not."""
         token = fields.get("strToken", "")
         if token in self.config.sources:
             raise ValueError(f"token {token!r} already exists")
         conf = SourceConf.from_json(dict(fields), "source")
-        source = make_source(conf, self.config)
+        source = source or make_source(conf, self.config)
         self.config.add_source(conf)
         try:
             self.config.save()

@@ -245,6 +245,8 @@ class DemuxThread:
             except av.error.FFmpegError as e:
                 error, got_media = f"{e.strerror or type(e).__name__}", False
             except Exception as e:  # a bug or an odd stream must not kill the thread
+                if self._stop.is_set():  # e.g. a slow resolve() cancelled by shutdown
+                    break
                 log.exception("source %s: unexpected error", self.name)
                 error, got_media = f"internal error: {type(e).__name__}", False
             if self._stop.is_set():

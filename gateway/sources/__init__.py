@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import Config, SourceConf
 from .base import InputSpec, Source, SourceError
 from .file import FileSource
+from .onvif import OnvifSource
 from .stream import StreamSource
 
 
@@ -14,6 +15,8 @@ def make_source(conf: SourceConf, config: Config) -> Source:
         return FileSource(config.media_dir, conf["strUrl"])
     if conf.type == "H5_STREAM":
         return StreamSource(conf["strUrl"], conf["strUser"], conf["strPasswd"], conf["nRTSPType"])
+    if conf.type == "H5_ONVIF":
+        return OnvifSource.from_conf(conf)
     raise SourceError(f"source type {conf.type} is not supported yet")
 
 

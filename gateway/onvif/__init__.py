@@ -1,0 +1,1 @@
+"""ONVIF cameras: the device client (profiles, stream URI, PTZ) and WS-Discovery."""
