@@ -107,6 +107,7 @@
         return;
       }
       document.getElementById('src-name').textContent = src.strName || token;
+      H5ssPtz.attach(token, src);
       document.title = 'h5ss — ' + (src.strName || token);
       var dot = document.getElementById('src-dot');
       dot.classList.toggle('online', !!src.bOnline);
