@@ -87,6 +87,12 @@ async def serve(config: Config) -> web.AppRunner:
     if http_port:
         await web.TCPSite(runner, bind, http_port).start()
         log.info("serving http://%s:%d/", bind, http_port)
+    # MediaMTX gave viewers http://host:8889/{token}/; the same app on that port keeps
+    # such links (and WHEP clients pointed there) working.
+    extra_port = config.get("webrtc", "nWebRTCPort")
+    if extra_port:
+        await web.TCPSite(runner, bind, extra_port).start()
+        log.info("serving the MediaMTX-style WebRTC URLs on http://%s:%d/{token}/", bind, extra_port)
     context = tls_context(config)
     if https_port and context is not None:
         await web.TCPSite(runner, bind, https_port, ssl_context=context).start()

@@ -37,6 +37,7 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("hls", "nHLSSegmentNum", int, 4),
     ("hls", "nHLSDuration", int, 2),
     ("webrtc", "bWebRTCSink", bool, True),
+    ("webrtc", "nWebRTCPort", int, 0),
     ("system", "strLogLevel", ("debug", "info", "warning", "error"), "info"),
     ("system", "strMediaDir", str, "media"),
     ("system", "nRecordInDay", int, 7),
@@ -56,6 +57,7 @@ PORT_KEYS = (
     ("rtmp", "nRTMPPort"),
     ("rtmp", "nSSLPort"),
     ("flv", "nFLVPort"),
+    ("webrtc", "nWebRTCPort"),
 )
 
 

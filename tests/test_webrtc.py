@@ -196,3 +196,17 @@ def test_aac_source_goes_out_as_opus(gateway, page):
     stats = poll(page, f"async () => {{ const s = await ({STATS_JS})(window.h5ssPeer);"
                        " return s.audio && s.audio.packets > 50 ? s : null; }")
     assert stats["audio"]["mime"] == "audio/opus"
+
+
+def test_mediamtx_port_and_switch(make_gateway):
+    from tests.fixtures.net import free_port
+
+    port = free_port()
+    gw = make_gateway([{"strName": "S", "strToken": "token1", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}],
+                      webrtc__nWebRTCPort=port)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/token1/", timeout=10) as r:
+        assert r.status == 200 and b"/whep" in r.read()
+    gw.stop()
+    gw2 = make_gateway(webrtc__bWebRTCSink=False)
+    status, body = whep(gw2, "x", b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", gw2.login())
+    assert status == 403 and "turned off" in body

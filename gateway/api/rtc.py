@@ -29,6 +29,7 @@ from .ws import CLOSE_NOT_FOUND, CLOSE_NOT_READY, CLOSE_POLICY, refuse
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 15.0
+DISABLED = "WebRTC is turned off (webrtc.bWebRTCSink)"
 WHEP_PAGE = Path(__file__).resolve().parents[2] / "www" / "whep.html"
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -78,6 +79,8 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
         check_session(gw, request.query.get("session"))
     except AuthError as e:
         return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+    if not gw.config.get("webrtc", "bWebRTCSink"):
+        return await refuse(ws, CLOSE_POLICY, DISABLED)
     token = request.query.get("token", "")
     stream = gw.stream(token) if valid_token(token) else None
     if stream is None:
@@ -150,6 +153,8 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
         check_session(gw, _whep_session(request))
     except AuthError as e:
         return _with_cors(fail(401, f"unauthorized: {e}"))
+    if not gw.config.get("webrtc", "bWebRTCSink"):
+        return _with_cors(fail(403, DISABLED))
     token = request.match_info["token"]
     stream = gw.stream(token) if valid_token(token) else None
     if stream is None:
