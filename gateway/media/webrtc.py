@@ -160,10 +160,13 @@ class PeerTrack(MediaStreamTrack):
         self.frames_sent = 0
 
     def push(self, item: PeerItem, keyframe: bool) -> None:
-        if len(self.queue) >= MAX_QUEUED_FRAMES and self.kind == "video":
-            self.queue.clear()
-            self.skipping = True
-            self.skips += 1
+        if len(self.queue) >= MAX_QUEUED_FRAMES:
+            if self.kind == "audio":  # audio frames stand alone: just drop the oldest
+                self.queue.popleft()
+            else:
+                self.queue.clear()
+                self.skipping = True
+                self.skips += 1
         if self.skipping and not keyframe:
             return
         self.skipping = False
