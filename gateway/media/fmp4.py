@@ -125,26 +125,34 @@ def init_segment(params: StreamParams) -> bytes:
 
 def fragment(sequence: int, kind: str, packets: list[MediaPacket]) -> bytes:
     """moof + mdat holding the given packets (one track, in decode order)."""
-    sample_count = len(packets)
+    return fragment_tracks(sequence, [(kind, packets)])
+
+
+def fragment_tracks(sequence: int, tracks: list[tuple[str, list[MediaPacket]]]) -> bytes:
+    """moof + mdat with one traf per non-empty track (an HLS part holds video and audio)."""
+    tracks = [(kind, packets) for kind, packets in tracks if packets]
     # trun: data-offset, duration, size, flags, composition offset (signed, version 1).
     trun_flags = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800
-    samples = b"".join(
-        struct.pack(
-            ">IIIi",
-            p.duration,
-            len(p.data),
-            SAMPLE_FLAGS_SYNC if p.keyframe or kind == "audio" else SAMPLE_FLAGS_NON_SYNC,
-            p.pts - p.dts,
-        )
-        for p in packets
-    )
-    trun_size = 12 + 8 + len(samples)
-    tfhd = full_box(b"tfhd", 0, 0x020000, struct.pack(">I", track_id(kind)))  # default-base-is-moof
-    tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", packets[0].dts))
     mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence))
-    traf_size = 8 + len(tfhd) + len(tfdt) + trun_size
-    moof_size = 8 + len(mfhd) + traf_size
-    trun = full_box(b"trun", 1, trun_flags, struct.pack(">Ii", sample_count, moof_size + 8), samples)
-    moof = box(b"moof", mfhd, box(b"traf", tfhd, tfdt, trun))
-    payload = b"".join(p.data for p in packets)
+    # tfhd 16 + tfdt 20 + trun 20 bytes, plus 16 per sample, in each 8-byte traf.
+    moof_size = 8 + len(mfhd) + sum(8 + 16 + 20 + 20 + 16 * len(packets) for _, packets in tracks)
+    trafs, data_offset = [], moof_size + 8
+    for kind, packets in tracks:
+        samples = b"".join(
+            struct.pack(
+                ">IIIi",
+                p.duration,
+                len(p.data),
+                SAMPLE_FLAGS_SYNC if p.keyframe or kind == "audio" else SAMPLE_FLAGS_NON_SYNC,
+                p.pts - p.dts,
+            )
+            for p in packets
+        )
+        tfhd = full_box(b"tfhd", 0, 0x020000, struct.pack(">I", track_id(kind)))  # default-base-is-moof
+        tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", packets[0].dts))
+        trun = full_box(b"trun", 1, trun_flags, struct.pack(">Ii", len(packets), data_offset), samples)
+        trafs.append(box(b"traf", tfhd, tfdt, trun))
+        data_offset += sum(len(p.data) for p in packets)
+    moof = box(b"moof", mfhd, *trafs)
+    payload = b"".join(p.data for _, packets in tracks for p in packets)
     return moof + struct.pack(">I", 8 + len(payload)) + b"mdat" + payload
