@@ -234,6 +234,8 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     info["nViewers"] = stream.viewers if stream else 0
     info["nRtcPeers"] = sum(1 for peer in gw.rtc_peers.values() if peer.stream is stream)
     info["strSnapshotUrl"] = f"api/v1/GetImage?token={token}"
+    hls = stream.output_registry.get("hls") if stream else None
+    info["nHlsSegments"] = len(getattr(hls, "segments", ()))  # in memory only while HLS clients poll
     # Source types may add what they learnt while connecting (ONVIF: the profile in use).
     if stream and hasattr(stream.source, "describe"):
         info.update(stream.source.describe())
