@@ -298,6 +298,7 @@
       this._lastGrowth = 0;      // time (ms) the buffered end last moved
       this._lastEnd = 0;
       this._limit = this._maxLatency; // jump limit in use, see _check
+      this._jumpBack = 0.1;      // a jump lands this far behind the buffered end
       this._settleAt = 0;        // while set: a jump is settling, see _check
       this._settleLag = -1;
       this._limitSince = 0;
@@ -545,7 +546,7 @@
           this._settleAt = now + 2000;
           this._settleLag = -1;
           this._jumps++;
-          this._seek(Math.max(ranges.start(ranges.length - 1), end - 0.1));
+          this._seek(Math.max(ranges.start(ranges.length - 1), end - this._jumpBack));
         }
       }
 
@@ -707,6 +708,274 @@
   }
 
   /* ------------------------------------------------------------------ */
+  /* H5sPlayerHls: HLS v1/v2 (h5s paths) and LL-HLS                      */
+  /* ------------------------------------------------------------------ */
+
+  // conf.hlsver: 'v1' (MPEG-TS), 'v2' (fMP4) or 'll' (LL-HLS, /{token}/index.m3u8).
+  // conf.nativehls: 'auto' (default) | 'true' | 'false'. The browser's own HLS
+  // plays v1/v2 where it has one; LL-HLS and browsers without native HLS use
+  // MSE: this class fetches the fMP4 init, parts or segments itself (blocking
+  // playlist reload, so each arrives as soon as it exists) and appends them
+  // through the WS player's buffer handling (live-edge chase, trim, stalls).
+  // MSE cannot take MPEG-TS everywhere, so v1 plays the v2 rendition there:
+  // the same segments, cut once on the server.
+  // h5s's keepalive socket (api/v1/h5swscmnapi) stays open while playing.
+
+  function nativeHls(video) {
+    return !!(video.canPlayType && video.canPlayType('application/vnd.apple.mpegurl'));
+  }
+
+  function hlsAttrs(text) {
+    var out = {}, re = /([A-Z0-9-]+)=("[^"]*"|[^,]*)/g, m;
+    while ((m = re.exec(text)) !== null) out[m[1]] = m[2].replace(/^"|"$/g, '');
+    return out;
+  }
+
+  // A media or master playlist: {segments: [{msn, uri (null while open),
+  // duration, map, parts: [{uri, duration, independent}]}], variants, ...}.
+  function parsePlaylist(text, base) {
+    var pl = { segments: [], variants: [], targetDuration: 0, partTarget: 0 };
+    var msn = 0, map = null, cur = null, inf = 0, streamInf = null;
+    function abs(uri) { return new URL(uri, base).href; }
+    function current() {
+      if (!cur) cur = { msn: msn, uri: null, duration: 0, map: map, parts: [] };
+      return cur;
+    }
+    text.split('\n').forEach(function (raw) {
+      var line = raw.trim(), at = line.indexOf(':'), tag = at > 0 ? line.slice(0, at) : line, val = line.slice(at + 1);
+      if (!line) return;
+      if (tag === '#EXT-X-MEDIA-SEQUENCE') msn = parseInt(val, 10);
+      else if (tag === '#EXT-X-TARGETDURATION') pl.targetDuration = parseFloat(val);
+      else if (tag === '#EXT-X-PART-INF') pl.partTarget = parseFloat(hlsAttrs(val)['PART-TARGET']);
+      else if (tag === '#EXT-X-MAP') map = abs(hlsAttrs(val).URI);
+      else if (tag === '#EXT-X-PART') {
+        var a = hlsAttrs(val);
+        current().parts.push({ uri: abs(a.URI), duration: parseFloat(a.DURATION), independent: a.INDEPENDENT === 'YES' });
+      } else if (tag === '#EXTINF') inf = parseFloat(val);
+      else if (tag === '#EXT-X-STREAM-INF') streamInf = hlsAttrs(val);
+      else if (line.charAt(0) !== '#') {
+        if (streamInf) {
+          pl.variants.push({ uri: abs(line), codecs: streamInf.CODECS || '' });
+          streamInf = null;
+          return;
+        }
+        var seg = current();
+        seg.uri = abs(line);
+        seg.duration = inf;
+        pl.segments.push(seg);
+        cur = null;
+        msn++;
+      }
+    });
+    if (cur) pl.segments.push(cur); // the open segment: parts so far
+    return pl;
+  }
+
+  // The MSE type from an fMP4 init segment: avc1.PPCCLL from avcC, AAC's
+  // object type from the esds DecoderSpecificInfo.
+  function mimeFromInit(u8) {
+    function find(name) {
+      for (var i = 0; i + 4 <= u8.length; i++) {
+        if (u8[i] === name.charCodeAt(0) && u8[i + 1] === name.charCodeAt(1) &&
+            u8[i + 2] === name.charCodeAt(2) && u8[i + 3] === name.charCodeAt(3)) return i;
+      }
+      return -1;
+    }
+    function hex(b) { return (b < 16 ? '0' : '') + b.toString(16).toUpperCase(); }
+    var codecs = [], at = find('avcC');
+    if (at >= 0) codecs.push('avc1.' + hex(u8[at + 5]) + hex(u8[at + 6]) + hex(u8[at + 7]));
+    // esds: ES_Descriptor > DecoderConfigDescriptor (13 bytes) > DecoderSpecificInfo.
+    function descriptor(p) { // skips tag and size bytes: where the payload starts
+      p++;
+      while (u8[p++] & 0x80) { /* size continues */ }
+      return p;
+    }
+    at = find('esds');
+    if (at >= 0) {
+      var es = descriptor(at + 8), flags = u8[es + 2], p = es + 3;
+      if (flags & 0x80) p += 2;
+      if (flags & 0x40) p += 1 + u8[p];
+      if (flags & 0x20) p += 2;
+      codecs.push('mp4a.40.' + (u8[descriptor(descriptor(p) + 13)] >> 3));
+    }
+    return 'video/mp4; codecs="' + codecs.join(', ') + '"';
+  }
+
+  class H5sPlayerHls extends H5sPlayerWS {
+    constructor(conf) {
+      super(conf);
+      this._tag = 'HLS';
+      var c = this._conf;
+      var ver = String(c.hlsver || 'v1').toLowerCase();
+      this._ver = ver === 'v2' || ver === 'll' ? ver : 'v1';
+      var want = c.nativehls === undefined ? 'auto' : String(c.nativehls).toLowerCase();
+      var mse = !!(global.MediaSource || global.WebKitMediaSource);
+      this._native = want === 'true' || !mse || (want === 'auto' && this._ver !== 'll' && nativeHls(this.video));
+      this._autoLatency = c.maxlatency === undefined;
+      this._run = 0;          // id of the current fetch loop; a new one abandons the old
+      this._abort = null;     // AbortController of the current loop's requests
+      this._map = null;       // init segment URI appended last
+      this._onError = null;
+    }
+
+    playlistUrl() {
+      var auth = { session: this._conf.session };
+      var token = encodeURIComponent(this._token);
+      if (this._ver === 'll') return this.httpUrl(token + '/index.m3u8', auth);
+      // Without native HLS, v1 plays the fMP4 rendition (see above).
+      var ver = this._native ? this._ver : 'v2';
+      return this.httpUrl('hls/' + ver + '/' + token + '/hls.m3u8', auth);
+    }
+
+    _start() {
+      this._state = 'connecting';
+      this._openSocket(this.wsUrl('api/v1/h5swscmnapi', { token: this._token, session: this._conf.session }));
+      var v = this.video, self = this;
+      v.muted = true;
+      v.autoplay = true;
+      v.playsInline = true;
+      if (this._native) {
+        this._onError = function () { self._fail('media error ' + (v.error ? v.error.code : '')); };
+        v.addEventListener('error', this._onError);
+        v.src = this.playlistUrl();
+        this._play();
+        return;
+      }
+      var run = ++this._run;
+      this._abort = new AbortController();
+      this._lastGrowth = Date.now();
+      this._checkTimer = setInterval(function () { self._check(); }, 250);
+      this._load(run).catch(function (e) {
+        if (run === self._run && !self._stopped && e.name !== 'AbortError') self._fail(e.message);
+      });
+    }
+
+    _onSocketOpen() {
+      if (this._state === 'connecting') this._state = 'open';
+      this._startKeepalive({ type: 'keepalive' });
+      if (this._native) this._connected();
+    }
+
+    _onSocketMessage(ev) {
+      if (typeof ev.data === 'string') this._onEvent(ev.data);
+    }
+
+    async _get(url, binary) {
+      var r = await fetch(url, { signal: this._abort.signal, cache: 'no-store' });
+      if (!r.ok) {
+        var why = 'HTTP ' + r.status;
+        try { why = (await r.json()).strCode || why; } catch (e) { /* not JSON */ }
+        throw new Error(why);
+      }
+      return binary ? r.arrayBuffer() : r.text();
+    }
+
+    async _playlist(url) {
+      return parsePlaylist(await this._get(url, false), url);
+    }
+
+    async _append(url, map, run) {
+      if (map !== this._map) {
+        var init = await this._get(map, true);
+        if (run !== this._run) return;
+        if (!this._mime) {
+          this._mime = mimeFromInit(new Uint8Array(init));
+          this._log('mime', this._mime);
+          this._setupMedia();
+        }
+        this._map = map;
+        this._queue.push(init);
+      }
+      var data = await this._get(url, true);
+      if (run !== this._run) return;
+      this._bytes += data.byteLength;
+      this._fragments++;
+      this._queue.push(data);
+      this._pump();
+    }
+
+    // Follow the playlist: in LL mode part by part from the newest
+    // independent part; otherwise segment by segment from the newest one.
+    async _load(run) {
+      var url = this.playlistUrl();
+      var pl = await this._playlist(url);
+      if (pl.variants.length) {
+        url = pl.variants[0].uri;
+        pl = await this._playlist(url);
+      }
+      var ll = this._ver === 'll' && pl.partTarget > 0;
+      if (this._autoLatency) {
+        // Media comes a part (or a segment) at a time: hold back one chunk
+        // more than that, and jump when two more have piled up.
+        var chunk = ll ? pl.partTarget : pl.targetDuration;
+        this._jumpBack = 2 * chunk;
+        this._maxLatency = this._limit = 4 * chunk + 0.2;
+      }
+      var next = ll ? this._livePart(pl) : { msn: pl.segments.filter(function (s) { return s.uri; }).pop().msn, part: 0 };
+      var sep = url.indexOf('?') >= 0 ? '&' : '?';
+      while (run === this._run) {
+        var first = pl.segments.length ? pl.segments[0].msn : next.msn;
+        if (next.msn < first) next = ll ? this._livePart(pl) : { msn: pl.segments[pl.segments.length - 1].msn, part: 0 };
+        for (var i = 0; i < pl.segments.length && run === this._run; i++) {
+          var seg = pl.segments[i];
+          if (seg.msn !== next.msn) continue;
+          if (ll) {
+            for (var p = next.part; p < seg.parts.length && run === this._run; p++) {
+              await this._append(seg.parts[p].uri, seg.map, run);
+              next.part = p + 1;
+            }
+          } else if (seg.uri) {
+            await this._append(seg.uri, seg.map, run);
+          }
+          if (!seg.uri) break; // the open segment: wait for more of it
+          next = { msn: seg.msn + 1, part: 0 };
+        }
+        var block = '_HLS_msn=' + next.msn + (ll ? '&_HLS_part=' + next.part : '');
+        pl = await this._playlist(url + sep + block);
+      }
+    }
+
+    // The newest part a decoder can start from.
+    _livePart(pl) {
+      for (var i = pl.segments.length - 1; i >= 0; i--) {
+        var parts = pl.segments[i].parts;
+        for (var p = parts.length - 1; p >= 0; p--) {
+          if (parts[p].independent) return { msn: pl.segments[i].msn, part: p };
+        }
+      }
+      return { msn: pl.segments[pl.segments.length - 1].msn, part: 0 };
+    }
+
+    _teardown() {
+      this._run++;
+      if (this._abort) this._abort.abort();
+      this._abort = null;
+      this._map = null;
+      this._mime = '';
+      if (this._onError) this.video.removeEventListener('error', this._onError);
+      this._onError = null;
+      if (this._native) {
+        this.video.removeAttribute('src');
+        try { this.video.load(); } catch (e) { /* ignore */ }
+      }
+      super._teardown();
+    }
+
+    latency() {
+      var b = this.video.buffered;
+      return b.length ? Math.max(0, b.end(b.length - 1) - this.video.currentTime) : null;
+    }
+
+    stats() {
+      var s = super.stats();
+      s.mode = this._native ? 'native' : 'mse';
+      s.hlsver = this._ver;
+      s.url = this.playlistUrl();
+      return s;
+    }
+  }
+
+  /* ------------------------------------------------------------------ */
   /* Factory and helpers                                                 */
   /* ------------------------------------------------------------------ */
 
@@ -728,6 +997,7 @@
     H5sPlayerBase: H5sPlayerBase,
     H5sPlayerWS: H5sPlayerWS,
     H5sPlayerRTC: H5sPlayerRTC,
+    H5sPlayerHls: H5sPlayerHls,
     H5sPlayerCreate: H5sPlayerCreate,
     H5siOS: H5siOS
   };
