@@ -353,6 +353,10 @@ def main() -> None:
                     show("audio end behind video end", audio_behind)
                 print(f"  frames: decoded {r['decoded']}, dropped {r['dropped']}, rVFC missed {r['missed']}, "
                       f"unreadable stamps {r['bad']}, player jumps {st.get('jumps')}, reconnects {st.get('reconnects')}")
+                skew = summary(audio_behind)
+                if skew["n"] and skew["p50"] > 150:
+                    print(f"  !! the audio timeline trails video by ~{skew['p50']:.0f} ms: MSE plays the end both "
+                          f"tracks share, so that skew is added to the latency (see bench/README.md)")
                 s = summary(g2g)
                 out["browser"] = s
                 out["display"] = summary(display)
