@@ -50,6 +50,12 @@ def make_clip(path: Path, width: int, height: int, fps: int, seconds: int, bitra
     return path
 
 
+def machine_note() -> str:
+    """CPU count and load average, printed by each bench: other work on the box skews every number."""
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return f"machine: {os.cpu_count()} CPUs, load average {' / '.join(load)} (1 / 5 / 15 min) at start"
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank-interpolated percentile (p in 0..100) of a non-empty list."""
     data = sorted(values)
@@ -246,5 +252,5 @@ def open_bench_page(browser: Any, gw: Gateway, session: str) -> Any:
 
 
 __all__ = ["CACHE", "Gateway", "RtspCamera", "add_rtsp", "cpu_percent", "cpu_seconds",
-           "launch_chromium", "make_clip", "open_bench_page", "percentile", "rss_mb",
+           "launch_chromium", "machine_note", "make_clip", "open_bench_page", "percentile", "rss_mb",
            "source_state", "summary", "wait_until"]

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, open_bench_page,
+from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, machine_note, open_bench_page,
                     source_state, wait_until)
 
 TARGET_LIVE_MS = 300
@@ -213,6 +213,7 @@ def main() -> None:
                              "instead of waiting for the player's 250 ms check")
     args = parser.parse_args()
 
+    print(machine_note(), flush=True)
     cams = [RtspCamera(width=1280, height=720, fps=25, audio=args.audio, gop=args.gop) for _ in range(2)]
     try:
         with tempfile.TemporaryDirectory() as tmp:

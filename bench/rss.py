@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CACHE, Gateway, cpu_seconds, make_clip, rss_mb, source_state, wait_until
+from common import (CACHE, Gateway, cpu_seconds, machine_note, make_clip, rss_mb, source_state,
+                    wait_until)
 
 TARGET_MB = 120
 
@@ -84,6 +85,7 @@ def main() -> None:
 
     if args.malloc_tuned:
         os.environ.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+    print(machine_note(), flush=True)
     CACHE.mkdir(exist_ok=True)
     clip = make_clip(CACHE / "clip-1080p-4M.mp4", 1920, 1080, 25, 20, 4_000_000)
     mbps = clip.stat().st_size * 8 / 20 / 1e6

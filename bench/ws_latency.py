@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, open_bench_page,
+from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, machine_note, open_bench_page,
                     source_state, summary, wait_until)
 
 TOKEN = "lat"
@@ -306,6 +306,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the raw summary as JSON")
     args = parser.parse_args()
 
+    print(machine_note(), flush=True)
     camera = RtspCamera(stamp=True, width=1280, height=720, fps=25, audio=args.audio)
     try:
         with tempfile.TemporaryDirectory() as tmp:

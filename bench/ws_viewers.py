@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Gateway, cpu_percent, make_clip, rss_mb
+from common import Gateway, cpu_percent, machine_note, make_clip, rss_mb
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -50,6 +50,7 @@ def main() -> None:
         asyncio.run(viewers(args.client[0], int(args.client[1]), float(args.client[2])))
         return
 
+    print(machine_note(), flush=True)
     CACHE.mkdir(exist_ok=True)
     clip = make_clip(CACHE / "clip-1080p-4M.mp4", 1920, 1080, 25, 20, 4_000_000)
     mbps = clip.stat().st_size * 8 / 20 / 1e6
