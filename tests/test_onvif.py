@@ -94,6 +94,27 @@ def test_add_onvif_camera_streams_with_its_credentials(make_gateway, device, cam
     assert "Cam-pa55" not in shown and "UsernameToken" not in shown
 
 
+def test_onvif_sources_from_the_config_file(make_gateway, device):
+    onvif = {"nType": "H5_ONVIF", "strSrcIpAddress": "127.0.0.1", "strSrcPort": str(device.port),
+             "strUser": "admin", "strPasswd": SECRET}
+    gw = make_gateway([
+        onvif | {"strName": "Door", "strToken": "door", "nConnectType": "H5_ALWAYS"},
+        onvif | {"strName": "Bad", "strToken": "bad", "strSrcPort": "http"},
+        onvif | {"strName": "Gone", "strToken": "gone", "nConnectType": "H5_ALWAYS", "bOnvifProfileAuto": False,
+                 "strOnvifProfileMain": "nope"},
+    ])
+    session = gw.login()
+
+    def src(token: str) -> dict:
+        return gw.api("GetSrc", session=session, token=token)[1]["src"][0]
+
+    assert wait_until(lambda: src("door")["bOnline"], 15), src("door")
+    assert src("door")["strOnvifProfileToken"] == "prof_main"
+    assert src("bad")["strState"] == "disabled"
+    assert "strSrcPort 'http' is not a port number" in gw.log()
+    assert wait_until(lambda: "'nope' not found" in src("gone")["strLastError"]), src("gone")
+
+
 def test_profiles_by_name_and_bad_profile(make_gateway, device):
     gw = make_gateway()
     session = gw.login()

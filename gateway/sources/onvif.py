@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from ..config import SourceConf
-from ..onvif.client import Endpoint, OnvifDevice, OnvifError, Profile
+from ..onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
 from .base import InputSpec, SourceError
 from .stream import check_url, input_options, redact, with_credentials
 
@@ -46,10 +46,12 @@ class OnvifSource:
 
     @classmethod
     def from_conf(cls, conf: SourceConf) -> "OnvifSource":
+        port = conf["strSrcPort"] or "80"
+        if not port.isdigit():
+            raise SourceError(f"strSrcPort {port!r} is not a port number")
         try:
-            port = int(conf["strSrcPort"] or 80)
-            endpoint = Endpoint(conf["strSrcIpAddress"], port, conf["strUser"], conf["strPasswd"],
-                                conf["strOnvifAddr"] or "/onvif/device_service")
+            endpoint = Endpoint(conf["strSrcIpAddress"], int(port), conf["strUser"], conf["strPasswd"],
+                                conf["strOnvifAddr"] or DEFAULT_PATH)
         except ValueError as e:
             raise SourceError(f"bad ONVIF address: {e}") from None
         return cls(endpoint, conf["strOnvifProfileMain"], conf["strOnvifProfileSub"], conf["bOnvifProfileAuto"],
