@@ -1,7 +1,9 @@
-"""Audio a browser's MSE cannot take, made into AAC once per stream.
+"""The only audio transcodes on the live path, each done once per stream.
 
-Hikvision-style cameras send G.711 (PCMA/PCMU, 8 kHz mono), which MP4/MSE cannot carry;
-this is the one transcode on the live path. It runs in the source's demux thread.
+- G.711 (PCMA/PCMU, 8 kHz mono, as Hikvision-style cameras send) to AAC, since MP4/MSE
+  cannot carry G.711. Runs in the source's demux thread.
+- AAC (files, RTMP, AAC cameras) to Opus for WebRTC, which cannot carry AAC. Runs only
+  while WebRTC peers watch a stream without G.711.
 """
 
 from __future__ import annotations
@@ -14,28 +16,29 @@ from .packet import AudioParams, MediaPacket
 
 TRANSCODED_CODECS = ("pcm_alaw", "pcm_mulaw")
 AAC_RATE = 16000  # G.711 is 8 kHz; 16 kHz AAC keeps all of it and every browser decodes it.
+OPUS_RATE = 48000
+OPUS_FRAME = 960  # 20 ms
 
 
-class AacTranscoder:
-    """Decode G.711 packets and encode AAC frames with a continuous sample clock."""
+class _Transcoder:
+    """Decode, resample to the encoder's frame size, encode, on a continuous sample clock."""
 
-    def __init__(self, codec_name: str, sample_rate: int, channels: int):
-        self.decoder = av.CodecContext.create(codec_name, "r")
-        self.decoder.sample_rate = sample_rate
-        self.decoder.layout = "mono" if channels == 1 else "stereo"
-        self.encoder = av.CodecContext.create("aac", "w")
-        self.encoder.sample_rate = AAC_RATE
-        self.encoder.layout = "mono"
-        self.encoder.format = "fltp"
-        self.encoder.bit_rate = 32000
-        self.encoder.time_base = Fraction(1, AAC_RATE)
+    def __init__(self, decoder: av.CodecContext, codec: str, rate: int, layout: str, fmt: str, bit_rate: int,
+                 frame_size: int | None = None):
+        self.decoder = decoder
+        self.encoder = av.CodecContext.create(codec, "w")
+        self.encoder.sample_rate = rate
+        self.encoder.layout = layout
+        self.encoder.format = fmt
+        self.encoder.bit_rate = bit_rate
+        self.encoder.time_base = Fraction(1, rate)
         self.encoder.open()
-        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AAC_RATE, frame_size=self.encoder.frame_size)
-        self.params = AudioParams("aac", AAC_RATE, 1, bytes(self.encoder.extradata or b""))
+        self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate,
+                                           frame_size=frame_size or self.encoder.frame_size)
         self.next_pts: int | None = None
 
-    def transcode(self, packet: av.Packet, pts: int) -> list[tuple[int, bytes]]:
-        """AAC frames (pts in AAC_RATE units, data) for one G.711 packet starting at `pts`."""
+    def _run(self, packet: av.Packet, pts: int) -> list[tuple[int, bytes]]:
+        """Encoded packets (pts in the encoder's rate, data) for one input packet at `pts`."""
         if self.next_pts is None:
             self.next_pts = pts
         out = []
@@ -48,41 +51,35 @@ class AacTranscoder:
         return out
 
 
-OPUS_RATE = 48000
-OPUS_FRAME = 960  # 20 ms
+def _decoder(codec: str, sample_rate: int, channels: int, extradata: bytes | None = None) -> av.CodecContext:
+    decoder = av.CodecContext.create(codec, "r")
+    decoder.sample_rate = sample_rate
+    decoder.layout = "mono" if channels == 1 else "stereo"
+    if extradata:
+        decoder.extradata = extradata
+    return decoder
 
 
-class OpusTranscoder:
-    """AAC (files, RTMP, AAC cameras) to Opus for WebRTC, which cannot carry AAC.
+class AacTranscoder(_Transcoder):
+    """G.711 to AAC 16 kHz mono."""
 
-    Runs once per stream, only while WebRTC peers watch a stream without G.711.
-    """
+    def __init__(self, codec_name: str, sample_rate: int, channels: int):
+        super().__init__(_decoder(codec_name, sample_rate, channels), "aac", AAC_RATE, "mono", "fltp", 32000)
+        self.params = AudioParams("aac", AAC_RATE, 1, bytes(self.encoder.extradata or b""))
+
+    def transcode(self, packet: av.Packet, pts: int) -> list[tuple[int, bytes]]:
+        """AAC frames (pts in AAC_RATE units, data) for one G.711 packet starting at `pts`."""
+        return self._run(packet, pts)
+
+
+class OpusTranscoder(_Transcoder):
+    """AAC to Opus 48 kHz stereo, 20 ms packets."""
 
     def __init__(self, params: AudioParams):
-        self.decoder = av.CodecContext.create("aac", "r")
-        self.decoder.extradata = params.config
-        self.decoder.sample_rate = params.sample_rate
-        self.decoder.layout = "mono" if params.channels == 1 else "stereo"
-        self.encoder = av.CodecContext.create("libopus", "w")
-        self.encoder.sample_rate = OPUS_RATE
-        self.encoder.layout = "stereo"
-        self.encoder.format = "s16"
-        self.encoder.bit_rate = 64000
-        self.encoder.time_base = Fraction(1, OPUS_RATE)
-        self.encoder.open()
-        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_FRAME)
+        decoder = _decoder("aac", params.sample_rate, params.channels, params.config)
+        super().__init__(decoder, "libopus", OPUS_RATE, "stereo", "s16", 64000, frame_size=OPUS_FRAME)
         self.source_rate = params.sample_rate
-        self.next_pts: int | None = None
 
     def transcode(self, packet: MediaPacket) -> list[tuple[int, bytes]]:
         """Opus packets (pts at 48 kHz, data) for one AAC frame."""
-        if self.next_pts is None:
-            self.next_pts = packet.pts * OPUS_RATE // self.source_rate
-        out = []
-        for frame in self.decoder.decode(av.Packet(packet.data)):
-            for resampled in self.resampler.resample(frame):
-                resampled.pts = self.next_pts
-                self.next_pts += resampled.samples
-                for encoded in self.encoder.encode(resampled):
-                    out.append((int(encoded.pts), bytes(encoded)))
-        return out
+        return self._run(av.Packet(packet.data), packet.pts * OPUS_RATE // self.source_rate)
