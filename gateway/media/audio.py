@@ -38,8 +38,13 @@ class _Transcoder:
         self.next_pts: int | None = None
 
     def _run(self, packet: av.Packet, pts: int) -> list[tuple[int, bytes]]:
-        """Encoded packets (pts in the encoder's rate, data) for one input packet at `pts`."""
-        if self.next_pts is None:
+        """Encoded packets (pts in the encoder's rate, data) for one input packet at `pts`.
+
+        Samples are counted on from the first packet, but when the input's own time drifts
+        from the count by more than two encoder frames (audio lost or skipped by the
+        camera), the count jumps to it: otherwise audio would trail video for good.
+        """
+        if self.next_pts is None or abs(pts - self.next_pts) > 2 * self.encoder.frame_size:
             self.next_pts = pts
         out = []
         for frame in self.decoder.decode(packet):

@@ -258,53 +258,71 @@ class DemuxThread:
                 self._stop.wait(min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 1)))
 
     def _play(self, spec: InputSpec) -> bool:
-        """Demux one opened input until it ends; True if any media came through."""
-        options = dict(spec.options)
+        """Demux one opened input until it ends; True if any media came through.
+
+        A file plays on in a loop by seeking back to its start, which is gapless and
+        keeps memory flat (re-opening it each time leaves FFmpeg's buffers to the allocator).
+        """
         opening = time.monotonic()
-        container = av.open(spec.url, options=options, timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+        container = av.open(spec.url, options=dict(spec.options), timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
         log.debug("source %s: opened %s in %.3f s", self.name, spec.label, time.monotonic() - opening)
         try:
             session = _Session(container, self.enable_audio)
             if session.video_stream is None:
                 raise SourceError(f"{spec.label}: no H.264 video stream")
-            streams = [s for s in (session.video_stream, session.audio_stream) if s is not None]
-            started = False
-            clock_start = None
-            first_dts = None
-            for packet in container.demux(streams):
-                if self._stop.is_set():
-                    break
-                if packet.size == 0:
-                    continue
-                if packet.stream is session.video_stream:
-                    items, changed = session.video_packets(packet)
-                    if not started:
-                        # Every session starts at a keyframe with known parameter sets.
-                        while items and not (items[0].keyframe and session.video):
-                            items.pop(0)
-                        if not items:
-                            continue
-                        started = True
-                        self._emit(self.sink.on_session_start, session.params)
-                    elif changed:
-                        self._emit(self.sink.on_params, session.params)
-                else:
-                    if not started:
-                        continue
-                    had_audio = session.audio
-                    items = session.audio_packets(packet)
-                    if had_audio is None and session.audio is not None:
-                        self._emit(self.sink.on_params, session.params)
-                if spec.realtime and items:
-                    # Files play at their own speed: wait until this packet is due.
-                    seconds = items[0].dts / (VIDEO_TIMESCALE if items[0].kind == "video" else session.audio.sample_rate)
-                    if clock_start is None:
-                        clock_start, first_dts = time.monotonic(), seconds
-                    delay = clock_start + (seconds - first_dts) - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        break
-                for item in items:
-                    self._emit(self.sink.on_packet, item)
-            return started
+            got_media = False
+            while True:
+                played = self._demux_pass(container, session, spec.realtime)
+                got_media |= played
+                if not (spec.realtime and played) or self._stop.is_set():
+                    return got_media
+                try:
+                    container.seek(0)
+                except av.error.FFmpegError:
+                    return got_media  # not seekable: the caller re-opens it
+                session.untimed = []
         finally:
             container.close()
+
+    def _demux_pass(self, container: av.container.InputContainer, session: _Session, realtime: bool) -> bool:
+        """One read through the input, as one session of the hub; True if it started."""
+        streams = [s for s in (session.video_stream, session.audio_stream) if s is not None]
+        rates = {"video": VIDEO_TIMESCALE, "audio": session.audio.sample_rate if session.audio else 1, "g711": G711_RATE}
+        started = False
+        clock_start = first_seconds = 0.0
+        for packet in container.demux(streams):
+            if self._stop.is_set():
+                break
+            if packet.size == 0:
+                continue
+            if packet.stream is session.video_stream:
+                items, changed = session.video_packets(packet)
+                if not started:
+                    # Every session starts at a keyframe with known parameter sets.
+                    while items and not (items[0].keyframe and session.video):
+                        items.pop(0)
+                    if not items:
+                        continue
+                    started = True
+                    self._emit(self.sink.on_session_start, session.params)
+                elif changed:
+                    self._emit(self.sink.on_params, session.params)
+            else:
+                if not started:
+                    continue
+                had_audio = session.audio
+                items = session.audio_packets(packet)
+                if had_audio is None and session.audio is not None:
+                    rates["audio"] = session.audio.sample_rate
+                    self._emit(self.sink.on_params, session.params)
+            if realtime and items:
+                # Files play at their own speed: wait until this packet is due.
+                seconds = items[0].dts / rates[items[0].kind]
+                if not clock_start:
+                    clock_start, first_seconds = time.monotonic(), seconds
+                delay = clock_start + (seconds - first_seconds) - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+            for item in items:
+                self._emit(self.sink.on_packet, item)
+        return started
