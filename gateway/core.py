@@ -7,14 +7,16 @@ answer always agree: validate first, then save, then start; nothing half-done on
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .auth import Auth
 from .config import Config, SourceConf
 from .media.hub import Stream, StreamManager
-from .media.webrtc import RtcPeer, ice_host_addresses, install_passthrough
 from .runinfo import RunInfo
 from .sources import Source, SourceError, make_source
+
+if TYPE_CHECKING:
+    from .media.webrtc import RtcPeer
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ class Gateway:
         self.auth = Auth(config.users, system["nSessionTimeout"], system["nLoginFailLimit"], system["nLoginLockSec"])
         self.streams = StreamManager(config.get("source", "nOnDemandLingerSec"))
         self.runinfo = RunInfo(config.root)
-        self.rtc_peers: dict[str, RtcPeer] = {}
+        self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (api/rtc.py); aiortc loads on first use
 
     def start(self) -> None:
         """Create a stream for every configured source; a broken one is logged, not fatal."""
@@ -35,7 +37,6 @@ class Gateway:
                 self.streams.add(conf, make_source(conf, self.config))
             except SourceError as e:
                 log.error("source %s disabled: %s", conf.token, e)
-        install_passthrough(ice_host_addresses(self.config.get("http", "strBindAddress")))
         self.runinfo.start()
 
     async def stop(self) -> None:

@@ -15,6 +15,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
@@ -22,9 +23,11 @@ from ..auth import AuthError, Session
 from ..config import valid_token
 from ..core import Gateway
 from ..media.hub import Stream, StreamNotReady
-from ..media.webrtc import RtcPeer
 from .v1 import GATEWAY_KEY, fail
 from .ws import CLOSE_NOT_FOUND, CLOSE_NOT_READY, CLOSE_POLICY, refuse
+
+if TYPE_CHECKING:
+    from ..media.webrtc import RtcPeer
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,12 @@ def ice_servers(gw: Gateway) -> list[dict]:
     return [s for s in gw.config.raw.get("webrtc", {}).get("iceServers", []) if isinstance(s, dict) and s.get("urls")]
 
 
-async def new_peer(gw: Gateway, stream: Stream) -> RtcPeer:
+async def new_peer(gw: Gateway, stream: Stream) -> "RtcPeer":
     """A set-up peer for a ready stream; StreamNotReady if the source gives no video."""
+    # aiortc is imported on the first WebRTC viewer: ~20 MB a gateway without one never needs.
+    from ..media.webrtc import RtcPeer, ice_host_addresses, install_passthrough
+
+    install_passthrough(ice_host_addresses(gw.config.get("http", "strBindAddress")))
     stream.acquire()  # hold the stream while waiting, so an on-demand source starts
     try:
         params = await stream.wait_ready(READY_TIMEOUT)
@@ -63,7 +70,7 @@ async def new_peer(gw: Gateway, stream: Stream) -> RtcPeer:
     return peer
 
 
-async def _forget_when_closed(gw: Gateway, peer: RtcPeer) -> None:
+async def _forget_when_closed(gw: Gateway, peer: "RtcPeer") -> None:
     await peer.closed.wait()
     gw.rtc_peers.pop(peer.id, None)
 
@@ -85,7 +92,7 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
     stream = gw.stream(token) if valid_token(token) else None
     if stream is None:
         return await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
-    peer: RtcPeer | None = None
+    peer: "RtcPeer | None" = None
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -122,7 +129,7 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: RtcPeer) -> None:
+async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: "RtcPeer") -> None:
     await peer.closed.wait()
     if not ws.closed:
         await ws.close(code=1000, message=b"webrtc connection ended")
