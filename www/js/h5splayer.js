@@ -405,7 +405,13 @@
           // 'segments': trust the fragment timestamps (tfdt), so gaps stay
           // gaps and we can skip them, rather than 'sequence' gluing them.
           sb.mode = 'segments';
-          sb.addEventListener('updateend', function () { if (self.sourceBuffer === sb) self._pump(); });
+          sb.addEventListener('updateend', function () {
+            if (self.sourceBuffer !== sb) return;
+            // The first media in: place playback on it now rather than at the next
+            // periodic check (up to 250 ms later), so the first frame shows at once.
+            if (!self._lastEnd && sb.buffered.length) self._check();
+            self._pump();
+          });
           sb.addEventListener('error', function () { if (self.sourceBuffer === sb) self._lastError = 'sourcebuffer error'; });
           self.sourceBuffer = sb;
         } catch (e) {
