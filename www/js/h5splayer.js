@@ -28,6 +28,7 @@
  *
  * h5ss extensions (optional conf fields, all in seconds unless noted):
  *   maxlatency   (0.5)  jump to the live edge when buffered end − currentTime exceeds it
+ *   targetlatency (0.1) below maxlatency, play 8 % fast until the lag is down to this
  *   keepbehind   (10)   buffer kept behind currentTime; older data is removed
  *   stalltimeout (15)   reconnect when the buffer has not grown for this long
  *   reconnectmin (1), reconnectmax (10)   reconnect backoff bounds
@@ -281,6 +282,7 @@
       super(conf, 'WS');
       var c = this._conf;
       this._maxLatency = confNum(c.maxlatency, 0.5);
+      this._targetLatency = confNum(c.targetlatency, 0.1);
       this._keepBehind = confNum(c.keepbehind, 10);
       this._stallTimeout = confNum(c.stalltimeout, 15) * 1000;
       this._hevc = c.hevc !== undefined ? confBool(c.hevc, false) : mseHevcSupported();
@@ -554,6 +556,13 @@
           this._jumps++;
           this._seek(Math.max(ranges.start(ranges.length - 1), end - this._jumpBack));
         }
+        // Between jumps, ease the lag down to targetlatency by playing 8 % fast
+        // (no seek, nothing skipped); back to real time once there.
+        if (!v.paused && !this._pbconf) {
+          var fast = v.playbackRate > 1;
+          var rate = lag > this._targetLatency + (fast ? 0.02 : 0.08) ? 1.08 : 1;
+          if (v.playbackRate !== rate) v.playbackRate = rate;
+        }
       }
 
       // Trim: remove what lies more than keepbehind seconds behind, in steps
@@ -718,11 +727,13 @@
   /* ------------------------------------------------------------------ */
 
   // conf.hlsver: 'v1' (MPEG-TS), 'v2' (fMP4) or 'll' (LL-HLS, /{token}/index.m3u8).
-  // conf.nativehls: 'auto' (default) | 'true' | 'false'. The browser's own HLS
-  // plays v1/v2 where it has one; LL-HLS and browsers without native HLS use
-  // MSE: this class fetches the fMP4 init, parts or segments itself (blocking
-  // playlist reload, so each arrives as soon as it exists) and appends them
-  // through the WS player's buffer handling (live-edge chase, trim, stalls).
+  // conf.nativehls: 'auto' (default) | 'true' | 'false'. With MSE this class
+  // fetches the fMP4 init, parts or segments itself (blocking playlist reload,
+  // so each arrives as soon as it exists, from the newest one on) and appends
+  // them through the WS player's buffer handling (live-edge chase, trim,
+  // stalls). The browser's own HLS plays where there is no MSE (iPhone) or
+  // when asked: it starts three target durations behind live, as the HLS spec
+  // tells players to, so it is seconds later (bench/hls_latency.py).
   // MSE cannot take MPEG-TS everywhere, so v1 plays the v2 rendition there:
   // the same segments, cut once on the server.
   // h5s's keepalive socket (api/v1/h5swscmnapi) stays open while playing.
@@ -816,7 +827,8 @@
       this._ver = ver === 'v2' || ver === 'll' ? ver : 'v1';
       var want = c.nativehls === undefined ? 'auto' : String(c.nativehls).toLowerCase();
       var mse = !!(global.MediaSource || global.WebKitMediaSource);
-      this._native = want === 'true' || !mse || (want === 'auto' && this._ver !== 'll' && nativeHls(this.video));
+      this._native = want === 'true' || !mse;
+      if (this._native && !nativeHls(this.video)) this._lastError = 'this browser plays HLS neither natively nor with MSE';
       this._autoLatency = c.maxlatency === undefined;
       this._run = 0;          // id of the current fetch loop; a new one abandons the old
       this._abort = null;     // AbortController of the current loop's requests
