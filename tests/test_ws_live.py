@@ -187,3 +187,24 @@ def test_stalled_viewer_does_not_slow_others(make_gateway, camera_factory):
     assert len(fragments) >= 8 * 25 * 0.9
     gaps = [b[0] - a[0] for a, b in zip(fragments, fragments[1:])]
     assert max(gaps) < 0.5, max(gaps)
+
+
+def test_muted_viewer_gets_video_only_beside_a_full_one(make_gateway, camera_factory, tmp_path):
+    camera = camera_factory(audio="pcma")
+    gw = make_gateway()
+    session = gw.login()
+    add_rtsp(gw, session, "cam", camera.url)
+    full = WsViewer(gw.ws_url, "cam", session)
+    muted = WsViewer(gw.ws_url, "cam", session, query="&audio=false")
+    full.start(), muted.start()
+    assert full.wait_frames(25, 20) and muted.wait_frames(25, 20)
+    time.sleep(2)
+    full.stop(), muted.stop()
+    assert "mp4a" in full.mime and "mp4a" not in muted.mime
+    for viewer, codecs in ((full, {"h264", "aac"}), (muted, {"h264"})):
+        capture = tmp_path / "capture.mp4"
+        capture.write_bytes(viewer.stream_bytes())
+        assert {s["codec_name"] for s in ffprobe_streams(capture)} == codecs
+    # The video fragments are the very same bytes for both.
+    video = {d for _, d in muted.fragments()}
+    assert len(video & {d for _, d in full.fragments()}) >= 50

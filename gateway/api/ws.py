@@ -54,13 +54,16 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))
     feed = Fmp4Feed.of(stream)
-    viewer = TransportViewer(request.transport)
+    # `audio=false` (ours): a muted player gets video only, and with it no wait for the
+    # browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less.
+    video_only = request.query.get("audio") == "false"
+    viewer = TransportViewer(request.transport, video_only=video_only)
     try:
         try:
             params = await stream.wait_ready(READY_TIMEOUT)
         except StreamNotReady as e:
             return await refuse(ws, CLOSE_NOT_READY, str(e))
-        await ws.send_bytes(params.mime.encode("ascii"))
+        await ws.send_bytes((params.without_audio() if video_only else params).mime.encode("ascii"))
         # From here the feed writes fragments straight into this socket.
         feed.subscribe(viewer)
         ended = asyncio.create_task(viewer.ended.wait())

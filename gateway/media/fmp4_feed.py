@@ -32,7 +32,8 @@ class Fmp4Feed:
         self.stream = stream
         self.params: StreamParams | None = None
         self.init: bytes | None = None
-        self.gop: list[bytes] = []
+        self.init_video_only: bytes | None = None  # for viewers that asked for no audio
+        self.gop: list[tuple[bytes, str]] = []  # (message, kind) since the last keyframe
         self.viewers: set[TransportViewer] = set()
         self.sequence = 0
         self.fragments_made = 0
@@ -61,13 +62,16 @@ class Fmp4Feed:
         if not self.viewers:
             # Nobody to fragment for: stop work, forget the cache (it would go stale).
             self.stream.detach(self)
-            self.params, self.init, self.gop = None, None, []
+            self.params, self.init, self.init_video_only, self.gop = None, None, None, []
+
+    def _init_for(self, viewer: TransportViewer) -> bytes:
+        return self.init_video_only if viewer.video_only else self.init  # type: ignore[return-value]
 
     def _prime(self, viewer: TransportViewer) -> None:
-        assert self.init is not None
-        viewer.put(self.init, keyframe=True, essential=True)
-        for i, data in enumerate(self.gop):
-            viewer.put(data, keyframe=i == 0)
+        viewer.put(self._init_for(viewer), keyframe=True, essential=True)
+        for i, (data, kind) in enumerate(self.gop):
+            if kind == "video" or not viewer.video_only:
+                viewer.put(data, keyframe=i == 0)
 
     def close(self) -> None:
         """The stream is going away: tell every viewer's handler to end."""
@@ -82,9 +86,10 @@ class Fmp4Feed:
             return
         self.params = params
         self.init = ws_binary_message(init_segment(params))
+        self.init_video_only = ws_binary_message(init_segment(params.without_audio())) if params.audio else self.init
         self.gop = []
         for viewer in self.viewers:
-            viewer.put(self.init, keyframe=True, essential=True)
+            viewer.put(self._init_for(viewer), keyframe=True, essential=True)
 
     def on_packet(self, packet: MediaPacket) -> None:
         if self.init is None:
@@ -96,8 +101,10 @@ class Fmp4Feed:
         self.fragments_made += 1
         keyframe = packet.kind == "video" and packet.keyframe
         if keyframe:
-            self.gop = [data]
+            self.gop = [(data, packet.kind)]
         elif self.gop:
-            self.gop.append(data)
+            self.gop.append((data, packet.kind))
+        audio = packet.kind == "audio"
         for viewer in self.viewers:
-            viewer.put(data, keyframe)
+            if not (audio and viewer.video_only):
+                viewer.put(data, keyframe)

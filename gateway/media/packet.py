@@ -63,6 +63,9 @@ class StreamParams:
     # which carries G.711 as it is. Packets of kind "g711" run on an 8 kHz clock.
     g711: str | None = None
 
+    def without_audio(self) -> "StreamParams":
+        return StreamParams(self.video, None, None)
+
     @property
     def mime(self) -> str:
         codecs = [t.codec_string for t in (self.video, self.audio) if t is not None]
