@@ -119,3 +119,17 @@ def test_browser_viewer_survives_camera_restart_without_reconnecting(make_gatewa
     assert time.monotonic() - back <= 2.5  # the 0.2 s of playback it waits for included
     assert page.evaluate("() => window.h5ssPlayer.stats().reconnects") == 0
     assert_smpte(bar_colours(page))
+
+
+def test_muted_player_takes_video_only_and_unmute_brings_audio(make_gateway, camera_factory, page):
+    camera = camera_factory(audio="pcma")
+    gw = make_gateway()
+    status, answer = gw.api("AddSrcRTSP", session=gw.login(), name="Cam", token="cam", url=camera.url)
+    assert status == 200, answer
+    open_player(gw, page, "cam")
+    wait_playing(page, 1)
+    assert "mp4a" not in page.evaluate("() => window.h5ssPlayer.stats().mime")
+    page.click("#mute")
+    page.wait_for_function("() => (window.h5ssPlayer.stats().mime || '').includes('mp4a')")
+    wait_playing(page, 1.5)
+    assert page.evaluate("() => document.querySelector('video').muted") is False

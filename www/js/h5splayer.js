@@ -282,6 +282,15 @@
       super(conf, 'WS');
       var c = this._conf;
       this._maxLatency = confNum(c.maxlatency, 0.5);
+      this._wantAudio = false;
+      var self = this;
+      this.video.addEventListener('volumechange', function () {
+        if (self._stopped || self._pbconf || self.video.muted || self._wantAudio) return;
+        self._wantAudio = true;
+        self._closeSocket();
+        self._teardown();
+        self._start();
+      });
       this._targetLatency = confNum(c.targetlatency, 0.1);
       this._keepBehind = confNum(c.keepbehind, 10);
       this._stallTimeout = confNum(c.stalltimeout, 15) * 1000;
@@ -323,6 +332,9 @@
         p.endtime = pb.endtime;
         p.filename = pb.filename !== undefined ? pb.filename : 'fake';
       }
+      // Muted (autoplay) live video asks for no audio: the browser then need not buffer
+      // audio, which takes ~200 ms off the latency. Unmuting reconnects with audio.
+      if (!this._wantAudio && !this._pbconf) p.audio = 'false';
       p.session = c.session;
       return this.wsUrl('api/v1/h5swsapi', p);
     }
@@ -424,8 +436,9 @@
       });
       this._objectUrl = URL.createObjectURL(ms);
       var v = this.video;
-      // Muted autoplay is what lets Chromium start without a user gesture.
-      v.muted = true;
+      // Muted autoplay is what lets Chromium start without a user gesture; once the
+      // user has unmuted (a gesture), the reconnect with audio plays with sound.
+      v.muted = !this._wantAudio;
       v.autoplay = true;
       v.playsInline = true;
       v.src = this._objectUrl;
