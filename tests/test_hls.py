@@ -100,6 +100,16 @@ def test_segments_start_at_keyframes_and_parts_are_200_ms(clip_packets):
     assert seg.part_target == 0.2
 
 
+def test_a_jittery_camera_clock_still_cuts_every_gop(clip_packets):
+    params, packets = clip_packets
+    jittered = [MediaPacket(p.kind, p.dts - p.dts // 3600 % 3, p.pts - p.dts // 3600 % 3, p.duration, p.keyframe, p.data)
+                if p.kind == "video" else p for p in packets]  # a keyframe a tick or two early
+    stream, seg = segmenter()
+    feed(stream, params, jittered)
+    assert [len(s.parts) for s in seg.complete_segments] == [5, 5]
+    assert seg.max_duration == 1
+
+
 def test_playlists_of_each_variant(clip_packets):
     stream, seg = segmenter()
     feed(stream, *clip_packets)

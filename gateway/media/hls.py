@@ -255,7 +255,10 @@ class HlsSegmenter:
                 self._discontinuity = True  # the camera reconnected
             self._session = self.stream.online_since
             seg = self.open_segment
-            if seg is None or self._discontinuity or (packet.dts - seg.first_dts) / VIDEO_TIMESCALE >= self.target:
+            # Half a frame of slack: camera clocks jitter, and a GOP of exactly the target
+            # must not grow into a segment of two.
+            elapsed = (packet.dts - seg.first_dts + packet.duration / 2) / VIDEO_TIMESCALE if seg else 0
+            if seg is None or self._discontinuity or elapsed >= self.target:
                 self._start_segment(packet)
             elif any(p.kind == "video" for p in self._pending):
                 self._close_part()
