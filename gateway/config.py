@@ -235,7 +235,8 @@ def load_config(path: str | Path) -> Config:
     except ValueError:
         raise ConfigError("onvif.strDiscoveryTarget: expected IPv4:PORT, e.g. 239.255.255.250:3702") from None
 
-    for section, key in (("system", "nSessionTimeout"), ("system", "nLoginFailLimit")):
+    for section, key in (("system", "nSessionTimeout"), ("system", "nLoginFailLimit"), ("hls", "nHLSSegmentNum"),
+                         ("hls", "nHLSDuration")):
         if raw[section][key] <= 0:
             raise ConfigError(f"{section}.{key}: must be greater than 0")
 

@@ -41,6 +41,7 @@ def add_src(**fields):
     (add_src(nConnectType="SOMETIMES"), "source.src[1].nConnectType: 'SOMETIMES' is not one of"),
     (add_src(strToken="a/b"), "source.src[1].strToken"),
     (set_key("system", "nSessionTimeout", 0), "system.nSessionTimeout: must be greater than 0"),
+    (set_key("hls", "nHLSDuration", 0), "hls.nHLSDuration: must be greater than 0"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, words):
     path = write_conf(tmp_path, change)
