@@ -936,13 +936,17 @@
       }
       var ll = this._ver === 'll' && pl.partTarget > 0;
       if (this._autoLatency) {
-        // Media comes a part (or a segment) at a time: hold back one chunk
-        // more than that, and jump when two more have piled up.
+        // Media comes a part (or a segment) at a time, so the lag saws by that
+        // much: ease it down to one chunk and a margin (never less, or playback
+        // runs dry before the next one), jump back to two when four piled up.
         var chunk = ll ? pl.partTarget : pl.targetDuration;
+        this._targetLatency = chunk + Math.min(0.5, chunk);
         this._jumpBack = 2 * chunk;
         this._maxLatency = this._limit = 4 * chunk + 0.2;
       }
-      var next = ll ? this._livePart(pl) : { msn: pl.segments.filter(function (s) { return s.uri; }).pop().msn, part: 0 };
+      // Whole segments start one back, so there is a margin before the next.
+      var complete = pl.segments.filter(function (s) { return s.uri; });
+      var next = ll ? this._livePart(pl) : { msn: complete[Math.max(0, complete.length - 2)].msn, part: 0 };
       var sep = url.indexOf('?') >= 0 ? '&' : '?';
       while (run === this._run) {
         var first = pl.segments.length ? pl.segments[0].msn : next.msn;

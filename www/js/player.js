@@ -67,7 +67,7 @@
       token: token,
       session: H5SS.session(),
       streamprofile: profileSel.value,
-      hlsver: 'v1',
+      hlsver: H5SS.param('hlsver') || 'v1', // HLS: v1, v2 or ll (LL-HLS)
       consolelog: H5SS.param('debug') === '1' ? 'true' : 'false',
       // Tuning from the address bar, e.g. player.html?token=T&maxlatency=1
       maxlatency: H5SS.param('maxlatency') || undefined
