@@ -76,13 +76,13 @@ def test_whep_page_plays_high_profile_camera_untouched(make_gateway, camera_fact
 
 
 def test_h5srtcapi_player_plays_multi_slice_camera_intact(make_gateway, camera_factory, page):
-    gw, session = camera_gateway(make_gateway, camera_factory, slices=2, audio="pcmu")
+    gw, session = camera_gateway(make_gateway, camera_factory, profile="high", slices=2, audio="pcma")
     page.goto(f"{gw.url}/login.html")
     page.evaluate("s => { localStorage.setItem('h5ss.session', s); localStorage.setItem('h5ss.protocol', 'rtc'); }",
                   session)
     page.goto(f"{gw.url}/player.html?token=cam")
     stats = wait_decoding(page, "window.h5ssPlayer && window.h5ssPlayer._pc")
-    assert stats["audio"]["mime"] == "audio/PCMU"
+    assert stats["video"]["mime"] == "video/H264" and stats["audio"]["mime"] == "audio/PCMA"
     for _ in range(3):  # several frames, each made of two slices
         assert_smpte(bar_colours(page))
         time.sleep(0.4)
