@@ -970,6 +970,21 @@
       }
     }
 
+    // Frames a camera dropped leave holes in the timeline that MSE will not
+    // play across: stalled at the end of a buffered range with another one
+    // close after it, step over the hole (hls.js does the same).
+    _check() {
+      var v = this.video, b = v.buffered, t = v.currentTime;
+      for (var i = 0; i + 1 < b.length && v.readyState < 3; i++) {
+        if (t >= b.start(i) && b.end(i) - t < 0.1 && b.start(i + 1) - b.end(i) < 2) {
+          this._log('skipping a hole of', (b.start(i + 1) - b.end(i)).toFixed(3), 's');
+          this._seek(b.start(i + 1) + 0.01);
+          break;
+        }
+      }
+      super._check();
+    }
+
     // The newest part a decoder can start from.
     _livePart(pl) {
       for (var i = pl.segments.length - 1; i >= 0; i--) {
