@@ -31,7 +31,7 @@ from ..config import valid_token
 from ..media.hls import HlsSegmenter, Segment
 from ..media.hls_playlist import QUERY, master_playlist, media_playlist
 from .v1 import ApiError, command, fail, gateway, ok, session_from, token_param
-from .ws import CLOSE_NOT_FOUND, CLOSE_POLICY, refuse
+from .ws import stream_socket
 
 READY_TIMEOUT = 15.0  # a cold stream's connect and first keyframe
 START_SEGMENTS = 3  # players start 3 target durations from the end: a first playlist has them
@@ -260,16 +260,9 @@ async def h5swscmnapi(request: web.Request) -> web.WebSocketResponse:
     """The h5s HLS player's companion socket: keepalives extend the session and keep the
     stream's segmenter running while the player is open."""
     gw = gateway(request)
-    ws = web.WebSocketResponse(max_msg_size=64 * 1024, compress=False)
-    await ws.prepare(request)
-    try:
-        session: Session | None = session_from(request)
-    except AuthError as e:
-        return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
-    token = request.query.get("token", "")
-    stream = gw.stream(token) if valid_token(token) else None
+    ws, stream, session = await stream_socket(request)
     if stream is None:
-        return await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
+        return ws
     async for msg in ws:
         if msg.type == WSMsgType.TEXT and is_keepalive(msg.data):
             if session is not None:

@@ -24,7 +24,7 @@ from ..config import valid_token
 from ..core import Gateway
 from ..media.hub import Stream, StreamNotReady
 from .v1 import GATEWAY_KEY, fail
-from .ws import CLOSE_NOT_FOUND, CLOSE_NOT_READY, CLOSE_POLICY, refuse
+from .ws import CLOSE_NOT_READY, CLOSE_POLICY, refuse, stream_socket
 
 if TYPE_CHECKING:
     from ..media.webrtc import RtcPeer
@@ -80,18 +80,11 @@ async def _forget_when_closed(gw: Gateway, peer: "RtcPeer") -> None:
 
 async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
     gw = request.app[GATEWAY_KEY]
-    ws = web.WebSocketResponse(max_msg_size=256 * 1024)
-    await ws.prepare(request)
-    try:
-        check_session(gw, request.query.get("session"))
-    except AuthError as e:
-        return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+    ws, stream, _ = await stream_socket(request, max_msg_size=256 * 1024)
+    if stream is None:
+        return ws
     if not gw.config.get("webrtc", "bWebRTCSink"):
         return await refuse(ws, CLOSE_POLICY, DISABLED)
-    token = request.query.get("token", "")
-    stream = gw.stream(token) if valid_token(token) else None
-    if stream is None:
-        return await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
     peer: "RtcPeer | None" = None
     try:
         async for msg in ws:

@@ -14,11 +14,11 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from ..auth import AuthError
+from ..auth import AuthError, Session
 from ..config import valid_token
 from ..media.fanout import TransportViewer
 from ..media.fmp4_feed import Fmp4Feed
-from ..media.hub import StreamNotReady
+from ..media.hub import Stream, StreamNotReady
 from .v1 import GATEWAY_KEY, session_from
 
 log = logging.getLogger(__name__)
@@ -36,18 +36,30 @@ async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSo
     return ws
 
 
-async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
+async def stream_socket(request: web.Request, max_msg_size: int = 64 * 1024) -> tuple[
+    web.WebSocketResponse, Stream | None, Session | None
+]:
+    """Upgrade, then check the session and the token. On a problem the socket is already
+    closed with a readable reason and the stream is None."""
     gw = request.app[GATEWAY_KEY]
-    ws = web.WebSocketResponse(max_msg_size=64 * 1024, compress=False)
+    ws = web.WebSocketResponse(max_msg_size=max_msg_size, compress=False)
     await ws.prepare(request)
     try:
-        session_from(request)
+        session = session_from(request)
     except AuthError as e:
-        return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+        await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+        return ws, None, None
     token = request.query.get("token", "")
     stream = gw.stream(token) if valid_token(token) else None
     if stream is None:
-        return await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
+        await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
+    return ws, stream, session
+
+
+async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
+    ws, stream, _ = await stream_socket(request)
+    if stream is None:
+        return ws
     if request.query.get("playback") == "true":
         return await refuse(ws, CLOSE_NOT_FOUND, "playback of recordings is not available yet")
 
@@ -70,7 +82,7 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
         await asyncio.wait([reader, ended], return_when=asyncio.FIRST_COMPLETED)
         ended.cancel()
         if viewer.ended.is_set():
-            await refuse(ws, CLOSE_NOT_FOUND, f"source {token} was deleted")
+            await refuse(ws, CLOSE_NOT_FOUND, f"source {stream.token} was deleted")
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
