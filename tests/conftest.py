@@ -83,3 +83,18 @@ def page(browser):
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def camera_source(make_gateway: Callable[..., Gateway], camera_factory: Callable[..., RtspCamera]):
+    """camera_source(**camera options) -> (gateway, session, camera): a real camera added as `cam`."""
+
+    def make(**options: Any) -> tuple[Gateway, str, RtspCamera]:
+        camera = camera_factory(**options)
+        gw = make_gateway()
+        session = gw.login()
+        status, answer = gw.api("AddSrcRTSP", session=session, name="Cam", token="cam", url=camera.url)
+        assert status == 200, answer
+        return gw, session, camera
+
+    return make

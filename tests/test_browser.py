@@ -76,11 +76,8 @@ def assert_smpte(colours: list[list[int]], tolerance: int = 48) -> None:
         assert all(abs(g - w) <= tolerance for g, w in zip(got, want)), (colours, SMPTE_BARS)
 
 
-def test_rtsp_camera_plays_in_chromium_with_right_picture(make_gateway, camera_factory, page):
-    camera = camera_factory(profile="high", audio="pcma")
-    gw = make_gateway()
-    status, answer = gw.api("AddSrcRTSP", session=gw.login(), name="Cam", token="cam", url=camera.url)
-    assert status == 200, answer
+def test_rtsp_camera_plays_in_chromium_with_right_picture(camera_source, page):
+    gw, _, _ = camera_source(profile="high", audio="pcma")
     open_player(gw, page, "cam")
     state = wait_playing(page)
     assert (state["width"], state["height"]) == (640, 360)
@@ -89,11 +86,8 @@ def test_rtsp_camera_plays_in_chromium_with_right_picture(make_gateway, camera_f
     assert state["latency"] is not None and state["latency"] < 1.5, state
 
 
-def test_multi_slice_camera_picture_is_intact(make_gateway, camera_factory, page):
-    camera = camera_factory(slices=2, audio="none")
-    gw = make_gateway()
-    status, answer = gw.api("AddSrcRTSP", session=gw.login(), name="Cam", token="cam", url=camera.url)
-    assert status == 200, answer
+def test_multi_slice_camera_picture_is_intact(camera_source, page):
+    gw, _, _ = camera_source(slices=2, audio="none")
     open_player(gw, page, "cam")
     wait_playing(page, 1)
     for _ in range(3):
@@ -101,11 +95,8 @@ def test_multi_slice_camera_picture_is_intact(make_gateway, camera_factory, page
         time.sleep(0.5)
 
 
-def test_browser_viewer_survives_camera_restart_without_reconnecting(make_gateway, camera_factory, page):
-    camera = camera_factory(audio="pcma")
-    gw = make_gateway()
-    status, answer = gw.api("AddSrcRTSP", session=gw.login(), name="Cam", token="cam", url=camera.url)
-    assert status == 200, answer
+def test_browser_viewer_survives_camera_restart_without_reconnecting(camera_source, page):
+    gw, _, camera = camera_source(audio="pcma")
     open_player(gw, page, "cam")
     wait_playing(page, 1)
     camera.stop()
@@ -121,11 +112,8 @@ def test_browser_viewer_survives_camera_restart_without_reconnecting(make_gatewa
     assert_smpte(bar_colours(page))
 
 
-def test_muted_player_takes_video_only_and_unmute_brings_audio(make_gateway, camera_factory, page):
-    camera = camera_factory(audio="pcma")
-    gw = make_gateway()
-    status, answer = gw.api("AddSrcRTSP", session=gw.login(), name="Cam", token="cam", url=camera.url)
-    assert status == 200, answer
+def test_muted_player_takes_video_only_and_unmute_brings_audio(camera_source, page):
+    gw, _, _ = camera_source(audio="pcma")
     open_player(gw, page, "cam")
     wait_playing(page, 1)
     assert "mp4a" not in page.evaluate("() => window.h5ssPlayer.stats().mime")

@@ -25,15 +25,6 @@ STATS_JS = """async (pc) => {
 }"""
 
 
-def camera_gateway(make_gateway, camera_factory, **camera_options):
-    camera = camera_factory(**camera_options)
-    gw = make_gateway()
-    session = gw.login()
-    status, answer = gw.api("AddSrcRTSP", session=session, name="Cam", token="cam", url=camera.url)
-    assert status == 200, answer
-    return gw, session
-
-
 def peer_stats(page, pc_expression: str) -> dict:
     return page.evaluate(f"async () => ({STATS_JS})({pc_expression})")
 
@@ -59,8 +50,8 @@ def wait_decoding(page, pc_expression: str, frames: int = 25) -> dict:
     return second
 
 
-def test_whep_page_plays_high_profile_camera_untouched(make_gateway, camera_factory, page):
-    gw, session = camera_gateway(make_gateway, camera_factory, profile="high", audio="pcma")
+def test_whep_page_plays_high_profile_camera_untouched(camera_source, page):
+    gw, session, _ = camera_source(profile="high", audio="pcma")
     page.goto(f"{gw.url}/login.html")
     page.evaluate("s => localStorage.setItem('h5ss.session', s)", session)
     page.goto(f"{gw.url}/cam/")  # the MediaMTX-style URL
@@ -75,8 +66,8 @@ def test_whep_page_plays_high_profile_camera_untouched(make_gateway, camera_fact
     assert "never re-encodes" not in gw.log()
 
 
-def test_h5srtcapi_player_plays_multi_slice_camera_intact(make_gateway, camera_factory, page):
-    gw, session = camera_gateway(make_gateway, camera_factory, profile="high", slices=2, audio="pcma")
+def test_h5srtcapi_player_plays_multi_slice_camera_intact(camera_source, page):
+    gw, session, _ = camera_source(profile="high", slices=2, audio="pcma")
     page.goto(f"{gw.url}/login.html")
     page.evaluate("s => { localStorage.setItem('h5ss.session', s); localStorage.setItem('h5ss.protocol', 'rtc'); }",
                   session)
@@ -148,8 +139,8 @@ def open_sockets(pid: int) -> int:
     return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if "socket" in str(fd.readlink()))
 
 
-def test_twenty_peers_then_all_closed_back_to_baseline(make_gateway, camera_factory, browser):
-    gw, session = camera_gateway(make_gateway, camera_factory, audio="pcma")
+def test_twenty_peers_then_all_closed_back_to_baseline(camera_source, browser):
+    gw, session, _ = camera_source(audio="pcma")
     assert gw.get(f"/api/v1/GetImage?token=cam&session={session}")[0] == 200  # warm the stream
     baseline = open_sockets(gw.proc.pid)
     context = browser.new_context()
