@@ -21,7 +21,7 @@ from tests.fixtures.gateway import ADMIN_MD5, md5
 from tests.fixtures.onvif_device import OnvifDevice, Profile
 from tests.fixtures.ws_client import WsViewer
 from tests.fixtures.wsd_responder import WsdResponder
-from tests.test_browser import open_player, wait_playing
+from tests.test_browser import wait_playing
 
 SECRET = "Cam-pa55:@/x"  # needs percent-encoding in an RTSP URL
 DEVICE_TIMEOUT = 5.0  # gateway.onvif.client.DEFAULT_TIMEOUT
