@@ -35,6 +35,7 @@ from pathlib import Path
 
 from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, machine_note, open_bench_page,
                     source_state, summary, wait_until)
+from tests.fixtures.stamp import decode_bits  # after common, which puts the repo on sys.path
 
 TOKEN = "lat"
 TARGET_P50_MS = 200
@@ -126,14 +127,7 @@ def luma_stamp(frame) -> int | None:
     """The stamp from the Y plane (cells are pure grey: luma 235 = 1, 16 = 0)."""
     plane = frame.planes[0]
     row = memoryview(plane)[8 * plane.line_size: 8 * plane.line_size + 640]
-    bits = [1 if row[16 * i + 8] > 128 else 0 for i in range(40)]
-    if bits[:2] != [1, 0] or bits[38:] != [0, 1]:
-        return None
-    value = int("".join(map(str, bits[2:34])), 2)
-    check = 0
-    for shift in range(0, 32, 4):
-        check ^= (value >> shift) & 0xF
-    return value if check == int("".join(map(str, bits[34:38])), 2) else None
+    return decode_bits([1 if row[16 * i + 8] > 128 else 0 for i in range(40)])
 
 
 async def probe(url: str, warmup: float, seconds: float) -> dict:
