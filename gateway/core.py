@@ -6,6 +6,7 @@ answer always agree: validate first, then save, then start; nothing half-done on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -72,4 +73,6 @@ class Gateway:
         except OSError as e:
             self.config.add_source(conf)
             raise ValueError(f"cannot save the config: {e.strerror}") from None
-        self.streams.remove(token)
+        self.streams.remove(token)  # its outputs end their viewers (WS sockets close)
+        for peer in [p for p in self.rtc_peers.values() if p.stream.token == token]:
+            asyncio.ensure_future(peer.close())

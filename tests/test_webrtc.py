@@ -201,3 +201,15 @@ def test_mediamtx_port_and_switch(make_gateway):
     gw2 = make_gateway(webrtc__bWebRTCSink=False)
     status, body = whep(gw2, "x", b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", gw2.login())
     assert status == 403 and "turned off" in body
+
+
+def test_deleting_a_source_closes_its_peers(camera_source, page):
+    gw, session, _ = camera_source(audio="none")
+    page.goto(f"{gw.url}/login.html")
+    page.evaluate("s => localStorage.setItem('h5ss.session', s)", session)
+    page.goto(f"{gw.url}/cam/")
+    wait_decoding(page, "window.h5ssPeer")
+    assert gw.api("DelSrc", session=session, token="cam")[0] == 200
+    poll(page, "() => ['closed', 'failed', 'disconnected'].includes(window.h5ssPeer.connectionState)"
+               " || document.getElementById('msg').textContent !== ''", timeout=15)
+    assert "cam" not in {s["strToken"] for s in gw.api("GetSrc", session=session)[1]["src"]}

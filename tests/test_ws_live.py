@@ -210,3 +210,16 @@ def test_muted_viewer_gets_video_only_beside_a_full_one(make_gateway, camera_fac
     assert len(video & {f for _, f in full.video_fragments()}) >= 50
     # Audio rides in the message of the next video frame: one message per frame.
     assert len(full.fragments()) <= len(full.video_fragments()) + 5
+
+
+def test_deleting_a_source_ends_its_viewers_with_a_reason(make_gateway, camera_factory):
+    camera = camera_factory(audio="none")
+    gw = make_gateway()
+    session = gw.login()
+    add_rtsp(gw, session, "cam", camera.url)
+    viewer = WsViewer(gw.ws_url, "cam", session)
+    viewer.start()
+    assert viewer.wait_frames(5, 20)
+    assert gw.api("DelSrc", session=session, token="cam")[0] == 200
+    viewer.join(10)
+    assert viewer.close_code == 4004 and "deleted" in viewer.close_reason
