@@ -323,7 +323,8 @@ class RtcPeer:
 
     async def setup(self, params: StreamParams) -> None:
         """Create the connection with H.264 (camera profile first) and G.711 senders."""
-        servers = [RTCIceServer(**s) for s in self.ice_servers]
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                   for s in self.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.stream.acquire()
         self.video = PeerVideoTrack(self.feed)
