@@ -20,6 +20,9 @@ How aiortc is bent to this, in one place (`install_passthrough`):
   keyframe, which a camera cannot give. Each peer answers it from the GOP cache instead
   (PeerVideoTrack.resync), replayed with compressed timestamps so the decoder catches up
   at once instead of adding the GOP's age to the latency. New peers start the same way.
+
+Audio: the camera's G.711 goes out as it is; AAC sources are transcoded to Opus once per
+stream, in a worker thread, only while peers watch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import aioice.ice
@@ -239,6 +243,7 @@ class RtcFeed:
         self.video_tracks: set[PeerVideoTrack] = set()
         self.audio_tracks: set[PeerTrack] = set()
         self.opus: OpusTranscoder | None = None
+        self._worker: ThreadPoolExecutor | None = None
 
     @classmethod
     def of(cls, stream: Stream) -> "RtcFeed":
@@ -262,7 +267,10 @@ class RtcFeed:
             self.audio_tracks.discard(audio)
         if not self.video_tracks:
             self.stream.detach(self)
-            self.params, self.gop = None, []
+            self.params, self.gop, self.opus = None, [], None
+            if self._worker is not None:
+                self._worker.shutdown(wait=False)
+                self._worker = None
 
     def close(self) -> None:
         for track in list(self.video_tracks) + list(self.audio_tracks):
@@ -284,16 +292,25 @@ class RtcFeed:
                 self.gop.append(frame)
             for track in self.video_tracks:
                 track.send(frame)
-        elif packet.kind == "g711" or packet.kind == "audio" and self.opus is not None:
-            if not self.audio_tracks:
-                return
-            if packet.kind == "g711":
-                items = [PeerItem([packet.data], packet.dts)]
-            else:
-                items = [PeerItem([data], pts) for pts, data in self.opus.transcode(packet)]
-            for item in items:
-                for track in self.audio_tracks:
-                    track.push(item, True)
+        elif packet.kind == "g711" and self.audio_tracks:
+            self._send_audio([(packet.dts, packet.data)])
+        elif packet.kind == "audio" and self.opus is not None and self.audio_tracks:
+            # PyAV work stays out of the event loop: one worker thread per stream keeps the
+            # Opus packets in order, and they come back to the loop to be sent.
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._opus_worker(), self.opus.transcode, packet)
+            future.add_done_callback(lambda done: self._send_audio(done.result()))
+
+    def _opus_worker(self) -> ThreadPoolExecutor:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"opus-{self.stream.token}")
+        return self._worker
+
+    def _send_audio(self, frames: list[tuple[int, bytes]]) -> None:
+        for timestamp, data in frames:
+            item = PeerItem([data], timestamp)
+            for track in self.audio_tracks:
+                track.push(item, True)
 
 
 def ice_host_addresses(bind: str) -> list[str]:
