@@ -76,6 +76,16 @@ def summary(values: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(values)}
 
 
+def show(label: str, values: list[float], unit: str = "ms") -> None:
+    """One summary line: p50/p90/p99/min/max and the sample count."""
+    s = summary(values)
+    if not s["n"]:
+        print(f"  {label:<36} no samples")
+        return
+    print(f"  {label:<36} p50 {s['p50']:6.0f}  p90 {s['p90']:6.0f}  p99 {s['p99']:6.0f}  "
+          f"min {s['min']:6.0f}  max {s['max']:6.0f} {unit}  (n={s['n']})")
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, step: float = 0.05) -> Any:
     """Poll `predicate` until it returns something truthy; that value, or None at the timeout."""
     deadline = time.monotonic() + timeout
@@ -252,5 +262,5 @@ def open_bench_page(browser: Any, gw: Gateway, session: str) -> Any:
 
 
 __all__ = ["CACHE", "Gateway", "RtspCamera", "add_rtsp", "cpu_percent", "cpu_seconds",
-           "launch_chromium", "machine_note", "make_clip", "open_bench_page", "percentile", "rss_mb",
+           "launch_chromium", "machine_note", "make_clip", "open_bench_page", "percentile", "rss_mb", "show",
            "source_state", "summary", "wait_until"]

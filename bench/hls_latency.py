@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, machine_note, open_bench_page, source_state,
-                    summary, wait_until)
+from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, machine_note, open_bench_page, show,
+                    source_state, summary, wait_until)
 
 TOKEN = "lat"
 MODES = {"ll": ("ll", "auto"), "v1": ("v1", "auto"), "v1-native": ("v1", "true")}
@@ -85,14 +85,6 @@ def run_mode(browser, gw: Gateway, session: str, mode: str, warmup: float, secon
     finally:
         page.context.close()
 
-
-def show(label: str, values: list[float], unit: str = "ms") -> None:
-    s = summary(values)
-    if not s["n"]:
-        print(f"  {label:<34} no samples")
-        return
-    print(f"  {label:<34} p50 {s['p50']:6.0f}  p90 {s['p90']:6.0f}  min {s['min']:6.0f}  "
-          f"max {s['max']:6.0f} {unit}  (n={s['n']})")
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, machine_note, open_bench_page,
-                    source_state, summary, wait_until)
+                    show, source_state, summary, wait_until)
 from tests.fixtures.stamp import decode_bits  # after common, which puts the repo on sys.path
 
 TOKEN = "lat"
@@ -270,14 +270,6 @@ def browser_run(gw: Gateway, session: str, warmup: float, seconds: float, min_sa
         finally:
             browser.close()
 
-
-def show(label: str, values: list[float], unit: str = "ms") -> None:
-    s = summary(values)
-    if not s["n"]:
-        print(f"  {label:<36} no samples")
-        return
-    print(f"  {label:<36} p50 {s['p50']:6.0f}  p90 {s['p90']:6.0f}  p99 {s['p99']:6.0f}  "
-          f"min {s['min']:6.0f}  max {s['max']:6.0f} {unit}  (n={s['n']})")
 
 
 def main() -> None:
