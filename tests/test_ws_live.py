@@ -35,11 +35,8 @@ def watch(gw, session: str, token: str, seconds: float, min_frames: int = 1) -> 
     return viewer.stop()
 
 
-def test_rtsp_camera_h264_pcma_plays_as_h264_aac(make_gateway, camera_factory, tmp_path):
-    camera = camera_factory(profile="high", audio="pcma")
-    gw = make_gateway()
-    session = gw.login()
-    add_rtsp(gw, session, "cam", camera.url)
+def test_rtsp_camera_h264_pcma_plays_as_h264_aac(camera_source, tmp_path):
+    gw, session, _ = camera_source(profile="high", audio="pcma")
     viewer = watch(gw, session, "cam", 4, min_frames=10)
     assert viewer.mime.startswith('video/mp4; codecs="avc1.64') and "mp4a.40.2" in viewer.mime
     capture = tmp_path / "capture.mp4"
@@ -52,11 +49,8 @@ def test_rtsp_camera_h264_pcma_plays_as_h264_aac(make_gateway, camera_factory, t
     assert int(streams["aac"]["nb_read_frames"]) >= 30
 
 
-def test_one_fragment_per_frame_and_shared_bytes(make_gateway, camera_factory):
-    camera = camera_factory(audio="none")
-    gw = make_gateway()
-    session = gw.login()
-    add_rtsp(gw, session, "cam", camera.url)
+def test_one_fragment_per_frame_and_shared_bytes(camera_source):
+    gw, session, _ = camera_source(audio="none")
     first = WsViewer(gw.ws_url, "cam", session)
     second = WsViewer(gw.ws_url, "cam", session)
     first.start()
@@ -113,11 +107,8 @@ def test_bad_session_or_token_closes_with_reason(gateway, token, session, code, 
     assert not viewer.frames
 
 
-def test_camera_restart_recovers_without_reconnect(make_gateway, camera_factory):
-    camera = camera_factory(audio="pcma")
-    gw = make_gateway()
-    session = gw.login()
-    add_rtsp(gw, session, "cam", camera.url)
+def test_camera_restart_recovers_without_reconnect(camera_source):
+    gw, session, camera = camera_source(audio="pcma")
     viewer = WsViewer(gw.ws_url, "cam", session)
     viewer.start()
     assert viewer.wait_frames(25, 20)
@@ -170,11 +161,8 @@ def test_on_demand_connects_with_first_viewer_and_leaves_after_linger(make_gatew
     assert gw.api("GetSrc", session=session, token="cam")[1]["src"][0]["strState"] == "idle"
 
 
-def test_stalled_viewer_does_not_slow_others(make_gateway, camera_factory):
-    camera = camera_factory(audio="none", bitrate=4000)
-    gw = make_gateway()
-    session = gw.login()
-    add_rtsp(gw, session, "cam", camera.url)
+def test_stalled_viewer_does_not_slow_others(camera_source):
+    gw, session, _ = camera_source(audio="none", bitrate=4000)
     stalled = [stalled_viewer(gw.port, "cam", session) for _ in range(3)]
     viewer = WsViewer(gw.ws_url, "cam", session)
     viewer.start()
@@ -189,11 +177,8 @@ def test_stalled_viewer_does_not_slow_others(make_gateway, camera_factory):
     assert max(gaps) < 0.5, max(gaps)
 
 
-def test_muted_viewer_gets_video_only_beside_a_full_one(make_gateway, camera_factory, tmp_path):
-    camera = camera_factory(audio="pcma")
-    gw = make_gateway()
-    session = gw.login()
-    add_rtsp(gw, session, "cam", camera.url)
+def test_muted_viewer_gets_video_only_beside_a_full_one(camera_source, tmp_path):
+    gw, session, _ = camera_source(audio="pcma")
     full = WsViewer(gw.ws_url, "cam", session)
     muted = WsViewer(gw.ws_url, "cam", session, query="&audio=false")
     full.start(), muted.start()
@@ -212,11 +197,8 @@ def test_muted_viewer_gets_video_only_beside_a_full_one(make_gateway, camera_fac
     assert len(full.fragments()) <= len(full.video_fragments()) + 5
 
 
-def test_deleting_a_source_ends_its_viewers_with_a_reason(make_gateway, camera_factory):
-    camera = camera_factory(audio="none")
-    gw = make_gateway()
-    session = gw.login()
-    add_rtsp(gw, session, "cam", camera.url)
+def test_deleting_a_source_ends_its_viewers_with_a_reason(camera_source):
+    gw, session, _ = camera_source(audio="none")
     viewer = WsViewer(gw.ws_url, "cam", session)
     viewer.start()
     assert viewer.wait_frames(5, 20)
