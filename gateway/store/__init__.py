@@ -1,0 +1,1 @@
+"""The media store: recordings and snapshots on disk, and their index."""
