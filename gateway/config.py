@@ -40,6 +40,7 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("webrtc", "nWebRTCPort", int, 0),
     ("system", "strLogLevel", ("debug", "info", "warning", "error"), "info"),
     ("system", "strMediaDir", str, "media"),
+    ("system", "strMediaStoreDir", str, "mediastore"),
     ("system", "nRecordInDay", int, 7),
     ("system", "nSnapshotInDay", int, 7),
     ("system", "nSessionTimeout", int, 600),
@@ -164,6 +165,11 @@ class Config:
     @property
     def media_dir(self) -> Path:
         return (self.root / self.get("system", "strMediaDir")).resolve()
+
+    @property
+    def mediastore_dir(self) -> Path:
+        """Where recordings and snapshots go (served under /mediastore/)."""
+        return (self.root / self.get("system", "strMediaStoreDir")).resolve()
 
     @property
     def users(self) -> list[dict[str, Any]]:

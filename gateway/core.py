@@ -15,6 +15,7 @@ from .config import Config, SourceConf
 from .media.hub import Stream, StreamManager
 from .runinfo import RunInfo
 from .sources import Source, SourceError, make_source
+from .store.index import MediaIndex
 
 if TYPE_CHECKING:
     from .media.webrtc import RtcPeer
@@ -30,6 +31,7 @@ class Gateway:
         self.streams = StreamManager(config.get("source", "nOnDemandLingerSec"))
         self.runinfo = RunInfo(config.root)
         self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (api/rtc.py); aiortc loads on first use
+        self.media_index = MediaIndex(config.mediastore_dir / "index.sqlite3")
 
     def start(self) -> None:
         """Create a stream for every configured source; a broken one is logged, not fatal."""
@@ -45,6 +47,7 @@ class Gateway:
             await peer.close()
         self.streams.stop_all()
         await self.runinfo.stop()
+        self.media_index.close()
 
     def stream(self, token: str) -> Stream | None:
         return self.streams.get(token)
