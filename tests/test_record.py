@@ -250,3 +250,14 @@ def test_retention_deletes_the_oldest_first_at_start_up(make_gateway):
     session = gw.login()
     assert search(gw, session) == [] and search(gw, session, kind="snapshot") == []
     assert not [p for p in store.rglob("*.*") if "index" not in p.name]
+
+
+def test_player_snapshot_button_saves_a_jpeg(gateway, page):
+    page.goto(f"{gateway.url}/login.html")
+    page.evaluate("s => localStorage.setItem('h5ss.session', s)", gateway.login())
+    page.goto(f"{gateway.url}/player.html?token=token1")
+    page.click("#save-snapshot")
+    page.wait_for_function("() => document.getElementById('snapshot-saved').dataset.path")
+    url_path = page.evaluate("() => document.getElementById('snapshot-saved').dataset.path")
+    [stream] = probe(store_file(gateway, url_path))["streams"]
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("mjpeg", 640, 360)
