@@ -7,15 +7,13 @@ zone or duration is a 400 and leaves no file or directory behind. Files are answ
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aiohttp import web
 
 from ..auth import Session
 from ..media.hub import Stream, StreamNotReady
 from ..store.index import KINDS, MediaEntry
 from ..store.layout import Place, check_name
-from ..store.timefmt import format_time, parse_offset, parse_time
+from ..store.timefmt import format_epoch, parse_time
 from .v1 import SNAPSHOT_TIMEOUT, ApiError, bool_param, command, enum_param, gateway, ok, param, token_param
 
 MAX_RECORD_SECONDS = 86400
@@ -141,7 +139,7 @@ async def path_snapshot(request: web.Request, _: Session | None) -> web.Response
 
 
 def _start_text(entry: MediaEntry) -> str:
-    return format_time(datetime.fromtimestamp(entry.start, parse_offset(entry.tz)))
+    return format_epoch(entry.start, entry.tz)
 
 
 @command("Search")
@@ -157,7 +155,6 @@ async def search(request: web.Request, _: Session | None) -> web.Response:
         {
             "strToken": e.token,
             "strStartTime": _start_text(e),
-            "strEndTime": format_time(datetime.fromtimestamp(e.end, parse_offset(e.tz))),
             "strDuration": str(round(e.duration)),
             "strPath": media_url(e.path),
             "nSize": e.size,
