@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from gateway.media.fmp4 import fragment_tracks, init_segment
 from gateway.media.packet import AudioParams, MediaPacket, StreamParams, VideoParams
+from gateway.media.recorder import RecordFile
 from gateway.store.fmp4_scan import media_duration
 from gateway.store.layout import LayoutError, Place, check_name, parse_path
 
@@ -51,3 +53,22 @@ def test_scan_counts_whole_fragments_only(tmp_path: Path) -> None:
     assert media_duration(path) == pytest.approx(2.0)
     path.write_bytes(data[:len(init_segment(params, with_duration=True))])
     assert media_duration(path) == 0.0
+
+
+def test_finishing_writes_the_duration_in_place(tmp_path: Path) -> None:
+    params = StreamParams(VideoParams.from_h264(SPS, PPS), None)
+    init = init_segment(params, with_duration=True)
+    video = [MediaPacket("video", i * 3600, i * 3600, 3600, i % 25 == 0, b"\0" * 50) for i in range(75)]
+    body = fragment_tracks(1, [("video", video)])
+    record = RecordFile(tmp_path / "d" / "a.mp4")
+    record.open(init)
+    record.append(body)
+    before = record.path.read_bytes()
+    record.finish(3.0)
+    after = record.path.read_bytes()
+    assert len(after) == len(before) == len(init) + len(body)
+    changed = [i for i in range(len(after)) if after[i] != before[i]]
+    mvhd, mehd = after.index(b"mvhd"), after.index(b"mehd")
+    assert struct.unpack_from(">II", after, mvhd + 16) == (1000, 3000)  # timescale, duration
+    assert struct.unpack_from(">I", after, mehd + 8) == (3000,)
+    assert all(mvhd + 20 <= i < mvhd + 24 or mehd + 8 <= i < mehd + 12 for i in changed)
