@@ -59,7 +59,8 @@ def main() -> None:
                     show(f"{label}, same keyframe (cached)", cached)
                     fresh[label] = new
                 jpegs = list((gw.root / "mediastore" / "snapshot").rglob("*.jpg"))
-                print(f"{len(jpegs)} JPEGs in the store, {sum(p.stat().st_size for p in jpegs) // len(jpegs)} bytes each")
+                size = sum(p.stat().st_size for p in jpegs) // len(jpegs)
+                print(f"{len(jpegs)} JPEGs in the store, {size} bytes each")
             finally:
                 gw.stop()
     finally:

@@ -149,10 +149,11 @@ class Recorder:
             return
         if packet.kind == "video":
             self._on_video(packet)
-        elif packet.kind == "audio" and self.current is not None and self.current.audio_base is not None:
-            if packet.dts >= self.current.audio_base:
-                self.current.audio.append(packet)
-                if self._span(self.current.audio, self.params.audio.sample_rate) >= 2 * FRAGMENT_SECONDS:  # type: ignore[union-attr]
+        elif packet.kind == "audio" and self.params.audio is not None and self.current is not None:
+            seg = self.current
+            if seg.audio_base is not None and packet.dts >= seg.audio_base:
+                seg.audio.append(packet)
+                if self._span(seg.audio, self.params.audio.sample_rate) >= 2 * FRAGMENT_SECONDS:
                     self._flush()  # video stopped: do not hold audio unboundedly
 
     def _on_video(self, packet: MediaPacket) -> None:
