@@ -30,6 +30,7 @@ from .packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 log = logging.getLogger(__name__)
 
 FRAGMENT_SECONDS = 1.0  # most a crash can lose
+STALL_GRACE_SECONDS = 60.0  # a fixed-duration job ends this long after its duration in wall time
 
 
 class RecordFile:
@@ -111,6 +112,7 @@ class Recorder:
         self._first_dts: int | None = None  # 90 kHz, of the recording's first frame
         self._next_path: str | None = None
         self.last_write: asyncio.Future | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         if first_place is not None:
             self._next_path = first_place.free_path(ctx.root, name, ctx.busy)
             ctx.busy.add(self._next_path)
@@ -123,12 +125,17 @@ class Recorder:
     def start(self) -> None:
         self.stream.acquire()
         self.stream.attach(self)
+        if self.duration is not None:
+            # `duration` is media time; a source that stalls must not hold the job for ever.
+            self._deadline = self.loop.call_later(self.duration + STALL_GRACE_SECONDS, self.stop)
 
     def stop(self) -> None:
         """Finish the file being written and leave the stream (idempotent)."""
         if self.ended:
             return
         self.ended = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.stream.detach(self)
         self.stream.release()
         self._finish()
