@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api import onvif, v1, ws  # noqa: F401  (onvif registers its commands with v1)
+from .api import onvif, record, v1, ws  # noqa: F401  (onvif, record register their commands with v1)
 from .api import rtc
 from .api import hls
 from .auth import upgrade_users

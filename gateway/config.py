@@ -43,6 +43,8 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("system", "strMediaStoreDir", str, "mediastore"),
     ("system", "nRecordInDay", int, 7),
     ("system", "nSnapshotInDay", int, 7),
+    ("system", "nRecordSegmentSec", int, 600),
+    ("system", "nDiskFullPercent", int, 90),
     ("system", "nSessionTimeout", int, 600),
     ("system", "nLoginFailLimit", int, 5),
     ("system", "nLoginLockSec", int, 300),
@@ -105,6 +107,7 @@ class SourceConf:
         "strOnvifAddr": (str, "/onvif/device_service"),
         "strOnvifProfileMain": (str, ""),
         "strOnvifProfileSub": (str, ""),
+        "bRec": (bool, False),
     }
 
     @classmethod
@@ -241,7 +244,9 @@ def load_config(path: str | Path) -> Config:
     except ValueError:
         raise ConfigError("onvif.strDiscoveryTarget: expected IPv4:PORT, e.g. 239.255.255.250:3702") from None
 
-    for section, key in (("system", "nSessionTimeout"), ("system", "nLoginFailLimit"), ("hls", "nHLSSegmentNum"),
+    if not 1 <= raw["system"]["nDiskFullPercent"] <= 100:
+        raise ConfigError("system.nDiskFullPercent: must be 1-100")
+    for section, key in (("system", "nRecordSegmentSec"), ("system", "nSessionTimeout"), ("system", "nLoginFailLimit"), ("hls", "nHLSSegmentNum"),
                          ("hls", "nHLSDuration")):
         if raw[section][key] <= 0:
             raise ConfigError(f"{section}.{key}: must be greater than 0")

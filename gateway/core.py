@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .auth import Auth
 from .config import Config, SourceConf
 from .media.hub import Stream, StreamManager
+from .mediastore import MediaStore
 from .runinfo import RunInfo
 from .sources import Source, SourceError, make_source
 from .store.index import MediaIndex
@@ -32,6 +33,7 @@ class Gateway:
         self.runinfo = RunInfo(config.root)
         self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (api/rtc.py); aiortc loads on first use
         self.media_index = MediaIndex(config.mediastore_dir / "index.sqlite3")
+        self.mediastore = MediaStore(config, self.media_index, self.streams)
 
     def start(self) -> None:
         """Create a stream for every configured source; a broken one is logged, not fatal."""
@@ -40,11 +42,13 @@ class Gateway:
                 self.streams.add(conf, make_source(conf, self.config))
             except SourceError as e:
                 log.error("source %s disabled: %s", conf.token, e)
+        self.mediastore.start()
         self.runinfo.start()
 
     async def stop(self) -> None:
         for peer in list(self.rtc_peers.values()):
             await peer.close()
+        await self.mediastore.stop()
         self.streams.stop_all()
         await self.runinfo.stop()
         self.media_index.close()
@@ -67,6 +71,8 @@ class Gateway:
             self.config.remove_source(conf.token)
             raise ValueError(f"cannot save the config: {e.strerror}") from None
         self.streams.add(conf, source)
+        if conf["bRec"]:
+            self.mediastore.set_continuous(conf.token, True)
         return conf
 
     def delete_source(self, token: str) -> None:
@@ -76,6 +82,19 @@ class Gateway:
         except OSError as e:
             self.config.add_source(conf)
             raise ValueError(f"cannot save the config: {e.strerror}") from None
+        self.mediastore.forget(token)
         self.streams.remove(token)  # its outputs end their viewers (WS sockets close)
         for peer in [p for p in self.rtc_peers.values() if p.stream.token == token]:
             asyncio.ensure_future(peer.close())
+
+    def set_recording(self, token: str, enabled: bool) -> None:
+        """Turn a source's continuous recording (bRec) on or off, saved in the config."""
+        conf = self.config.sources[token]
+        previous = conf.raw["bRec"]
+        conf.raw["bRec"] = enabled
+        try:
+            self.config.save()
+        except OSError as e:
+            conf.raw["bRec"] = previous
+            raise ValueError(f"cannot save the config: {e.strerror}") from None
+        self.mediastore.set_continuous(token, enabled)

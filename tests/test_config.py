@@ -42,6 +42,9 @@ def add_src(**fields):
     (add_src(strToken="a/b"), "source.src[1].strToken"),
     (set_key("system", "nSessionTimeout", 0), "system.nSessionTimeout: must be greater than 0"),
     (set_key("hls", "nHLSDuration", 0), "hls.nHLSDuration: must be greater than 0"),
+    (set_key("system", "nRecordSegmentSec", 0), "system.nRecordSegmentSec: must be greater than 0"),
+    (set_key("system", "nDiskFullPercent", 101), "system.nDiskFullPercent: must be 1-100"),
+    (add_src(bRec="yes"), "source.src[1].bRec: expected true or false"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, words):
     path = write_conf(tmp_path, change)

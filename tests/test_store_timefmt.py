@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.store.timefmt import TimeFormatError, format_time, parse_offset, parse_time
+from gateway.store.timefmt import TimeFormatError, format_epoch, format_time, parse_offset, parse_time
 
 PLUS8 = timezone(timedelta(hours=8))
 
@@ -28,3 +28,10 @@ def test_zone_default_and_format() -> None:
 def test_bad_times_refused(text: str) -> None:
     with pytest.raises(TimeFormatError):
         parse_time(text)
+
+
+@pytest.mark.parametrize("tz", ["+0800", "-0530", "+0000", "+1400"])
+def test_format_epoch_matches_format_time(tz: str) -> None:
+    zone = parse_offset(tz)
+    for epoch in (0, 1520395261.7, 1798761599, 1798761600):
+        assert format_epoch(epoch, tz) == format_time(datetime.fromtimestamp(int(epoch), zone))

@@ -218,7 +218,7 @@ async def get_run_info(request: web.Request, _: Session | None) -> web.Response:
 SRC_FIELDS = (
     "nType", "strName", "strToken", "strUrl", "strUser", "bPasswdEncrypt", "bEnableAudio", "nConnectType",
     "nRTSPType", "strSrcIpAddress", "strSrcPort", "nChannelNumber", "bOnvifProfileAuto", "strOnvifAddr",
-    "strOnvifProfileMain", "strOnvifProfileSub",
+    "strOnvifProfileMain", "strOnvifProfileSub", "bRec",
 )
 
 
@@ -264,6 +264,7 @@ def _common_source_fields(request: web.Request) -> dict[str, Any]:
         "strToken": token_param(request, existing=False),
         "bEnableAudio": bool_param(request, "audio", True),
         "nConnectType": enum_param(request, "connecttype", CONNECT_TYPES, "H5_ONDEMAND"),
+        "bRec": bool_param(request, "rec", False),
     }
 
 

@@ -19,6 +19,8 @@ AUDIO_TRACK_ID = 2
 SAMPLE_FLAGS_SYNC = 0x02000000  # depends on no other sample
 SAMPLE_FLAGS_NON_SYNC = 0x01010000  # depends on others, not a sync sample
 
+MOVIE_TIMESCALE = 1000  # mvhd/mehd durations are in milliseconds
+
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
@@ -102,8 +104,12 @@ def track_id(kind: str) -> int:
     return VIDEO_TRACK_ID if kind == "video" else AUDIO_TRACK_ID
 
 
-def init_segment(params: StreamParams) -> bytes:
-    """ftyp + moov for the stream's tracks (video track 1, audio track 2)."""
+def init_segment(params: StreamParams, with_duration: bool = False) -> bytes:
+    """ftyp + moov for the stream's tracks (video track 1, audio track 2).
+
+    `with_duration` adds an mvex/mehd, so a file writer can patch the movie's duration into
+    fixed-size fields (mvhd and mehd, see MOVIE_TIMESCALE) when it is finalised.
+    """
     ftyp = box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso6", b"avc1", b"mp41")
     tracks = [(VIDEO_TRACK_ID, params.video), (AUDIO_TRACK_ID, params.audio)]
     tracks = [(tid, p) for tid, p in tracks if p is not None]
@@ -111,7 +117,7 @@ def init_segment(params: StreamParams) -> bytes:
         b"mvhd",
         0,
         0,
-        struct.pack(">IIII", 0, 0, 1000, 0),
+        struct.pack(">IIII", 0, 0, MOVIE_TIMESCALE, 0),
         struct.pack(">IH", 0x00010000, 0x0100),
         bytes(10),
         _MATRIX,
@@ -119,7 +125,8 @@ def init_segment(params: StreamParams) -> bytes:
         struct.pack(">I", AUDIO_TRACK_ID + 1),
     )
     trex = [full_box(b"trex", 0, 0, struct.pack(">IIIII", tid, 1, 0, 0, 0)) for tid, _ in tracks]
-    moov = box(b"moov", mvhd, *(_trak(tid, p) for tid, p in tracks), box(b"mvex", *trex))
+    mehd = [full_box(b"mehd", 0, 0, struct.pack(">I", 0))] if with_duration else []
+    moov = box(b"moov", mvhd, *(_trak(tid, p) for tid, p in tracks), box(b"mvex", *mehd, *trex))
     return ftyp + moov
 
 
@@ -156,3 +163,11 @@ def fragment_tracks(sequence: int, tracks: list[tuple[str, list[MediaPacket]]]) 
     moof = box(b"moof", mfhd, *trafs)
     payload = b"".join(p.data for _, packets in tracks for p in packets)
     return moof + struct.pack(">I", 8 + len(payload)) + b"mdat" + payload
+
+
+def duration_field_offsets(init: bytes) -> list[int]:
+    """Byte offsets, in an init segment made `with_duration`, of the two 32-bit movie
+    durations (mvhd, mehd) that a finished file gets written in place."""
+    mvhd = init.index(b"mvhd") + 4 + 4 + 4 + 4 + 4  # type, version/flags, ctime, mtime, timescale
+    mehd = init.index(b"mehd") + 4 + 4
+    return [mvhd, mehd]

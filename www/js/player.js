@@ -40,6 +40,18 @@
   document.getElementById('snapshot').href = 'api/v1/GetImage?token=' + encodeURIComponent(token) +
     '&session=' + encodeURIComponent(H5SS.session());
 
+  // Snapshot: a JPEG of the live stream saved into the media store (Operators and up).
+  var savedNote = document.getElementById('snapshot-saved');
+  document.getElementById('save-snapshot').addEventListener('click', function () {
+    savedNote.textContent = 'saving…';
+    H5SS.api('Snapshot', { token: token }).then(function (r) {
+      savedNote.textContent = 'saved ' + r.strPath;
+      savedNote.dataset.path = r.strPath;
+    }).catch(function (e) {
+      savedNote.textContent = 'snapshot failed: ' + e.message;
+    });
+  });
+
   Array.prototype.forEach.call(protocolSel.options, function (opt) {
     opt.disabled = typeof PLAYERS[opt.value]() !== 'function';
   });

@@ -1,0 +1,164 @@
+"""h5stream's recording, snapshot and search commands (registered with api/v1).
+
+Everything a client sends is checked before anything is written: a bad name, day, time,
+zone or duration is a 400 and leaves no file or directory behind. Files are answered as
+`strPath` URLs under `/mediastore/`, where they are served to logged-in users.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import Session
+from ..media.hub import Stream, StreamNotReady
+from ..store.index import KINDS, MediaEntry
+from ..store.layout import Place, check_name
+from ..store.timefmt import format_epoch, parse_time
+from .v1 import SNAPSHOT_TIMEOUT, ApiError, bool_param, command, enum_param, gateway, ok, param, token_param
+
+MAX_RECORD_SECONDS = 86400
+STREAM_READY_TIMEOUT = 10.0
+
+
+def media_url(path: str) -> str:
+    return "/mediastore/" + path
+
+
+def _stream(request: web.Request) -> Stream:
+    stream = gateway(request).stream(token_param(request))
+    if stream is None:
+        raise ApiError(503, "source is disabled (see GetSrc strLastError)")
+    return stream
+
+
+def _duration(request: web.Request, required: bool = True) -> int | None:
+    text = request.query.get("duration")
+    if text is None:
+        if required:
+            raise ApiError(400, "missing parameter 'duration'")
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_RECORD_SECONDS:
+        raise ApiError(400, f"duration must be whole seconds, 1-{MAX_RECORD_SECONDS}")
+    return int(text)
+
+
+def _given_place(request: web.Request, kind: str, token: str) -> Place:
+    return Place.given(kind, token, param(request, "start1", max_len=16), param(request, "start2", max_len=16),
+                       request.query.get("tz"))
+
+
+async def _until_ready(stream: Stream) -> None:
+    """Answer only once there is media to record (503 if the source gives none)."""
+    stream.acquire()
+    try:
+        await stream.wait_ready(STREAM_READY_TIMEOUT)
+    except StreamNotReady as e:
+        raise ApiError(503, str(e)) from None
+    finally:
+        stream.release()
+
+
+# -- recording ----------------------------------------------------------------------------
+
+
+@command("Record", role="Operator")
+async def record(request: web.Request, _: Session | None) -> web.Response:
+    stream = _stream(request)
+    duration = _duration(request)
+    name = check_name(param(request, "filename", stream.token, max_len=128), "record")
+    await _until_ready(stream)
+    job = gateway(request).mediastore.record(stream, name, None, duration)  # type: ignore[arg-type]
+    return ok("recording", strPath=media_url(job.first_path or ""), nDuration=duration)
+
+
+@command("PathRecord", role="Operator")
+async def path_record(request: web.Request, _: Session | None) -> web.Response:
+    stream = _stream(request)
+    place = _given_place(request, "record", stream.token)
+    duration = _duration(request)
+    name = check_name(param(request, "filename", max_len=128), "record")
+    await _until_ready(stream)
+    job = gateway(request).mediastore.record(stream, name, place, duration)  # type: ignore[arg-type]
+    return ok("recording", strPath=media_url(job.first_path or ""), nDuration=duration)
+
+
+@command("ManualRecordStart", role="Operator")
+async def manual_record_start(request: web.Request, _: Session | None) -> web.Response:
+    stream = _stream(request)
+    duration = _duration(request, required=False)
+    if stream.token in gateway(request).mediastore.manual:
+        raise ApiError(400, f"{stream.token} is already being recorded manually (ManualRecordStop first)")
+    await _until_ready(stream)
+    job = gateway(request).mediastore.manual_start(stream, duration)
+    return ok("recording", strPath=media_url(job.first_path or ""))
+
+
+@command("ManualRecordStop", role="Operator")
+async def manual_record_stop(request: web.Request, _: Session | None) -> web.Response:
+    token = token_param(request)
+    paths = gateway(request).mediastore.manual_stop(token)
+    return ok("stopped", strPath=media_url(paths[0]) if paths else "", path=[media_url(p) for p in paths])
+
+
+@command("SetRec", role="Administrator")
+async def set_rec(request: web.Request, _: Session | None) -> web.Response:
+    """h5ss: turn a source's continuous recording (its bRec) on or off."""
+    token = token_param(request)
+    enable = bool_param(request, "enable", True)
+    gateway(request).set_recording(token, enable)
+    return ok(f"continuous recording of {token} {'on' if enable else 'off'}")
+
+
+# -- snapshots ----------------------------------------------------------------------------
+
+
+async def _snapshot(request: web.Request, stream: Stream, name: str, place: Place | None) -> web.Response:
+    try:
+        entry = await gateway(request).mediastore.snapshot(stream, name, place, SNAPSHOT_TIMEOUT)
+    except StreamNotReady as e:
+        raise ApiError(503, str(e)) from None
+    return ok("snapshot", strPath=media_url(entry.path), strStartTime=_start_text(entry))
+
+
+@command("Snapshot", role="Operator")
+async def snapshot(request: web.Request, _: Session | None) -> web.Response:
+    stream = _stream(request)
+    name = check_name(param(request, "filename", stream.token, max_len=128), "snapshot")
+    return await _snapshot(request, stream, name, None)
+
+
+@command("PathSnapshot", role="Operator")
+async def path_snapshot(request: web.Request, _: Session | None) -> web.Response:
+    stream = _stream(request)
+    place = _given_place(request, "snapshot", stream.token)
+    name = check_name(param(request, "filename", max_len=128), "snapshot")
+    return await _snapshot(request, stream, name, place)
+
+
+# -- search -------------------------------------------------------------------------------
+
+
+def _start_text(entry: MediaEntry) -> str:
+    return format_epoch(entry.start, entry.tz)
+
+
+@command("Search")
+async def search(request: web.Request, _: Session | None) -> web.Response:
+    kind = enum_param(request, "type", KINDS, "record")
+    token = token_param(request, existing=False) if "token" in request.query else None  # deleted sources too
+    start = parse_time(param(request, "start", max_len=64)).timestamp()
+    end = parse_time(param(request, "end", max_len=64)).timestamp()
+    if end <= start:
+        raise ApiError(400, "end must be after start")
+    entries = gateway(request).media_index.search(kind, token, start, end)
+    found = [
+        {
+            "strToken": e.token,
+            "strStartTime": _start_text(e),
+            "strDuration": str(round(e.duration)),
+            "strPath": media_url(e.path),
+            "nSize": e.size,
+        }
+        for e in entries
+    ]
+    return web.json_response({"bStatus": True, "strCode": "ok", "record": found})
