@@ -9,9 +9,8 @@ step with the files it creates, grows and deletes. Paths are relative to the sto
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 KINDS = ("record", "snapshot")
 
@@ -30,8 +29,9 @@ CREATE INDEX IF NOT EXISTS media_by_age ON media (kind, start);
 """
 
 
-@dataclass(frozen=True)
-class MediaEntry:
+class MediaEntry(NamedTuple):
+    """One file. A tuple, not a dataclass: Search builds thousands of them per answer."""
+
     kind: str  # "record" or "snapshot"
     token: str
     path: str  # relative to the store root, e.g. "record/cam1/2026-11-21TZ+0800/12-00-00/a.mp4"
@@ -122,4 +122,4 @@ _COLUMNS = "kind, token, path, start, duration, size, tz"
 
 
 def _entry(row: tuple) -> MediaEntry:
-    return MediaEntry(*row)
+    return MediaEntry._make(row)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from .fmp4_scan import media_duration
@@ -48,7 +47,7 @@ def reconcile(root: Path, index: MediaIndex) -> tuple[int, int, int]:
             removed.append(path)
         elif entry.size != on_disk[path].st_size:
             duration = media_duration(root / path) if entry.kind == "record" else 0.0
-            updated.append(replace(entry, duration=duration, size=on_disk[path].st_size))
+            updated.append(entry._replace(duration=duration, size=on_disk[path].st_size))
     for path, stat in on_disk.items():
         if path in indexed:
             continue
