@@ -19,6 +19,7 @@ from ..config import valid_token
 from ..media.fanout import TransportViewer
 from ..media.fmp4_feed import Fmp4Feed
 from ..media.hub import Stream, StreamNotReady
+from .playback import playback_socket
 from .v1 import GATEWAY_KEY, session_from
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,11 @@ async def stream_socket(request: web.Request, max_msg_size: int = 64 * 1024) -> 
 
 
 async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
+    if request.query.get("playback") == "true":
+        return await playback_socket(request)
     ws, stream, _ = await stream_socket(request)
     if stream is None:
         return ws
-    if request.query.get("playback") == "true":
-        return await refuse(ws, CLOSE_NOT_FOUND, "playback of recordings is not available yet")
 
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))
