@@ -53,7 +53,7 @@ def first_frame(video: av.video.stream.VideoStream) -> float:
     return float(video.start_time * video.time_base) if video.start_time is not None else 0.0
 
 
-def _seek_file(container: av.container.InputContainer, video: av.video.stream.VideoStream, seconds: float) -> None:
+def seek_file(container: av.container.InputContainer, video: av.video.stream.VideoStream, seconds: float) -> None:
     """To the keyframe at or before file second `seconds` (a millisecond of slack, so a
     keyframe exactly there is not missed by rounding)."""
     container.seek(round((seconds + 0.001) / video.time_base), stream=video, backward=True)
@@ -204,7 +204,7 @@ class Playback:
                 with av.open(str(segment.path)) as container:
                     video = container.streams.video[0]
                     start = first_frame(video)
-                    _seek_file(container, video, within + start)
+                    seek_file(container, video, within + start)
                     for packet in container.demux(video):
                         if packet.pts is not None and packet.is_keyframe:
                             return segment.offset + float(packet.pts * video.time_base) - start
@@ -222,7 +222,7 @@ class Playback:
             self._params(session.params)
             start = first_frame(video)
             if within > 0:
-                _seek_file(container, video, within + start)
+                seek_file(container, video, within + start)
             for at, item in self._in_time_order(container, session, segment.offset + self.origin - start):
                 if at >= self.length + self.origin:
                     return None

@@ -1,0 +1,219 @@
+"""Playback of recordings: WS playback in Chromium (seek, pause, end), the store's files
+over HTTP with ranges, and MP4 downloads of a range, from stamped fMP4 segments written
+into the real gateway's store and index (tests/fixtures/recordings.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.request
+from urllib.parse import quote
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import pytest
+
+from tests.fixtures.recordings import make_recordings
+from tests.test_browser import wait_playing
+
+TZ = timezone(timedelta(hours=8))
+CAM = {"strName": "Cam", "strToken": "cam", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}
+LENGTHS = [4.0, 4.0, 4.0]
+
+
+def h5_time(epoch: float) -> str:
+    """h5stream's form, e.g. 2026-11-21T120101+0800, quoted for a query string."""
+    return quote(datetime.fromtimestamp(epoch, TZ).strftime("%Y-%m-%dT%H%M%S%z"))
+
+
+@pytest.fixture
+def recorded(make_gateway):
+    """(gateway, session, start epoch, entries): three 4 s segments of `cam`, ten minutes ago."""
+    gw = make_gateway([dict(CAM)], start=False)
+    start = float(int(time.time()) - 600)
+    if datetime.fromtimestamp(start).date() != datetime.fromtimestamp(start + sum(LENGTHS)).date():
+        start -= 60  # keep the range inside one local day for the page's day + times form
+    entries = make_recordings(gw.root / "mediastore", "cam", start, LENGTHS, tz=TZ)
+    gw.start()
+    return gw, gw.login(), start, entries
+
+
+READ_STAMP_JS = """() => {
+  const v = document.querySelector('video');
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+  const d = g.getImageData(0, 0, 640, 16).data, bits = [];
+  for (let i = 0; i < 40; i++) { const at = (8 * 640 + 16 * i + 8) * 4; bits.push((d[at] + d[at + 1] + d[at + 2]) / 3 > 128 ? 1 : 0); }
+  if (bits[0] !== 1 || bits[1] !== 0 || bits[38] !== 0 || bits[39] !== 1) return null;
+  let value = 0, crc = 0, check = 0;
+  for (let i = 2; i < 34; i++) value = value * 2 + bits[i];
+  for (let i = 34; i < 38; i++) crc = crc * 2 + bits[i];
+  for (let s = 0; s < 32; s += 4) check ^= Math.floor(value / Math.pow(2, s)) & 0xF;
+  return check === crc ? {stamp: value, position: window.h5ssPlayer.position()} : null;
+}"""
+
+
+def seconds_into(stamp: int, start: float) -> float:
+    """Where in the recording (seconds from `start`) a stamp read off the picture is."""
+    return ((stamp - int(start * 1000)) % 2**32) / 1000
+
+
+def test_chromium_plays_seeks_pauses_and_ends_a_recording(recorded, page):
+    gw, session, start, _ = recorded
+    page.goto(f"{gw.url}/login.html")
+    page.evaluate("s => localStorage.setItem('h5ss.session', s)", session)
+    # The page's form takes local day and times (this process and Chromium share the zone).
+    begin, end = datetime.fromtimestamp(start), datetime.fromtimestamp(start + sum(LENGTHS))
+    page.goto(f"{gw.url}/recordings.html?token=cam&day={begin:%Y-%m-%d}&from={begin:%H:%M:%S}"
+              f"&to={end:%H:%M:%S}&autoplay=1")
+    wait_playing(page, 1.5)
+    shown = page.evaluate(READ_STAMP_JS)
+    assert shown is not None, "no stamp readable in the picture"
+    # The picture is the recording at the playback position (one frame of slack each way).
+    assert abs(seconds_into(shown["stamp"], start) - shown["position"]) < 0.2, shown
+
+    # Seek across two segment boundaries, into the middle of a GOP of the third file.
+    target = 9.5
+    page.evaluate(f"() => {{ const s = document.getElementById('seek'); s.value = '{target}'; "
+                  "s.dispatchEvent(new Event('change')); }")
+    page.evaluate(f"() => window.h5ssPlayer.seek({target})")
+    page.wait_for_function(f"() => {{ const p = window.h5ssPlayer.position(); return p !== null && p >= {target} - 0.05 "
+                           f"&& p < {target} + 1 && !document.querySelector('video').seeking; }}")
+    shown = page.evaluate(READ_STAMP_JS)
+    assert shown is not None
+    landed = seconds_into(shown["stamp"], start)
+    assert abs(landed - target) < 1.0, (landed, target)
+    assert abs(landed - shown["position"]) < 0.2, shown
+
+    # Pause holds the picture; resume moves on.
+    page.click("#pause")
+    time.sleep(0.3)
+    held = page.evaluate("() => document.querySelector('video').currentTime")
+    time.sleep(1.0)
+    assert abs(page.evaluate("() => document.querySelector('video').currentTime") - held) < 0.05
+    page.click("#pause")
+    page.wait_for_function(f"() => document.querySelector('video').currentTime > {held} + 0.5")
+
+    # The range ends: the player reaches the end without reconnecting.
+    page.wait_for_function("() => window.h5ssPlayer.stats().state === 'ended'", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('video').ended", timeout=10_000)
+    assert page.evaluate("() => window.h5ssPlayer.stats().reconnects") == 0
+
+
+async def _playback_close(gw, query: str) -> tuple[int | None, str, list[str]]:
+    """Close code, close reason and text events of a playback socket."""
+    texts = []
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{gw.ws_url}/api/v1/h5swsapi?playback=true&{query}") as ws:
+            while True:
+                msg = await ws.receive(timeout=10)
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    texts.append(msg.data)
+                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    return ws.close_code, msg.extra or "", texts
+
+
+def test_ws_playback_refuses_bad_requests_with_a_reason(recorded):
+    gw, session, start, _ = recorded
+    good = f"token=cam&begintime={h5_time(start)}&endtime={h5_time(start + 12)}"
+    cases = [
+        (f"token=cam&begintime=yesterday&endtime={h5_time(start)}&session={session}", 4000, "begintime"),
+        (f"token=cam&begintime={h5_time(start + 5)}&endtime={h5_time(start)}&session={session}", 4000, "after"),
+        (f"{good}&session=nope", 4001, "unauthorized"),
+        (f"token=cam&begintime={h5_time(start - 7200)}&endtime={h5_time(start - 3600)}&session={session}",
+         4004, "no recordings"),
+        (f"token=ghost&begintime={h5_time(start)}&endtime={h5_time(start + 12)}&session={session}", 4004, "unknown"),
+        (f"{good}&filename=/mediastore/record/cam/../../conf/h5ss.conf&session={session}", 4004, "no recording"),
+    ]
+    for query, code, words in cases:
+        got, reason, texts = asyncio.run(_playback_close(gw, query))
+        assert got == code and words in reason, (query, got, reason)
+        assert json.loads(texts[0])["type"] == "H5_ERROR"
+
+
+def test_ws_playback_of_one_file_runs_to_the_end(recorded):
+    """filename= plays that file: its media, continuous, then H5_PLAYBACK_END and a normal close."""
+    gw, session, start, entries = recorded
+
+    async def play() -> tuple[list[bytes], list[str], int | None]:
+        binary, texts = [], []
+        async with aiohttp.ClientSession() as http:
+            url = (f"{gw.ws_url}/api/v1/h5swsapi?playback=true&token=cam&session={session}"
+                   f"&filename={quote('/mediastore/' + entries[1].path)}&begintime=&endtime=")
+            async with http.ws_connect(url) as ws:
+                await ws.send_str(json.dumps({"cmd": "H5_SPEED", "nSpeed": 8}))
+                async for msg in ws:
+                    (texts if msg.type == aiohttp.WSMsgType.TEXT else binary).append(msg.data)
+                return binary, texts, ws.close_code
+
+    binary, texts, code = asyncio.run(asyncio.wait_for(play(), 20))
+    assert binary[0] == b'video/mp4; codecs="avc1.42C01E, mp4a.40.2"'
+    assert binary[1][4:8] == b"ftyp"
+    events = [json.loads(t)["type"] for t in texts]
+    assert events == ["H5_PLAYBACK_START", "H5_PLAYBACK_END"] and code == 1000
+    media = b"".join(binary[1:])
+    path = gw.root / "played.mp4"
+    path.write_bytes(media)
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
+        capture_output=True, timeout=30, check=True).stdout)
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    assert int(video["nb_read_frames"]) == 100  # the whole 4 s file at 25 fps
+
+
+def _get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_mediastore_files_with_ranges_for_logged_in_users_only(recorded):
+    gw, session, _, entries = recorded
+    path = entries[0].path
+    whole = (gw.root / "mediastore" / path).read_bytes()
+    status, headers, body = _get(f"{gw.url}/mediastore/{path}?session={session}", {"Range": "bytes=100-1099"})
+    assert status == 206 and body == whole[100:1100]
+    assert headers["Content-Range"] == f"bytes 100-1099/{len(whole)}"
+    status, _, body = _get(f"{gw.url}/mediastore/{path}?session={session}")
+    assert status == 200 and body == whole
+
+    status, _, body = _get(f"{gw.url}/mediastore/{path}")
+    assert status == 401 and json.loads(body)["bStatus"] is False
+    (gw.root / "mediastore" / "record" / "escape").symlink_to(gw.root / "conf")
+    refused = ["record/cam/%2E%2E/%2E%2E/%2E%2E/conf/h5ss.conf", "index.sqlite3", "record/cam",
+               "record/escape/h5ss.conf", "record/..%2F..%2Fconf/h5ss.conf", "record/cam/nothing.mp4"]
+    for bad in refused:
+        status, _, body = _get(f"{gw.url}/mediastore/{bad}?session={session}")
+        assert status == 404 and json.loads(body)["bStatus"] is False, (bad, status, body[:80])
+
+
+def test_download_of_a_range_across_two_segments_is_one_playable_mp4(recorded):
+    gw, session, start, _ = recorded
+    begin, end = start + 2, start + 7  # the second half of the first file, most of the second
+    status, headers, body = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&session={session}"
+                                 f"&start={h5_time(begin)}&end={h5_time(end)}")
+    assert status == 200, body[:200]
+    assert headers["Content-Type"] == "video/mp4" and headers["Content-Disposition"].startswith("attachment")
+    path = gw.root / "download.mp4"
+    path.write_bytes(body)
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        capture_output=True, timeout=30, check=True).stdout)
+    assert sorted(s["codec_name"] for s in probe["streams"]) == ["aac", "h264"]
+    # From the keyframe at or before `begin` (1 s GOPs) to `end`.
+    assert 5.0 <= float(probe["format"]["duration"]) <= 6.2, probe["format"]
+    assert not list((gw.root / "mediastore").glob(".download-*"))  # no temp file left
+
+    for query, status_wanted in [(f"start=nope&end={h5_time(end)}", 400),
+                                 (f"start={h5_time(begin)}&end={h5_time(begin + 90000)}", 400),
+                                 (f"start={h5_time(start - 99)}&end={h5_time(start - 50)}", 404)]:
+        status, _, body = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&session={session}&{query}")
+        assert status == status_wanted and json.loads(body)["bStatus"] is False, (query, body)
+    status, _, _ = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&start={h5_time(begin)}&end={h5_time(end)}")
+    assert status == 401
