@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 import urllib.request
 from urllib.parse import quote
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,8 @@ from tests.test_browser import wait_playing
 
 TZ = timezone(timedelta(hours=8))
 CAM = {"strName": "Cam", "strToken": "cam", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}
-LENGTHS = [4.0, 4.0, 4.0]
+LENGTHS = [5.0, 5.0, 5.0]
+GOP = 3.0  # seconds between keyframes, as many cameras send: landing on one is not enough
 
 
 def h5_time(epoch: float) -> str:
@@ -30,12 +32,13 @@ def h5_time(epoch: float) -> str:
 
 @pytest.fixture
 def recorded(make_gateway):
-    """(gateway, session, start epoch, entries): three 4 s segments of `cam`, ten minutes ago."""
+    """(gateway, session, start epoch, entries): three 5 s segments of `cam` (keyframes at
+    0 and 3 s in each), ten minutes ago."""
     gw = make_gateway([dict(CAM)], start=False)
     start = float(int(time.time()) - 600)
     if datetime.fromtimestamp(start).date() != datetime.fromtimestamp(start + sum(LENGTHS)).date():
         start -= 60  # keep the range inside one local day for the page's day + times form
-    entries = make_recordings(gw.root / "mediastore", "cam", start, LENGTHS, tz=TZ)
+    entries = make_recordings(gw.root / "mediastore", "cam", start, LENGTHS, gop=GOP, tz=TZ)
     gw.start()
     return gw, gw.login(), start, entries
 
@@ -56,6 +59,13 @@ READ_STAMP_JS = """() => {
 }"""
 
 
+def run_async(coro, timeout: float = 30):
+    """Run a coroutine on its own loop in a thread: Playwright's sync API holds this
+    thread's loop once the browser fixture has started."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, timeout)).result()
+
+
 def seconds_into(stamp: int, start: float) -> float:
     """Where in the recording (seconds from `start`) a stamp read off the picture is."""
     return ((stamp - int(start * 1000)) % 2**32) / 1000
@@ -72,32 +82,33 @@ def test_chromium_plays_seeks_pauses_and_ends_a_recording(recorded, page):
     wait_playing(page, 1.5)
     shown = page.evaluate(READ_STAMP_JS)
     assert shown is not None, "no stamp readable in the picture"
-    # The picture is the recording at the playback position (one frame of slack each way).
+    # The picture is the recording at the playback position (a few frames of slack).
     assert abs(seconds_into(shown["stamp"], start) - shown["position"]) < 0.2, shown
 
-    # Seek across two segment boundaries, into the middle of a GOP of the third file.
-    target = 9.5
-    page.evaluate(f"() => {{ const s = document.getElementById('seek'); s.value = '{target}'; "
-                  "s.dispatchEvent(new Event('change')); }")
-    page.evaluate(f"() => window.h5ssPlayer.seek({target})")
-    page.wait_for_function(f"() => {{ const p = window.h5ssPlayer.position(); return p !== null && p >= {target} - 0.05 "
-                           f"&& p < {target} + 1 && !document.querySelector('video').seeking; }}")
-    shown = page.evaluate(READ_STAMP_JS)
-    assert shown is not None
-    landed = seconds_into(shown["stamp"], start)
-    assert abs(landed - target) < 1.0, (landed, target)
-    assert abs(landed - shown["position"]) < 0.2, shown
-
-    # Pause holds the picture; resume moves on.
+    # Pause holds the picture.
     page.click("#pause")
     time.sleep(0.3)
     held = page.evaluate("() => document.querySelector('video').currentTime")
     time.sleep(1.0)
     assert abs(page.evaluate("() => document.querySelector('video').currentTime") - held) < 0.05
-    page.click("#pause")
-    page.wait_for_function(f"() => document.querySelector('video').currentTime > {held} + 0.5")
 
-    # The range ends: the player reaches the end without reconnecting.
+    # Seek (paused, so the landed frame stays on screen) across a segment boundary to the
+    # middle of a 3 s GOP: starting at its keyframe would show 8.0, 1.5 s early.
+    target = 9.5
+    page.evaluate(f"() => {{ const s = document.getElementById('seek'); s.value = '{target}'; "
+                  "s.dispatchEvent(new Event('change')); }")
+    page.wait_for_function(f"() => {{ const v = document.querySelector('video'), p = window.h5ssPlayer.position(); "
+                           f"return p !== null && Math.abs(p - {target}) < 1.5 && !v.seeking && v.readyState >= 2; }}")
+    time.sleep(0.3)
+    shown = page.evaluate(READ_STAMP_JS)
+    assert shown is not None
+    landed = seconds_into(shown["stamp"], start)
+    assert abs(landed - target) < 1.0, (landed, target, shown)
+    assert abs(landed - shown["position"]) < 0.2, shown
+
+    # Resume moves on from there, and the range ends without a reconnect.
+    page.click("#pause")
+    page.wait_for_function(f"() => window.h5ssPlayer.position() > {landed} + 0.5")
     page.wait_for_function("() => window.h5ssPlayer.stats().state === 'ended'", timeout=10_000)
     page.wait_for_function("() => document.querySelector('video').ended", timeout=10_000)
     assert page.evaluate("() => window.h5ssPlayer.stats().reconnects") == 0
@@ -129,7 +140,7 @@ def test_ws_playback_refuses_bad_requests_with_a_reason(recorded):
         (f"{good}&filename=/mediastore/record/cam/../../conf/h5ss.conf&session={session}", 4004, "no recording"),
     ]
     for query, code, words in cases:
-        got, reason, texts = asyncio.run(_playback_close(gw, query))
+        got, reason, texts = run_async(_playback_close(gw, query))
         assert got == code and words in reason, (query, got, reason)
         assert json.loads(texts[0])["type"] == "H5_ERROR"
 
@@ -149,7 +160,7 @@ def test_ws_playback_of_one_file_runs_to_the_end(recorded):
                     (texts if msg.type == aiohttp.WSMsgType.TEXT else binary).append(msg.data)
                 return binary, texts, ws.close_code
 
-    binary, texts, code = asyncio.run(asyncio.wait_for(play(), 20))
+    binary, texts, code = run_async(play(), 20)
     assert binary[0] == b'video/mp4; codecs="avc1.42C01E, mp4a.40.2"'
     assert binary[1][4:8] == b"ftyp"
     events = [json.loads(t)["type"] for t in texts]
@@ -161,7 +172,7 @@ def test_ws_playback_of_one_file_runs_to_the_end(recorded):
         ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
         capture_output=True, timeout=30, check=True).stdout)
     video = next(s for s in probe["streams"] if s["codec_type"] == "video")
-    assert int(video["nb_read_frames"]) == 100  # the whole 4 s file at 25 fps
+    assert int(video["nb_read_frames"]) == 125  # the whole 5 s file at 25 fps
 
 
 def _get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -195,7 +206,7 @@ def test_mediastore_files_with_ranges_for_logged_in_users_only(recorded):
 
 def test_download_of_a_range_across_two_segments_is_one_playable_mp4(recorded):
     gw, session, start, _ = recorded
-    begin, end = start + 2, start + 7  # the second half of the first file, most of the second
+    begin, end = start + 4, start + 7  # the end of the first file, the start of the second
     status, headers, body = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&session={session}"
                                  f"&start={h5_time(begin)}&end={h5_time(end)}")
     assert status == 200, body[:200]
@@ -206,8 +217,8 @@ def test_download_of_a_range_across_two_segments_is_one_playable_mp4(recorded):
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
         capture_output=True, timeout=30, check=True).stdout)
     assert sorted(s["codec_name"] for s in probe["streams"]) == ["aac", "h264"]
-    # From the keyframe at or before `begin` (1 s GOPs) to `end`.
-    assert 5.0 <= float(probe["format"]["duration"]) <= 6.2, probe["format"]
+    # From the keyframe at or before `begin` (at 3 s into the first file) to `end`.
+    assert 3.9 <= float(probe["format"]["duration"]) <= 4.1, probe["format"]
     assert not list((gw.root / "mediastore").glob(".download-*"))  # no temp file left
 
     for query, status_wanted in [(f"start=nope&end={h5_time(end)}", 400),
