@@ -29,6 +29,7 @@ from .source import _Session as DemuxSession
 log = logging.getLogger(__name__)
 
 LEAD = 1.0  # seconds of media sent ahead of what the viewer is due to show
+SEND_EVERY = 0.2  # seconds of media per message once paced (5 sends a second, not one per frame)
 GAP_SKIP = 2.0  # media further ahead than LEAD + this is a gap: re-anchor instead of waiting
 BATCH_BYTES = 256 * 1024  # one WebSocket message holds due fragments up to about this much
 SPEEDS = (0.25, 8.0)
@@ -287,7 +288,8 @@ class Playback:
                 control.anchor(at - LEAD)  # a gap between recordings: no waiting over it
                 return None
             self._flush()
-            control.wait(None if control.paused else min(ahead - LEAD, 0.5))
+            # Sleep past the due time by SEND_EVERY: what is then due goes in one message.
+            control.wait(None if control.paused else min(ahead - LEAD + SEND_EVERY, 0.5))
 
     def _seek(self) -> float:
         target = self.control.take_seek()
