@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from tests.fixtures.recordings import make_recordings
+from tests.fixtures.ws_client import fragment_info, split_fragments
 from tests.test_browser import wait_playing
 
 TZ = timezone(timedelta(hours=8))
@@ -145,34 +146,66 @@ def test_ws_playback_refuses_bad_requests_with_a_reason(recorded):
         assert json.loads(texts[0])["type"] == "H5_ERROR"
 
 
-def test_ws_playback_of_one_file_runs_to_the_end(recorded):
-    """filename= plays that file: its media, continuous, then H5_PLAYBACK_END and a normal close."""
-    gw, session, start, entries = recorded
+async def _play_all(url: str, commands: list[dict]) -> tuple[list[bytes], list[dict], int | None, float]:
+    """Binary messages, text events, close code and seconds taken of a whole playback."""
+    binary, events = [], []
+    opened = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(url) as ws:
+            for command in commands:
+                await ws.send_str(json.dumps(command))
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    events.append(json.loads(msg.data))
+                else:
+                    binary.append(msg.data)
+            return binary, events, ws.close_code, time.monotonic() - opened
 
-    async def play() -> tuple[list[bytes], list[str], int | None]:
-        binary, texts = [], []
-        async with aiohttp.ClientSession() as http:
-            url = (f"{gw.ws_url}/api/v1/h5swsapi?playback=true&token=cam&session={session}"
-                   f"&filename={quote('/mediastore/' + entries[1].path)}&begintime=&endtime=")
-            async with http.ws_connect(url) as ws:
-                await ws.send_str(json.dumps({"cmd": "H5_SPEED", "nSpeed": 8}))
-                async for msg in ws:
-                    (texts if msg.type == aiohttp.WSMsgType.TEXT else binary).append(msg.data)
-                return binary, texts, ws.close_code
 
-    binary, texts, code = run_async(play(), 20)
+def video_times(binary: list[bytes]) -> list[float]:
+    """Timeline seconds of the video fragments received."""
+    return [base / 90000 for message in binary[2:] for track, base, _ in map(fragment_info, split_fragments(message))
+            if track == 1]
+
+
+def test_ws_playback_of_one_file_at_8x_runs_to_the_end(recorded):
+    """filename= plays that file: all of it, then H5_PLAYBACK_END and a normal close;
+    H5_SPEED 8 sends it 8 times faster; a speed out of range is an error event."""
+    gw, session, _, entries = recorded
+    url = (f"{gw.ws_url}/api/v1/h5swsapi?playback=true&token=cam&session={session}"
+           f"&filename={quote('/mediastore/' + entries[1].path)}&begintime=&endtime=")
+    speeds = [{"cmd": "H5_SPEED", "nSpeed": 100}, {"cmd": "H5_SPEED", "nSpeed": 8}]
+    binary, events, code, took = run_async(_play_all(url, speeds))
     assert binary[0] == b'video/mp4; codecs="avc1.42C01E, mp4a.40.2"'
     assert binary[1][4:8] == b"ftyp"
-    events = [json.loads(t)["type"] for t in texts]
-    assert events == ["H5_PLAYBACK_START", "H5_PLAYBACK_END"] and code == 1000
-    media = b"".join(binary[1:])
+    assert [e["type"] for e in events if e["type"] != "H5_ERROR"] == ["H5_PLAYBACK_START", "H5_PLAYBACK_END"]
+    assert any("nSpeed" in e.get("strCode", "") for e in events) and code == 1000
+    assert took < 3.0  # 5 s of media; at 1x it takes at least 4 s (sent 1 s ahead)
     path = gw.root / "played.mp4"
-    path.write_bytes(media)
+    path.write_bytes(b"".join(binary[1:]))
     probe = json.loads(subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
         capture_output=True, timeout=30, check=True).stdout)
     video = next(s for s in probe["streams"] if s["codec_type"] == "video")
-    assert int(video["nb_read_frames"]) == 125  # the whole 5 s file at 25 fps
+    assert int(video["nb_read_frames"]) == 125  # the whole 5 s file at 25 fps, every frame decodable
+
+
+def test_ws_playback_jumps_a_gap_between_recordings_without_waiting(make_gateway):
+    """Two 2 s recordings a minute apart: the timeline jumps by the gap, the sending does not wait it out."""
+    gw = make_gateway([dict(CAM)], start=False)
+    start = float(int(time.time()) - 600)
+    make_recordings(gw.root / "mediastore", "cam", start, [2.0, 2.0], gaps=[60.0, 0.0], tz=TZ)
+    gw.start()
+    url = (f"{gw.ws_url}/api/v1/h5swsapi?playback=true&token=cam&session={gw.login()}"
+           f"&begintime={h5_time(start)}&endtime={h5_time(start + 64)}")
+    binary, events, code, took = run_async(_play_all(url, [{"cmd": "H5_SPEED", "nSpeed": 8}]))
+    assert events[-1]["type"] == "H5_PLAYBACK_END" and code == 1000
+    times = video_times(binary)
+    assert len(times) == 100
+    jumps = [b - a for a, b in zip(times, times[1:]) if b - a > 1]
+    assert len(jumps) == 1 and 59.9 < jumps[0] < 60.1, jumps
+    assert times[-1] == pytest.approx(63.96, abs=0.05)
+    assert took < 5.0  # 4 s of media at 8x, not the 64 s range (8 s at 8x)
 
 
 def _get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
