@@ -171,7 +171,7 @@ class Playback:
 
     def _play(self) -> None:
         position = 0.0  # seconds from the requested begin
-        self.origin = max(0.0, -self._first_keyframe(0.0))
+        self.origin = max(0.0, -self._first_keyframe())
         self._event({"type": "H5_PLAYBACK_START", "nOrigin": round(self.origin, 3), "nDuration": round(self.length, 3)})
         while True:
             seeked = self._play_from(position)
@@ -187,7 +187,11 @@ class Playback:
         for segment in self.segments:
             if segment.end <= position:
                 continue
-            seeked = self._play_segment(segment, max(0.0, position - segment.offset))
+            try:
+                seeked = self._play_segment(segment, max(0.0, position - segment.offset))
+            except (av.error.FFmpegError, OSError) as e:  # e.g. removed by retention meanwhile
+                log.warning("playback: skipping %s: %s", segment.path.name, e)
+                seeked = None
             if seeked is not None:
                 return seeked
             # Overlapping files (a manual recording beside the continuous one): the next
@@ -197,11 +201,12 @@ class Playback:
                 break
         return None
 
-    def _first_keyframe(self, position: float) -> float:
-        """Timeline second of the keyframe at or before `position` (where a start lands)."""
+    def _first_keyframe(self) -> float:
+        """Seconds from the requested begin to the keyframe at or before it (where the
+        first file's media starts; positive when the recordings start later)."""
         for segment in self.segments:
-            if segment.end > position:
-                within = max(0.0, position - segment.offset)
+            if segment.end > 0:
+                within = max(0.0, -segment.offset)
                 with av.open(str(segment.path)) as container:
                     video = container.streams.video[0]
                     start = first_frame(video)
@@ -210,7 +215,7 @@ class Playback:
                         if packet.pts is not None and packet.is_keyframe:
                             return segment.offset + float(packet.pts * video.time_base) - start
                 return segment.offset + within
-        return position
+        return 0.0
 
     def _play_segment(self, segment: Segment, within: float) -> float | None:
         """Send one file's media from `within` seconds into it; a seek's target if one comes."""
