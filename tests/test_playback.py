@@ -93,13 +93,13 @@ def test_chromium_plays_seeks_pauses_and_ends_a_recording(recorded, page):
     time.sleep(1.0)
     assert abs(page.evaluate("() => document.querySelector('video').currentTime") - held) < 0.05
 
-    # Seek (paused, so the landed frame stays on screen) across a segment boundary to the
-    # middle of a 3 s GOP: starting at its keyframe would show 8.0, 1.5 s early.
-    target = 9.5
+    # Seek (paused, so the landed frame stays on screen) across two segment boundaries to
+    # the middle of a 3 s GOP: showing its keyframe (the third file's start) would be 2 s early.
+    target = 12.0
     page.evaluate(f"() => {{ const s = document.getElementById('seek'); s.value = '{target}'; "
                   "s.dispatchEvent(new Event('change')); }")
     page.wait_for_function(f"() => {{ const v = document.querySelector('video'), p = window.h5ssPlayer.position(); "
-                           f"return p !== null && Math.abs(p - {target}) < 1.5 && !v.seeking && v.readyState >= 2; }}")
+                           f"return p !== null && Math.abs(p - {target}) < 2.5 && !v.seeking && v.readyState >= 2; }}")
     time.sleep(0.3)
     shown = page.evaluate(READ_STAMP_JS)
     assert shown is not None
@@ -107,9 +107,24 @@ def test_chromium_plays_seeks_pauses_and_ends_a_recording(recorded, page):
     assert abs(landed - target) < 1.0, (landed, target, shown)
     assert abs(landed - shown["position"]) < 0.2, shown
 
-    # Resume moves on from there, and the range ends without a reconnect.
+    # Resume moves on from there.
     page.click("#pause")
     page.wait_for_function(f"() => window.h5ssPlayer.position() > {landed} + 0.5")
+
+    # Back while playing, into the first file; then at 4x to the end of the range, which
+    # ends without a reconnect.
+    target = 1.5
+    page.evaluate(f"() => window.h5ssPlayer.seek({target})")
+    page.wait_for_function(f"() => {{ const v = document.querySelector('video'), p = window.h5ssPlayer.position(); "
+                           f"return p !== null && p < {target} + 1 && !v.seeking; }}")
+    shown = page.evaluate(READ_STAMP_JS)
+    assert shown is not None
+    landed = seconds_into(shown["stamp"], start)
+    assert abs(landed - target) < 1.0 and abs(landed - shown["position"]) < 0.2, (landed, shown)
+    page.select_option("#speed", "4")
+    played_from, t0 = shown["position"], time.monotonic()
+    page.wait_for_function(f"() => window.h5ssPlayer.position() > {played_from} + 4")
+    assert time.monotonic() - t0 < 3.0  # 4 s of media: at 1x it would take 4 s
     page.wait_for_function("() => window.h5ssPlayer.stats().state === 'ended'", timeout=10_000)
     page.wait_for_function("() => document.querySelector('video').ended", timeout=10_000)
     assert page.evaluate("() => window.h5ssPlayer.stats().reconnects") == 0
