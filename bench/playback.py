@@ -69,7 +69,6 @@ class Viewer:
         self.url = url
         self.first_media: float | None = None
         self.seek_sent = 0.0
-        self.seek_event = asyncio.Event()
         self.seek_media = asyncio.Event()
         self.seek_times: list[float] = []
         self.bytes = 0
@@ -78,13 +77,12 @@ class Viewer:
         opened = time.monotonic()
         async with http.ws_connect(self.url, max_msg_size=0) as ws:
             self.ws = ws
-            binaries = 0
-            reader = asyncio.ensure_future(self._read(ws, opened, binaries))
+            reader = asyncio.ensure_future(self._read(ws, opened))
             await until.wait()
             reader.cancel()
 
-    async def _read(self, ws, opened: float, binaries: int) -> None:
-        seeking = False
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, opened: float) -> None:
+        seeking, binaries = False, 0
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 if json.loads(msg.data).get("type") == "H5_SEEK":
@@ -152,7 +150,8 @@ def main() -> None:
             print(f"  download of {SEGMENT * SEGMENTS} s across {SEGMENTS} files: {time.monotonic() - t0:.2f} s, "
                   f"{size / 1e6:.1f} MB")
             p50 = sorted(clients[0].seek_times)[len(clients[0].seek_times) // 2]
-            print(f"{'PASS' if p50 <= SEEK_TARGET_MS else 'MISS'}: seek p50 {p50:.0f} ms (target ≤ {SEEK_TARGET_MS} ms)")
+            verdict = "PASS" if p50 <= SEEK_TARGET_MS else "MISS"
+            print(f"{verdict}: seek p50 {p50:.0f} ms (target ≤ {SEEK_TARGET_MS} ms)")
         finally:
             gw.stop()
 

@@ -50,7 +50,10 @@ READ_STAMP_JS = """() => {
   c.width = v.videoWidth; c.height = v.videoHeight;
   const g = c.getContext('2d'); g.drawImage(v, 0, 0);
   const d = g.getImageData(0, 0, 640, 16).data, bits = [];
-  for (let i = 0; i < 40; i++) { const at = (8 * 640 + 16 * i + 8) * 4; bits.push((d[at] + d[at + 1] + d[at + 2]) / 3 > 128 ? 1 : 0); }
+  for (let i = 0; i < 40; i++) {
+    const at = (8 * 640 + 16 * i + 8) * 4;
+    bits.push((d[at] + d[at + 1] + d[at + 2]) / 3 > 128 ? 1 : 0);
+  }
   if (bits[0] !== 1 || bits[1] !== 0 || bits[38] !== 0 || bits[39] !== 1) return null;
   let value = 0, crc = 0, check = 0;
   for (let i = 2; i < 34; i++) value = value * 2 + bits[i];

@@ -163,8 +163,12 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSocketResponse:
+async def _error_event(ws: web.WebSocketResponse, reason: str) -> None:
     await ws.send_str(json.dumps({"type": "H5_ERROR", "strCode": reason}))
+
+
+async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSocketResponse:
+    await _error_event(ws, reason)
     await ws.close(code=code, message=reason.encode()[:120])
     return ws
 
@@ -194,12 +198,12 @@ async def _read_commands(ws: web.WebSocketResponse, control: PlaybackControl) ->
         elif cmd == "H5_SEEK":
             seconds = _number(message, "nSeekTime", 0.0, MAX_RANGE)
             if seconds is None:
-                await ws.send_str(json.dumps({"type": "H5_ERROR", "strCode": "nSeekTime must be seconds from begintime"}))
+                await _error_event(ws, "nSeekTime must be seconds from begintime")
             else:
                 control.seek(seconds)
         elif cmd == "H5_SPEED":
             speed = _number(message, "nSpeed", *SPEEDS)
             if speed is None:
-                await ws.send_str(json.dumps({"type": "H5_ERROR", "strCode": f"nSpeed must be {SPEEDS[0]} to {SPEEDS[1]}"}))
+                await _error_event(ws, f"nSpeed must be {SPEEDS[0]} to {SPEEDS[1]}")
             else:
                 control.set_speed(speed)
