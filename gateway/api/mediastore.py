@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+import av
 from aiohttp import web
 
 from ..auth import AuthError, Session
@@ -23,6 +25,8 @@ from ..media.stitch import stitch
 from ..store.timefmt import format_time, parse_offset
 from .playback import RangeError, record_range
 from .v1 import GATEWAY_KEY, command, fail, gateway, session_from
+
+log = logging.getLogger(__name__)
 
 SERVED_KINDS = ("record", "snapshot")
 CHUNK = 256 * 1024
@@ -67,8 +71,9 @@ async def download_record(request: web.Request, _: Session | None) -> web.Stream
     try:
         await asyncio.to_thread(stitch, wanted.segments(gw), wanted.end - wanted.begin, Path(name))
         handle = open(name, "rb")
-    except (OSError, ValueError) as e:
-        return fail(500, f"cannot make the download: {e}")
+    except (OSError, ValueError, av.error.FFmpegError) as e:
+        log.warning("DownloadRecord %s: %s", wanted.token, e)
+        return fail(500, "cannot make the download (see the gateway log)")
     finally:
         os.unlink(name)
     with handle:

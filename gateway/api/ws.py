@@ -1,5 +1,7 @@
 """The h5s player's live-video WebSocket: /api/v1/h5swsapi (PROTOCOLS.md §2).
 
+With `playback=true` the same path plays recordings instead (api/playback.py).
+
 First binary frame: the MIME string for addSourceBuffer; then the init segment; then
 one moof+mdat per frame from the stream's shared fMP4 feed. Problems are reported by
 closing with a readable reason (and a text event just before), since a browser cannot
