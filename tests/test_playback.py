@@ -133,6 +133,23 @@ def test_chromium_plays_seeks_pauses_and_ends_a_recording(recorded, page):
     assert page.evaluate("() => window.h5ssPlayer.stats().reconnects") == 0
 
 
+def test_chromium_shows_why_a_range_cannot_play_and_does_not_retry(recorded, page):
+    gw, session, start, _ = recorded
+    page.goto(f"{gw.url}/login.html")
+    page.evaluate("s => localStorage.setItem('h5ss.session', s)", session)
+    # A minute with nothing recorded, before the recordings or after them, inside one local day.
+    begin, end = datetime.fromtimestamp(start - 120), datetime.fromtimestamp(start - 60)
+    if begin.date() != end.date():
+        begin, end = datetime.fromtimestamp(start + 60), datetime.fromtimestamp(start + 120)
+    page.goto(f"{gw.url}/recordings.html?token=cam&day={begin:%Y-%m-%d}&from={begin:%H:%M:%S}"
+              f"&to={end:%H:%M:%S}&autoplay=1")
+    banner = page.locator("#banner")
+    banner.wait_for(state="visible")
+    assert "no recordings" in banner.inner_text()
+    time.sleep(2)  # the player's first retry would come after 1 s
+    assert page.evaluate("() => [window.h5ssPlayer.stats().state, window.h5ssPlayer.stats().reconnects]") == ["error", 0]
+
+
 async def _playback_close(gw, query: str) -> tuple[int | None, str, list[str]]:
     """Close code, close reason and text events of a playback socket."""
     texts = []

@@ -431,7 +431,16 @@
     }
 
     // The server closes after H5_PLAYBACK_END: keep what is buffered playing out.
+    // A refused playback (4000 bad range, 4004 nothing recorded there) would be
+    // refused again: no reconnect.
     _onSocketClose(ev) {
+      if (this._pbconf && ev && (ev.code === 4000 || ev.code === 4004)) {
+        this._lastError = ev.reason || this._lastError;
+        this._closeSocket();
+        this._teardown();
+        this._state = 'error';
+        return;
+      }
       if (this._pbEnded) {
         this._ws = null;
         this._stopKeepalive();
