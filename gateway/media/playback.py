@@ -145,6 +145,8 @@ class Playback:
         self.done = done
         self.origin = 0.0  # how far the timeline starts before the requested begin (a GOP at most)
         self.params: StreamParams | None = None
+        self._mime_sent = False
+        self._init_sent = False
         self.sequence = 0
         self._batch: list[bytes] = []
         self._batch_size = 0
@@ -301,19 +303,22 @@ class Playback:
         assert target is not None
         target = min(max(0.0, target), self.length)
         self._batch, self._batch_size = [], 0
-        # The player drops what it holds and shows `nTime` once the new media is in.
+        # The player drops what it holds (an init segment not yet appended among it) and
+        # shows `nTime` once the new media is in: the init segment comes again first.
         self._event({"type": "H5_SEEK", "nSeekTime": round(target, 3), "nTime": round(target + self.origin, 3)})
+        self._init_sent = False
         return target
 
     def _params(self, params: StreamParams) -> None:
-        if params == self.params:
+        if params == self.params and self._init_sent:
             return
-        first = self.params is None
         self.params = params
         self._flush()
-        if first:
+        if not self._mime_sent:
             self.send(params.mime.encode("ascii"))
+            self._mime_sent = True
         self.send(init_segment(params))
+        self._init_sent = True
 
     def _queue(self, packet: MediaPacket) -> None:
         self.sequence += 1

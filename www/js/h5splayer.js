@@ -244,6 +244,7 @@
 
     disconnect() {
       this._stopped = true;
+      this._pbResume = null;
       if (this._reconnectTimer) clearTimeout(this._reconnectTimer);
       this._reconnectTimer = null;
       this._closeSocket();
@@ -327,6 +328,7 @@
       this._pbSeekTo = null;
       this._pbEnded = false;
       this._removeAll = false;
+      this._pbResume = null;     // position to go back to after a reconnect
     }
 
     _wsPath() {
@@ -414,6 +416,9 @@
       if (j.type === 'H5_PLAYBACK_START') {
         this._pbOrigin = Number(j.nOrigin) || 0;
         this._pbDuration = Number(j.nDuration) || 0;
+        // Reconnected after a drop: carry on where the picture was, not at begintime.
+        if (this._pbResume !== null) this.seek(this._pbResume);
+        this._pbResume = null;
       } else if (j.type === 'H5_SEEK') {
         // What is queued or buffered belongs to the old position: drop it all.
         this._queue = [];
@@ -440,6 +445,10 @@
         this._teardown();
         this._state = 'error';
         return;
+      }
+      if (this._pbconf && !this._pbEnded) {
+        var at = this.position();
+        if (at !== null && at > 0) this._pbResume = at;
       }
       if (this._pbEnded) {
         this._ws = null;

@@ -92,6 +92,7 @@
     $('pause').textContent = 'Pause';
     $('pause').disabled = $('seek').disabled = false;
     $('speed').value = '1';
+    video.playbackRate = 1;
     player.connect();
   }
 
