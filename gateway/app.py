@@ -11,6 +11,7 @@ from aiohttp import web
 from .api import onvif, record, v1, ws  # noqa: F401  (onvif, record register their commands with v1)
 from .api import rtc
 from .api import hls
+from .api import mediastore
 from .auth import upgrade_users
 from .config import Config
 from .core import Gateway
@@ -43,6 +44,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app[v1.GATEWAY_KEY] = gateway
     app.router.add_get("/api/v1/h5swsapi", ws.h5swsapi)
     hls.add_routes(app)
+    mediastore.add_routes(app)
     app.router.add_get("/api/v1/{command}", v1.handle)
     rtc.add_routes(app)
     app.router.add_get("/", index)

@@ -1,5 +1,7 @@
 """The h5s player's live-video WebSocket: /api/v1/h5swsapi (PROTOCOLS.md §2).
 
+With `playback=true` the same path plays recordings instead (api/playback.py).
+
 First binary frame: the MIME string for addSourceBuffer; then the init segment; then
 one moof+mdat per frame from the stream's shared fMP4 feed. Problems are reported by
 closing with a readable reason (and a text event just before), since a browser cannot
@@ -19,6 +21,7 @@ from ..config import valid_token
 from ..media.fanout import TransportViewer
 from ..media.fmp4_feed import Fmp4Feed
 from ..media.hub import Stream, StreamNotReady
+from .playback import playback_socket
 from .v1 import GATEWAY_KEY, session_from
 
 log = logging.getLogger(__name__)
@@ -57,11 +60,11 @@ async def stream_socket(request: web.Request, max_msg_size: int = 64 * 1024) -> 
 
 
 async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
+    if request.query.get("playback") == "true":
+        return await playback_socket(request)
     ws, stream, _ = await stream_socket(request)
     if stream is None:
         return ws
-    if request.query.get("playback") == "true":
-        return await refuse(ws, CLOSE_NOT_FOUND, "playback of recordings is not available yet")
 
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))

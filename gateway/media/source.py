@@ -123,7 +123,7 @@ class _Session:
         such frames wait for the next timed one and are placed one frame before it.
         """
         data = bytes(packet)
-        if h264.is_annexb(data):
+        if h264.is_annexb(data) and not (self.length_size and h264.is_avcc(data, self.length_size)):
             nals = h264.split_annexb(data)
         else:
             nals = h264.split_avcc(data, self.length_size or 4)

@@ -244,6 +244,7 @@
 
     disconnect() {
       this._stopped = true;
+      this._pbResume = null;
       if (this._reconnectTimer) clearTimeout(this._reconnectTimer);
       this._reconnectTimer = null;
       this._closeSocket();
@@ -319,6 +320,15 @@
       this._fragments = 0;
       this._jumps = 0;
       this._lastEvent = '';
+
+      // Playback of recordings (pbconf): the server's timeline starts _pbOrigin s
+      // before begintime; a seek empties the buffer and shows _pbSeekTo once it is in.
+      this._pbOrigin = 0;
+      this._pbDuration = 0;
+      this._pbSeekTo = null;
+      this._pbEnded = false;
+      this._removeAll = false;
+      this._pbResume = null;     // position to go back to after a reconnect
     }
 
     _wsPath() {
@@ -349,6 +359,8 @@
       this._state = 'connecting';
       this._gotMime = false;
       this._mime = '';
+      this._pbEnded = false;
+      this._pbSeekTo = null;
       this._openSocket(this._wsPath());
     }
 
@@ -391,10 +403,62 @@
       try {
         var j = JSON.parse(text);
         if (j && j.type === 'H5_ERROR' && j.strCode) this._lastError = String(j.strCode);
+        if (j && this._pbconf) this._onPlaybackEvent(j);
       } catch (e) { /* plain text event */ }
       var pb = this._pbconf;
       if (pb && typeof pb.callback === 'function') pb.callback(text, pb.userdata);
       if (typeof this._conf.callback === 'function') this._conf.callback(text, this._conf.userdata);
+    }
+
+    // h5ss playback events (api/playback.py): where the timeline starts, a seek's
+    // landing, the end of the range.
+    _onPlaybackEvent(j) {
+      if (j.type === 'H5_PLAYBACK_START') {
+        this._pbOrigin = Number(j.nOrigin) || 0;
+        this._pbDuration = Number(j.nDuration) || 0;
+        // Reconnected after a drop: carry on where the picture was, not at begintime.
+        if (this._pbResume !== null) this.seek(this._pbResume);
+        this._pbResume = null;
+      } else if (j.type === 'H5_SEEK') {
+        // What is queued or buffered belongs to the old position: drop it all.
+        this._queue = [];
+        this._trimTo = 0;
+        this._removeAll = true;
+        this._pbSeekTo = Number(j.nTime);
+        this._pbEnded = false;
+        this._lastEnd = 0;
+        this._lastGrowth = Date.now();
+        this._pump();
+      } else if (j.type === 'H5_PLAYBACK_END') {
+        this._pbEnded = true;
+        this._pump();
+      }
+    }
+
+    // The server closes after H5_PLAYBACK_END: keep what is buffered playing out.
+    // A refused playback (4000 bad range, 4004 nothing recorded there) would be
+    // refused again: no reconnect.
+    _onSocketClose(ev) {
+      if (this._pbconf && ev && (ev.code === 4000 || ev.code === 4004)) {
+        this._lastError = ev.reason || this._lastError;
+        this._closeSocket();
+        this._teardown();
+        this._state = 'error';
+        return;
+      }
+      if (this._pbconf && !this._pbEnded) {
+        var at = this.position();
+        if (at !== null && at > 0) this._pbResume = at;
+      }
+      if (this._pbEnded) {
+        this._ws = null;
+        this._stopKeepalive();
+        this._state = 'ended';
+        this._log('playback ended');
+        this._pump();
+        return;
+      }
+      super._onSocketClose(ev);
     }
 
     _setupMedia() {
@@ -455,6 +519,16 @@
       var sb = this.sourceBuffer;
       if (!sb || sb.updating || !this._mediaSource || this._mediaSource.readyState !== 'open') return;
 
+      if (this._removeAll) {
+        this._removeAll = false;
+        try {
+          if (sb.buffered.length) {
+            sb.remove(0, Infinity);
+            return; // updateend calls us again
+          }
+        } catch (e) { this._log('remove failed', e); }
+      }
+
       if (this._trimTo) {
         var to = this._trimTo;
         this._trimTo = 0;
@@ -466,7 +540,13 @@
         } catch (e) { this._log('trim failed', e); }
       }
 
-      if (!this._queue.length) return;
+      if (!this._queue.length) {
+        // The range is over and all of it is in: let the element reach 'ended'.
+        if (this._pbEnded && !this._ws) {
+          try { this._mediaSource.endOfStream(); } catch (e) { /* already ended */ }
+        }
+        return;
+      }
       // Join everything queued into one append: fewer updateend round trips
       // when a tab was busy, same bytes in the same order.
       var chunk;
@@ -511,13 +591,25 @@
       }
 
       var end = ranges.end(ranges.length - 1);
+      if (this._pbSeekTo !== null) {
+        // A seek: wait for the new media, then show the asked-for moment (the
+        // server started at the keyframe before it, so the decoder can get there).
+        for (var k = 0; k < ranges.length; k++) {
+          if (this._pbSeekTo >= ranges.start(k) - 0.05 && this._pbSeekTo < ranges.end(k)) {
+            this._seek(Math.max(this._pbSeekTo, ranges.start(k)));
+            this._pbSeekTo = null;
+            break;
+          }
+        }
+        if (this._pbSeekTo !== null) return;
+      }
       if (end > this._lastEnd + 0.001) {
         if (this._lastEnd === 0) this._connected();
         this._lastEnd = end;
         this._lastGrowth = now;
         if (this._state !== 'playing') this._state = 'playing';
-      } else if (this._userPaused) {
-        this._lastGrowth = now; // paused playback is not a stall
+      } else if (this._userPaused || this._pbEnded) {
+        this._lastGrowth = now; // paused or finished playback is not a stall
       } else if (now - this._lastGrowth > this._stallTimeout) {
         this._fail('stalled: buffer not growing for ' + this._stallTimeout / 1000 + ' s');
         return;
@@ -616,12 +708,31 @@
       this._floorHits = 0;
     }
 
-    /* Playback commands (h5splayer API); meaningful with pbconf. */
+    /* Playback commands (h5splayer API); meaningful with pbconf. The server paces
+       the media; the element follows (pauses, plays at the same rate). */
     start() { this._userPaused = false; this.send({ cmd: 'H5_START' }); }
-    pause() { this._userPaused = true; this.send({ cmd: 'H5_PAUSE' }); }
-    resume() { this._userPaused = false; this.send({ cmd: 'H5_RESUME' }); }
+    pause() {
+      this._userPaused = true;
+      this.send({ cmd: 'H5_PAUSE' });
+      if (this._pbconf) this.video.pause();
+    }
+    resume() {
+      this._userPaused = false;
+      this.send({ cmd: 'H5_RESUME' });
+      if (this._pbconf) this._play();
+    }
+    // nTime: seconds from pbconf.begintime.
     seek(nTime) { this.send({ cmd: 'H5_SEEK', nSeekTime: nTime }); }
-    speed(nSpeed) { this.send({ cmd: 'H5_SPEED', nSpeed: nSpeed }); }
+    speed(nSpeed) {
+      this.send({ cmd: 'H5_SPEED', nSpeed: nSpeed });
+      if (this._pbconf) this.video.playbackRate = Number(nSpeed) || 1;
+    }
+
+    // Playback: seconds from pbconf.begintime now on screen (null before media).
+    position() {
+      if (!this.sourceBuffer) return null;
+      return this.video.currentTime - this._pbOrigin;
+    }
 
     // Seconds between the newest buffered media and what is on screen.
     latency() {
@@ -649,6 +760,11 @@
       s.queued = this._queue.length;
       s.lastEvent = this._lastEvent;
       s.currentTime = this.video.currentTime;
+      if (this._pbconf) {
+        s.position = this.position();
+        s.duration = this._pbDuration;
+        s.ended = this._pbEnded;
+      }
       return s;
     }
   }
