@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api import onvif, v1, ws  # noqa: F401  (onvif registers its commands with v1)
+from .api import hikvision, onvif, v1, ws  # noqa: F401  (onvif registers its commands with v1)
 from .api import rtc
 from .api import hls
 from .auth import upgrade_users
@@ -45,6 +45,7 @@ def build_app(gateway: Gateway) -> web.Application:
     hls.add_routes(app)
     app.router.add_get("/api/v1/{command}", v1.handle)
     rtc.add_routes(app)
+    hikvision.add_routes(app)
     app.router.add_get("/", index)
     if WWW_DIR.is_dir():
         app.router.add_static("/", WWW_DIR, follow_symlinks=False)

@@ -115,7 +115,11 @@ def session_from(request: web.Request) -> Session | None:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["command"]
+    return await dispatch(request, request.match_info["command"])
+
+
+async def dispatch(request: web.Request, name: str) -> web.StreamResponse:
+    """Run command `name` for the request: session, role, then the handler."""
     entry = COMMANDS.get(name.lower())
     if entry is None:
         return fail(404, f"unknown command {name!r}")
