@@ -35,8 +35,10 @@ DEFAULT_FRAME_TICKS = 3600  # 25 fps at 90 kHz
 G711_RATE = 8000
 RESOLVE_TIMEOUT = 15.0
 RENEW_FRACTION = 0.75  # of an expiring input's life, when its successor is opened
+RENEW_LEAD = 8.0  # but at least this long before it expires
 RENEW_TIMEOUT = OPEN_TIMEOUT + 5.0  # for the successor to open and reach a keyframe
 RENEW_RETRY = 1.0
+RENEW_ANALYZE_US = 3_000_000  # how long a renewed input may be probed for its streams
 
 
 class SourceSink(Protocol):
@@ -63,6 +65,10 @@ class _Session:
         self.g711: str | None = None
         self.audio: AudioParams | None = None
         self.length_size = 4
+        # Packets framed as the avcC extradata says (FLV, MP4). Sniffing for a start code
+        # would take an AVCC frame whose first NAL is 256-511 bytes long (00 00 01 xx) for
+        # Annex-B, so it is done only without avcC.
+        self.avcc = False
         self.sps = self.pps = b""
         if self.video_stream is not None:
             self._read_video_extradata(bytes(self.video_stream.codec_context.extradata or b""))
@@ -93,6 +99,7 @@ class _Session:
             return
         if extradata[0] == 1:
             sps, pps, self.length_size = h264.parse_avcc_config(extradata)
+            self.avcc = True
             nals = sps[:1] + pps[:1]
         else:
             nals = h264.split_annexb(extradata)
@@ -130,7 +137,7 @@ class _Session:
         such frames wait for the next timed one and are placed one frame before it.
         """
         data = bytes(packet)
-        if h264.is_annexb(data):
+        if not self.avcc and h264.is_annexb(data):
             nals = h264.split_annexb(data)
         else:
             nals = h264.split_avcc(data, self.length_size or 4)
@@ -223,11 +230,12 @@ class _Input:
         except BaseException:
             self.container.close()
             raise
-        # An expiring input is replaced at three quarters of its remaining life.
+        # An expiring input is replaced at three quarters of its life, or RENEW_LEAD before
+        # it expires if that is earlier: opening its successor takes a few seconds.
         self.renew_at: float | None = None
         if spec.expires_at is not None:
-            now = time.time()
-            self.renew_at = now + RENEW_FRACTION * max(0.0, spec.expires_at - now)
+            life = max(0.0, spec.expires_at - time.time())
+            self.renew_at = spec.expires_at - max(RENEW_LEAD, (1 - RENEW_FRACTION) * life)
 
     def close(self) -> None:
         self.container.close()
@@ -321,7 +329,12 @@ class _Renewal:
     def _run(self) -> None:
         opened: _Input | None = None
         try:
-            opened = _Input(self.owner._resolve(), self.owner.enable_audio)
+            spec = self.owner._resolve()
+            if int(spec.options.get("analyzeduration", 0)) < RENEW_ANALYZE_US:
+                # Not in a hurry, and it must come up with video: an RTMP origin that holds
+                # video back until its next keyframe would leave a short probe audio-only.
+                spec.options = {**spec.options, "analyzeduration": str(RENEW_ANALYZE_US)}
+            opened = _Input(spec, self.owner.enable_audio)
             events = opened.events(self._halted, self.owner._stop.wait)
             for kind, value in events:
                 if kind == "start":
@@ -429,7 +442,8 @@ class DemuxThread:
         media came through.
 
         An input that says when it expires is renewed make-before-break: at three
-        quarters of its life a second input is opened beside it (_Renewal) and, at that
+        quarters of its life (at least RENEW_LEAD before it expires) a second input is
+        opened beside it (_Renewal) and, at that
         input's first keyframe, the hub is switched over and the old one closed. The hub
         continues its timeline across the switch, so viewers see neither a gap nor a
         reconnect. Should the old input end first, the renewal under way takes over.
@@ -441,15 +455,22 @@ class DemuxThread:
         got_media = False
         try:
             while not self._stop.is_set():
+                start = self.sink.on_session_switch
                 try:
                     kind, value = next(events)
                 except (StopIteration, av.error.FFmpegError) as e:
-                    # The input ended (or failed): a renewal under way takes over, if it comes up.
+                    # The input ended (or failed) first: a renewal under way takes over if it
+                    # comes up, as a new session after a gap (the hub is told the truth).
+                    gap = renewal is not None and not renewal.ready()
+                    if gap:
+                        self._emit(self.sink.on_session_end, f"{current.spec.label} ended before its renewal was ready")
                     if renewal is None or not renewal.ready(RENEW_TIMEOUT):
                         if isinstance(e, av.error.FFmpegError):
                             raise
                         return got_media
                     log.info("source %s: %s ended before its renewal; switching", self.name, current.spec.label)
+                    if gap:
+                        start = self.sink.on_session_start
                 else:
                     self._emit(self._deliver_to[kind], value)
                     got_media |= kind == "start"
@@ -472,7 +493,7 @@ class DemuxThread:
                 current, events, params, renewal = renewal.input, renewal.events, renewal.params, None
                 log.info("source %s: switched to %s (opened in %.3f s)", self.name, current.spec.label,
                          current.opened_in)
-                self._emit(self.sink.on_session_switch, params)
+                self._emit(start, params)
             return got_media
         finally:
             current.close()
