@@ -318,7 +318,7 @@ class _Renewal:
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._abandoned = False
-        self._deadline = time.monotonic() + RENEW_TIMEOUT
+        self._deadline = float("inf")  # for opening it and reaching a keyframe, once resolved
         threading.Thread(target=self._run, name=f"renew-{owner.name}", daemon=True).start()
 
     def _halted(self) -> bool:
@@ -330,6 +330,7 @@ class _Renewal:
         opened: _Input | None = None
         try:
             spec = self.owner._resolve()
+            self._deadline = time.monotonic() + RENEW_TIMEOUT
             if int(spec.options.get("analyzeduration", 0)) < RENEW_ANALYZE_US:
                 # Not in a hurry, and it must come up with video: an RTMP origin that holds
                 # video back until its next keyframe would leave a short probe audio-only.
