@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api import hikvision, onvif, v1, ws  # noqa: F401  (onvif registers its commands with v1)
+from .api import hikvision, onvif, v1, ws  # noqa: F401  (onvif, hikvision register their commands with v1)
 from .api import rtc
 from .api import hls
 from .auth import upgrade_users

@@ -36,7 +36,7 @@ LIVE_ADDRESS_PATH = "/api/hccgw/video/v1/live/address/get"
 TOKEN_ERRORS = frozenset({"OPEN000006", "OPEN000007", "EVZ10002"})
 CAMERA_OFFLINE = "EVZ20007"
 REQUEST_TIMEOUT = 4.0
-CALL_BUDGET = 12.0  # seconds one call may take with its retries (a source's resolve waits 15 s)
+CALL_BUDGET = 8.0  # seconds one call may take with its retries (a source's resolve waits 15 s)
 RETRY_FIRST = 0.5
 MIN_INTERVAL = 0.2  # at most 5 requests a second
 TOKEN_MARGIN = 300.0  # renew the token this long before it expires
@@ -90,22 +90,15 @@ def epoch_seconds(value: Any) -> float | None:
     return number / 1000 if number > 1e11 else number
 
 
-def flag(value: Any) -> bool:
-    """The platform's booleans come as 1/0, "1"/"0", true/false or "online"/"offline"."""
-    return str(value).strip().lower() in ("1", "true", "online")
-
-
 @dataclass(frozen=True)
 class Device:
     id: str
     name: str
     serial: str
-    online: bool
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> "Device":
-        return cls(str(item.get("id", "")), str(item.get("name", "")), str(item.get("serialNo", "")),
-                   flag(item.get("onlineStatus", 0)))
+        return cls(str(item.get("id", "")), str(item.get("name", "")), str(item.get("serialNo", "")))
 
 
 @dataclass(frozen=True)
@@ -113,7 +106,6 @@ class Camera:
     id: str
     name: str
     device_serial: str
-    online: bool
 
 
 @dataclass(frozen=True)
@@ -134,10 +126,8 @@ class PlatformSettings:
 
 
 class HikClient:
-    def __init__(self, settings: PlatformSettings, *, min_interval: float = MIN_INTERVAL):
+    def __init__(self, settings: PlatformSettings):
         self.settings = settings
-        self.min_interval = min_interval
-        self.requests = 0  # sent so far, for GetSrc-style status and tests
         self._http: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_renew_at = 0.0
@@ -167,8 +157,7 @@ class HikClient:
         for item in items:
             device = item.get("device") if isinstance(item.get("device"), dict) else {}
             serial = str(device.get("serialNo") or device.get("deviceSerial") or device_serial)
-            cameras.append(Camera(str(item.get("id", "")), str(item.get("name", "")), serial,
-                                  flag(item.get("online", 0))))
+            cameras.append(Camera(str(item.get("id", "")), str(item.get("name", "")), serial))
         return cameras
 
     async def live_address(self, device_serial: str, camera_id: str) -> LiveAddress:
@@ -257,13 +246,13 @@ class HikClient:
         return self.settings.base_url
 
     async def _pace(self) -> None:
-        """Space requests at least min_interval apart, across all callers."""
+        """Space requests at least MIN_INTERVAL apart, across all callers."""
         async with self._pace_lock:
             loop = asyncio.get_running_loop()
             wait = self._next_slot - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._next_slot = loop.time() + self.min_interval
+            self._next_slot = loop.time() + MIN_INTERVAL
 
     async def _post(self, call: str, url: str, body: dict[str, Any], deadline: float, token: str | None) -> dict[str, Any]:
         """One call's envelope checked; 5xx, timeouts and refused connections retried."""
@@ -276,7 +265,6 @@ class HikClient:
             if left <= 0.1:
                 raise HikUnavailable(call, "unavailable", problem or "no time left")
             await self._pace()
-            self.requests += 1
             try:
                 timeout = aiohttp.ClientTimeout(total=min(REQUEST_TIMEOUT, left))
                 async with self._http.post(url, json=body, headers=headers, timeout=timeout) as response:

@@ -38,7 +38,7 @@ RENEW_FRACTION = 0.75  # of an expiring input's life, when its successor is open
 RENEW_LEAD = 8.0  # but at least this long before it expires
 RENEW_TIMEOUT = OPEN_TIMEOUT + 5.0  # for the successor to open and reach a keyframe
 RENEW_RETRY = 1.0
-RENEW_ANALYZE_US = 3_000_000  # how long a renewed input may be probed for its streams
+LONG_PROBE_US = 3_000_000  # second try at finding an FLV input's video (see _Input)
 
 
 class SourceSink(Protocol):
@@ -221,21 +221,32 @@ class _Input:
     def __init__(self, spec: InputSpec, enable_audio: bool):
         opening = time.monotonic()
         self.spec = spec
-        self.container = av.open(spec.url, options=dict(spec.options), timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
-        self.opened_in = time.monotonic() - opening
-        try:
-            self.session = _Session(self.container, enable_audio)
-            if self.session.video_stream is None:
-                raise SourceError(f"{spec.label}: no H.264 video stream")
-        except BaseException:
+        self.container, self.session = self._open(spec.options, enable_audio)
+        probe = int(spec.options.get("analyzeduration", 0))
+        if self.session.video_stream is None and 0 < probe < LONG_PROBE_US:
+            # FLV announces streams as they come, and an RTMP origin may hold video back
+            # until its next keyframe: a short probe then sees audio only. Look longer.
             self.container.close()
-            raise
+            self.container, self.session = self._open(spec.options | {"analyzeduration": str(LONG_PROBE_US)},
+                                                      enable_audio)
+        if self.session.video_stream is None:
+            self.container.close()
+            raise SourceError(f"{spec.label}: no H.264 video stream")
+        self.opened_in = time.monotonic() - opening
         # An expiring input is replaced at three quarters of its life, or RENEW_LEAD before
         # it expires if that is earlier: opening its successor takes a few seconds.
         self.renew_at: float | None = None
         if spec.expires_at is not None:
             life = max(0.0, spec.expires_at - time.time())
             self.renew_at = spec.expires_at - max(RENEW_LEAD, (1 - RENEW_FRACTION) * life)
+
+    def _open(self, options: dict[str, str], enable_audio: bool) -> tuple[av.container.InputContainer, _Session]:
+        container = av.open(self.spec.url, options=dict(options), timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+        try:
+            return container, _Session(container, enable_audio)
+        except BaseException:
+            container.close()
+            raise
 
     def close(self) -> None:
         self.container.close()
@@ -331,10 +342,6 @@ class _Renewal:
         try:
             spec = self.owner._resolve()
             self._deadline = time.monotonic() + RENEW_TIMEOUT
-            if int(spec.options.get("analyzeduration", 0)) < RENEW_ANALYZE_US:
-                # Not in a hurry, and it must come up with video: an RTMP origin that holds
-                # video back until its next keyframe would leave a short probe audio-only.
-                spec.options = {**spec.options, "analyzeduration": str(RENEW_ANALYZE_US)}
             opened = _Input(spec, self.owner.enable_audio)
             events = opened.events(self._halted, self.owner._stop.wait)
             for kind, value in events:

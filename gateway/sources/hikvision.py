@@ -65,13 +65,11 @@ class HikvisionSource:
         return InputSpec(url, input_options(url), label=self.label, expires_at=address.expires_at)
 
     def describe(self) -> dict[str, Any]:
-        """What GetSrc adds: which camera, and the current URL's expiry (never the URL)."""
+        """What GetSrc adds: the current URL's expiry (never the URL itself)."""
         expires = ""
         if self.expires_at is not None:
             expires = datetime.fromtimestamp(self.expires_at, timezone.utc).isoformat(timespec="seconds")
         return {
-            "strHikDeviceSerial": self.device_serial,
-            "strHikCameraId": self.camera_id,
             "strHikUrlExpires": expires,
             "nHikUrlsFetched": self.urls_fetched,
         }
