@@ -121,5 +121,9 @@ def hikvision_client(config: Config) -> HikClient | None:
     hik = config.raw["hikvision"]
     if not hik["strHost"]:
         return None
-    return HikClient(PlatformSettings(platform_url(hik["strHost"]), hik["strAppKey"], hik["strSecretKey"],
-                                      hik["nUrlValiditySec"], hik["strQuality"]))
+    base_url = platform_url(hik["strHost"])
+    if base_url.startswith("http://"):
+        log.warning("hikvision.strHost is plain http: keys and tokens travel unencrypted (for a local test "
+                    "platform only)")
+    return HikClient(PlatformSettings(base_url, hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"],
+                                      hik["strQuality"]))
