@@ -69,7 +69,17 @@ def assert_no_secret(*texts: str) -> None:
 
 
 def test_client_pages_paces_and_survives_faults(platform):
+    async def unreachable() -> None:
+        """Nobody there at all: HikUnavailable within the call's budget (runs beside the rest)."""
+        gone = HikClient(PlatformSettings("http://127.0.0.1:9", APP_KEY, SECRET_KEY, 120, "main"))
+        try:
+            with pytest.raises(HikUnavailable, match="cannot connect"):
+                await gone.devices()
+        finally:
+            await gone.close()
+
     async def run() -> None:
+        nobody = asyncio.create_task(unreachable())
         client = HikClient(settings(platform))
         try:
             devices = await client.devices()  # 3 devices at 2 a page: two pages
@@ -111,13 +121,7 @@ def test_client_pages_paces_and_survives_faults(platform):
             assert_no_secret(str(refused.value), repr(bad), repr(bad.settings))
         finally:
             await bad.close()
-        # Nobody there at all: HikUnavailable within the call's budget.
-        gone = HikClient(PlatformSettings("http://127.0.0.1:9", APP_KEY, SECRET_KEY, 120, "main"))
-        try:
-            with pytest.raises(HikUnavailable, match="cannot connect"):
-                await gone.devices()
-        finally:
-            await gone.close()
+        await nobody
 
     asyncio.run(run())
 

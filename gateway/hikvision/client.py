@@ -197,20 +197,17 @@ class HikClient:
     async def _call(self, call: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """The data of a successful call, with one new token and retry on a token error."""
         deadline = time.monotonic() + CALL_BUDGET
-        for attempt in (1, 2):
-            token = await self._access_token(deadline)
-            try:
-                return await self._post(call, self._api_base + path, body, deadline, token)
-            except HikError as e:
-                if e.code not in TOKEN_ERRORS or attempt == 2:
-                    raise
-                log.info("HikCentral Connect %s: %s, fetching a new token", call, e.code)
-                self._drop_token(token)
-        raise AssertionError("unreachable")
-
-    def _drop_token(self, token: str) -> None:
-        if self._token == token:
-            self._token = None
+        token = await self._access_token(deadline)
+        try:
+            return await self._post(call, self._api_base + path, body, deadline, token)
+        except HikError as e:
+            if e.code not in TOKEN_ERRORS:
+                raise
+            log.info("HikCentral Connect %s: %s, fetching a new token", call, e.code)
+            if self._token == token:  # not already replaced by a concurrent call
+                self._token = None
+        token = await self._access_token(deadline)
+        return await self._post(call, self._api_base + path, body, deadline, token)
 
     async def _access_token(self, deadline: float) -> str:
         async with self._token_lock:
