@@ -221,7 +221,11 @@ def test_url_renewal_is_seamless(make_gateway, platform):
     while gw.log().count("source cam1: switched to") < 5 and time.monotonic() < deadline and viewer.is_alive():
         time.sleep(0.5)
     time.sleep(1)  # a little after the last switch
+    status, answer = gw.api("GetSrc", session=session, token="cam1")
     viewer.stop()
+    src = answer["src"][0]
+    assert src["bOnline"] is True and src["strState"] == "online" and src["strUrl"] == ""
+    assert src["nHikUrlsFetched"] >= 6 and src["strHikUrlExpires"].endswith("+00:00")
     issued = platform.issued_for("cam1")
     assert gw.log().count("source cam1: switched to") >= 5, gw.log()[-3000:]
     assert len(issued) >= 6  # the first URL and 5 renewals
@@ -235,7 +239,7 @@ def test_url_renewal_is_seamless(make_gateway, platform):
     steps = [b - a for a, b in zip(times, times[1:])]
     assert min(steps) > 0 and max(steps) <= 90000 // 2, (min(steps), max(steps))
     assert platform.dropped_plays == 0  # every URL was let go before it expired
-    assert_no_secret(gw.log())
+    assert_no_secret(gw.log(), json.dumps(answer))
 
 
 def test_platform_faults_and_offline_camera_recover(make_gateway, platform):
