@@ -10,7 +10,7 @@ class SourceError(Exception):
     """A source that cannot be made or opened; the message is safe to show a user.
 
     `retry_after`: seconds the source asks to be left alone before the next attempt
-    (a remote platform that is down or rate-limits), on top of the usual backoff.
+    (a remote platform that is down or rate-limits), when longer than the usual backoff.
     """
 
     def __init__(self, message: str, retry_after: float = 0.0):
