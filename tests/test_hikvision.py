@@ -12,6 +12,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Iterator
 
