@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api import onvif, record, v1, ws  # noqa: F401  (onvif, record register their commands with v1)
+from .api import hikvision, onvif, record, v1, ws  # noqa: F401  (hikvision, onvif, record register their commands with v1)
 from .api import rtc
 from .api import hls
 from .api import mediastore
@@ -47,6 +47,7 @@ def build_app(gateway: Gateway) -> web.Application:
     mediastore.add_routes(app)
     app.router.add_get("/api/v1/{command}", v1.handle)
     rtc.add_routes(app)
+    hikvision.add_routes(app)
     app.router.add_get("/", index)
     if WWW_DIR.is_dir():
         app.router.add_static("/", WWW_DIR, follow_symlinks=False)

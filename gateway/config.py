@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .hikvision.client import platform_url
+
 SOURCE_TYPES = ("H5_FILE", "H5_STREAM", "H5_ONVIF", "H5_HIKVISION")
 CONNECT_TYPES = ("H5_ONDEMAND", "H5_ALWAYS", "H5_AUTO")
 RTSP_TYPES = ("H5_RTSP_TCP", "H5_RTSP_UDP", "H5_RTSP_HTTP", "H5_RTSP_HTTPS", "H5_RTSP_AUTO")
@@ -50,7 +52,13 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("system", "nLoginLockSec", int, 300),
     ("source", "nOnDemandLingerSec", int, 10),
     ("onvif", "strDiscoveryTarget", str, "239.255.255.250:3702"),
+    ("hikvision", "strHost", str, ""),
+    ("hikvision", "strAppKey", str, ""),
+    ("hikvision", "strSecretKey", str, ""),
+    ("hikvision", "nUrlValiditySec", int, 120),
+    ("hikvision", "strQuality", ("main", "sub"), "main"),
 )
+HIK_MIN_VALIDITY = 10
 
 PORT_KEYS = (
     ("http", "nHTTPPort"),
@@ -109,6 +117,10 @@ class SourceConf:
         "strOnvifProfileSub": (str, ""),
         "bRec": (bool, False),
     }
+    # h5ss's own fields, present only on sources of their type.
+    TYPE_FIELDS = {
+        "H5_HIKVISION": {"strHikDeviceSerial": (str, ""), "strHikCameraId": (str, "")},
+    }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], where: str) -> "SourceConf":
@@ -119,6 +131,9 @@ class SourceConf:
             # h5stream writes ports as strings; accept numbers too.
             if name == "strSrcPort" and isinstance(raw[name], int) and not isinstance(raw[name], bool):
                 raw[name] = str(raw[name])
+            _check(f"{where}.{name}", raw[name], kind)
+        for name, (kind, default) in cls.TYPE_FIELDS.get(raw["nType"], {}).items():
+            raw.setdefault(name, default)
             _check(f"{where}.{name}", raw[name], kind)
         token = raw["strToken"]
         if not valid_token(token):
@@ -246,6 +261,15 @@ def load_config(path: str | Path) -> Config:
 
     if not 1 <= raw["system"]["nDiskFullPercent"] <= 100:
         raise ConfigError("system.nDiskFullPercent: must be 1-100")
+    hik = raw["hikvision"]
+    if hik["strHost"]:
+        try:
+            platform_url(hik["strHost"])
+        except ValueError as e:
+            raise ConfigError(f"hikvision.strHost: {e}") from None
+    if hik["nUrlValiditySec"] < HIK_MIN_VALIDITY:
+        raise ConfigError(f"hikvision.nUrlValiditySec: must be at least {HIK_MIN_VALIDITY} seconds")
+
     for section, key in (("system", "nRecordSegmentSec"), ("system", "nSessionTimeout"), ("system", "nLoginFailLimit"), ("hls", "nHLSSegmentNum"),
                          ("hls", "nHLSDuration")):
         if raw[section][key] <= 0:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .auth import Auth
 from .config import Config, SourceConf
+from .hikvision.client import HikClient, PlatformSettings, platform_url
 from .media.hub import Stream, StreamManager
 from .mediastore import MediaStore
 from .runinfo import RunInfo
@@ -34,12 +35,13 @@ class Gateway:
         self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (api/rtc.py); aiortc loads on first use
         self.media_index = MediaIndex(config.mediastore_dir / "index.sqlite3")
         self.mediastore = MediaStore(config, self.media_index, self.streams)
+        self.hikvision = hikvision_client(config)
 
     def start(self) -> None:
         """Create a stream for every configured source; a broken one is logged, not fatal."""
         for conf in self.config.sources.values():
             try:
-                self.streams.add(conf, make_source(conf, self.config))
+                self.streams.add(conf, make_source(conf, self.config, self.hikvision))
             except SourceError as e:
                 log.error("source %s disabled: %s", conf.token, e)
         self.mediastore.start()
@@ -52,6 +54,8 @@ class Gateway:
         self.streams.stop_all()
         await self.runinfo.stop()
         self.media_index.close()
+        if self.hikvision is not None:
+            await self.hikvision.close()
 
     def stream(self, token: str) -> Stream | None:
         return self.streams.get(token)
@@ -63,7 +67,7 @@ class Gateway:
         if token in self.config.sources:
             raise ValueError(f"token {token!r} already exists")
         conf = SourceConf.from_json(dict(fields), "source")
-        source = source or make_source(conf, self.config)
+        source = source or make_source(conf, self.config, self.hikvision)
         self.config.add_source(conf)
         try:
             self.config.save()
@@ -98,3 +102,54 @@ class Gateway:
             conf.raw["bRec"] = previous
             raise ValueError(f"cannot save the config: {e.strerror}") from None
         self.mediastore.set_continuous(token, enabled)
+
+    def put_sources(self, confs: list[SourceConf]) -> None:
+        """Add or replace several sources with one save (an import); nothing changes if
+        the save fails. A replaced source whose stream settings are unchanged keeps
+        running (a new name does not interrupt its viewers); otherwise it restarts."""
+        old = {conf.token: self.config.sources.get(conf.token) for conf in confs}
+        for conf in confs:
+            self.config.add_source(conf)
+        try:
+            self.config.save()
+        except OSError as e:
+            for conf in confs:
+                previous = old[conf.token]
+                if previous is None:
+                    self.config.remove_source(conf.token)
+                else:
+                    self.config.add_source(previous)
+            raise ValueError(f"cannot save the config: {e.strerror}") from None
+        for conf in confs:
+            previous, stream = old[conf.token], self.streams.get(conf.token)
+            if previous is not None and stream is not None and same_stream(previous, conf):
+                stream.conf = conf
+                continue
+            self.mediastore.forget(conf.token)
+            self.streams.remove(conf.token)
+            try:
+                self.streams.add(conf, make_source(conf, self.config, self.hikvision))
+            except SourceError as e:
+                log.error("source %s disabled: %s", conf.token, e)
+                continue
+            if conf["bRec"]:
+                self.mediastore.set_continuous(conf.token, True)
+
+
+def same_stream(a: SourceConf, b: SourceConf) -> bool:
+    """Whether two versions of a source stream the same thing the same way (only its
+    name may differ)."""
+    return {k: v for k, v in a.raw.items() if k != "strName"} == {k: v for k, v in b.raw.items() if k != "strName"}
+
+
+def hikvision_client(config: Config) -> HikClient | None:
+    """The HikCentral Connect client, when `hikvision.strHost` is set."""
+    hik = config.raw["hikvision"]
+    if not hik["strHost"]:
+        return None
+    base_url = platform_url(hik["strHost"])
+    if base_url.startswith("http://"):
+        log.warning("hikvision.strHost is plain http: keys and tokens travel unencrypted (for a local test "
+                    "platform only)")
+    return HikClient(PlatformSettings(base_url, hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"],
+                                      hik["strQuality"]))

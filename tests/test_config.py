@@ -45,6 +45,11 @@ def add_src(**fields):
     (set_key("system", "nRecordSegmentSec", 0), "system.nRecordSegmentSec: must be greater than 0"),
     (set_key("system", "nDiskFullPercent", 101), "system.nDiskFullPercent: must be 1-100"),
     (add_src(bRec="yes"), "source.src[1].bRec: expected true or false"),
+    (set_key("hikvision", "strHost", "ftp://platform.example"), "hikvision.strHost: 'ftp://platform.example': expected"),
+    (set_key("hikvision", "strHost", "https://h.example/api"), "hikvision.strHost: 'https://h.example/api': give only"),
+    (set_key("hikvision", "nUrlValiditySec", 5), "hikvision.nUrlValiditySec: must be at least 10"),
+    (set_key("hikvision", "strQuality", "best"), "hikvision.strQuality: 'best' is not one of main, sub"),
+    (add_src(nType="H5_HIKVISION", strHikCameraId=7), "source.src[1].strHikCameraId: expected a string"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, words):
     path = write_conf(tmp_path, change)

@@ -69,9 +69,10 @@ def clip_packets() -> tuple[StreamParams, list[MediaPacket]]:
     return params, packets
 
 
-def feed(stream: Stream, params: StreamParams, packets: list[MediaPacket]) -> None:
-    """One camera session: starts at the first keyframe, as the demux thread does."""
-    stream.on_session_start(params)
+def feed(stream: Stream, params: StreamParams, packets: list[MediaPacket], switch: bool = False) -> None:
+    """One camera session: starts at the first keyframe, as the demux thread does
+    (`switch`: as the renewed input of an expiring source takes over)."""
+    (stream.on_session_switch if switch else stream.on_session_start)(params)
     started = False
     for p in packets:
         started = started or p.kind == "video" and p.keyframe
@@ -125,6 +126,19 @@ def test_playlists_of_each_variant(clip_packets):
     for text in (v1, v2, ll):
         assert text.count("#EXT-X-PROGRAM-DATE-TIME:") >= 2 and "#EXT-X-MEDIA-SEQUENCE:0" in text
         assert all(float(d) <= 1 for d in re.findall(r"#EXTINF:([\d.]+),", text))
+
+
+def test_renewal_switch_continues_the_timeline_without_a_discontinuity(clip_packets):
+    stream, seg = segmenter()
+    video_dts: list[int] = []
+    recorder = type("Recorder", (), {"on_params": lambda self, p: None,
+                                     "on_packet": lambda self, p: p.kind == "video" and video_dts.append(p.dts)})()
+    stream.attach(recorder)
+    feed(stream, *clip_packets)
+    feed(stream, *clip_packets, switch=True)  # the same camera through a fresh URL
+    assert stream.online and not any(s.discontinuity for s in seg.segments)
+    steps = [b - a for a, b in zip(video_dts, video_dts[1:])]
+    assert set(steps) == {3600}  # 25 fps: one frame apart, across the switch too
 
 
 def test_reconnect_is_a_discontinuity_and_numbers_go_on(clip_packets):

@@ -60,13 +60,6 @@ def test_annexb_and_avcc_round_trip():
     assert h264.split_annexb(b"\x00\x00\x01" + nals[0] + b"\x00\x00\x01" + nals[1]) == nals[:2]
 
 
-def test_avcc_frame_whose_first_nal_is_256_to_511_bytes_is_not_taken_for_annexb():
-    """Its length prefix 00 00 01 xx looks like an Annex-B start code."""
-    frame = h264.to_avcc([b"\x41" + bytes(303), b"\x41" + bytes(8)])
-    assert h264.is_annexb(frame) and h264.is_avcc(frame)
-    assert not h264.is_avcc(h264.to_annexb([b"\x41" + bytes(303)]))
-
-
 def test_fmp4_writer_output_decodes_in_ffmpeg(tmp_path: Path):
     """Remux a clip through the gateway's own path (normalise + fragment per frame)."""
     clip = tmp_path / "clip.mp4"

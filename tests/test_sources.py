@@ -40,6 +40,29 @@ def test_file_containers_play(make_gateway, tmp_path, ext, extra):
     assert {s["codec_name"] for s in streams} == {"h264", "aac"}
 
 
+def test_small_frames_whose_avcc_length_looks_like_a_start_code_play_intact(make_gateway, tmp_path):
+    """A 256-511 byte NAL's length prefix is 00 00 01 xx, an Annex-B start code to a sniffer:
+    at 320x180 most P frames are that size. Every frame must still decode."""
+    from gateway.sample import make_sample
+
+    gw = make_gateway()
+    make_sample(gw.root / "media" / "small.mp4", seconds=4, width=320, height=180, fps=25, bitrate=150_000)
+    session = gw.login()
+    status, answer = gw.api("AddSrcFile", session=session, name="small", token="small", url="small.mp4")
+    assert status == 200, answer
+    viewer = WsViewer(gw.ws_url, "small", session)
+    viewer.start()
+    assert viewer.wait_frames(60, 20), (viewer.error, viewer.close_reason, gw.log()[-2000:])
+    viewer.stop()
+    path = tmp_path / "small.mp4"
+    path.write_bytes(viewer.stream_bytes())
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json",
+                                       str(path)], capture_output=True, text=True, timeout=30, check=True).stdout)
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (320, 180)
+    assert int(video["nb_read_frames"]) >= 55
+
+
 def test_file_source_loops_past_its_end(make_gateway):
     gw = make_gateway([{"strName": "S", "strToken": "s", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}])
     viewer = WsViewer(gw.ws_url, "s", gw.login())

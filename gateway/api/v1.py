@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..auth import AuthError, Session, allowed
-from ..config import CONNECT_TYPES, RTSP_TYPES, ConfigError, valid_token
+from ..config import CONNECT_TYPES, RTSP_TYPES, ConfigError, SourceConf, valid_token
 from ..core import Gateway
 from ..media.hub import StreamNotReady
 from ..media.snapshot import Snapshotter
@@ -115,7 +115,11 @@ def session_from(request: web.Request) -> Session | None:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["command"]
+    return await dispatch(request, request.match_info["command"])
+
+
+async def dispatch(request: web.Request, name: str) -> web.StreamResponse:
+    """Run command `name` for the request: session, role, then the handler."""
     entry = COMMANDS.get(name.lower())
     if entry is None:
         return fail(404, f"unknown command {name!r}")
@@ -225,6 +229,7 @@ SRC_FIELDS = (
 def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     conf = gw.config.sources[token]
     info = {key: conf[key] for key in SRC_FIELDS}
+    info.update({key: conf[key] for key in SourceConf.TYPE_FIELDS.get(conf.type, {})})
     info["strUrl"] = redact(conf["strUrl"])
     info["strPasswd"] = "*****" if conf["strPasswd"] else ""
     stream = gw.stream(token)

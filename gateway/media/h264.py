@@ -55,19 +55,6 @@ def is_annexb(data: bytes) -> bool:
     return data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")
 
 
-def is_avcc(data: bytes, length_size: int = 4) -> bool:
-    """Whether the buffer is exactly a run of length-prefixed NAL units. An AVCC frame
-    whose first NAL is 256-511 bytes long starts with 00 00 01, like Annex-B: this
-    tells them apart."""
-    pos = 0
-    while pos + length_size <= len(data):
-        size = int.from_bytes(data[pos : pos + length_size], "big")
-        if size == 0:
-            return False
-        pos += length_size + size
-    return pos == len(data)
-
-
 def to_avcc(nals: list[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(n)) + n for n in nals)
 

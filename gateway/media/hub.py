@@ -165,6 +165,12 @@ class Stream:
         self._offset = None
         self._set_params(params)
 
+    def on_session_switch(self, params: StreamParams) -> None:
+        """The source replaced its input by a renewed one, at a keyframe. To outputs this
+        is the same session: the timeline goes on after the last frame, no discontinuity."""
+        self._offset = None
+        self._set_params(params)
+
     def on_params(self, params: StreamParams) -> None:
         self._set_params(params)
 

@@ -4,17 +4,19 @@ PyAV blocks, so each live source gets one thread. No video is decoded here; H.26
 only re-framed (Annex-B or AVCC in, AVCC out) and G.711 audio is transcoded to AAC.
 Events cross into asyncio with loop.call_soon_threadsafe. The thread reconnects by
 itself with a short capped backoff, so a camera that comes back is picked up within a
-second or so.
+second or so. An input that expires (a signed URL) is replaced before it does, without a
+gap: see DemuxThread._play.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
 from fractions import Fraction
-from typing import Protocol
+from typing import Callable, Iterator, Protocol
 
 import av
 
@@ -31,12 +33,19 @@ BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 0.5  # a refused connect costs nothing; a camera back is picked up fast
 DEFAULT_FRAME_TICKS = 3600  # 25 fps at 90 kHz
 G711_RATE = 8000
+RESOLVE_TIMEOUT = 15.0
+RENEW_FRACTION = 0.75  # of an expiring input's life, when its successor is opened
+RENEW_LEAD = 8.0  # but at least this long before it expires
+RENEW_TIMEOUT = OPEN_TIMEOUT + 5.0  # for the successor to open and reach a keyframe
+RENEW_RETRY = 1.0
+LONG_PROBE_US = 3_000_000  # second try at finding an FLV input's video (see _Input)
 
 
 class SourceSink(Protocol):
     """The hub side; every method runs in the event loop."""
 
     def on_session_start(self, params: StreamParams) -> None: ...
+    def on_session_switch(self, params: StreamParams) -> None: ...
     def on_params(self, params: StreamParams) -> None: ...
     def on_packet(self, packet: MediaPacket) -> None: ...
     def on_session_end(self, error: str | None) -> None: ...
@@ -56,6 +65,10 @@ class _Session:
         self.g711: str | None = None
         self.audio: AudioParams | None = None
         self.length_size = 4
+        # Packets framed as the avcC extradata says (FLV, MP4). Sniffing for a start code
+        # would take an AVCC frame whose first NAL is 256-511 bytes long (00 00 01 xx) for
+        # Annex-B, so it is done only without avcC.
+        self.avcc = False
         self.sps = self.pps = b""
         if self.video_stream is not None:
             self._read_video_extradata(bytes(self.video_stream.codec_context.extradata or b""))
@@ -86,6 +99,7 @@ class _Session:
             return
         if extradata[0] == 1:
             sps, pps, self.length_size = h264.parse_avcc_config(extradata)
+            self.avcc = True
             nals = sps[:1] + pps[:1]
         else:
             nals = h264.split_annexb(extradata)
@@ -123,7 +137,7 @@ class _Session:
         such frames wait for the next timed one and are placed one frame before it.
         """
         data = bytes(packet)
-        if h264.is_annexb(data) and not (self.length_size and h264.is_avcc(data, self.length_size)):
+        if not self.avcc and h264.is_annexb(data):
             nals = h264.split_annexb(data)
         else:
             nals = h264.split_avcc(data, self.length_size or 4)
@@ -198,8 +212,173 @@ def aac_params(sample_rate: int, channels: int, object_type: int = 2) -> AudioPa
     return AudioParams("aac", sample_rate, channels, config)
 
 
+Event = tuple[str, object]  # ("start" | "params", StreamParams) or ("packet", MediaPacket)
+
+
+class _Input:
+    """One opened input and the hub events read from it (by one thread at a time)."""
+
+    def __init__(self, spec: InputSpec, enable_audio: bool):
+        opening = time.monotonic()
+        self.spec = spec
+        self.container, self.session = self._open(spec.options, enable_audio)
+        probe = int(spec.options.get("analyzeduration", 0))
+        if self.session.video_stream is None and 0 < probe < LONG_PROBE_US:
+            # FLV announces streams as they come, and an RTMP origin may hold video back
+            # until its next keyframe: a short probe then sees audio only. Look longer.
+            self.container.close()
+            self.container, self.session = self._open(spec.options | {"analyzeduration": str(LONG_PROBE_US)},
+                                                      enable_audio)
+        if self.session.video_stream is None:
+            self.container.close()
+            raise SourceError(f"{spec.label}: no H.264 video stream")
+        self.opened_in = time.monotonic() - opening
+        # An expiring input is replaced at three quarters of its life, or RENEW_LEAD before
+        # it expires if that is earlier: opening its successor takes a few seconds.
+        self.renew_at: float | None = None
+        if spec.expires_at is not None:
+            life = max(0.0, spec.expires_at - time.time())
+            self.renew_at = spec.expires_at - max(RENEW_LEAD, (1 - RENEW_FRACTION) * life)
+
+    def _open(self, options: dict[str, str], enable_audio: bool) -> tuple[av.container.InputContainer, _Session]:
+        container = av.open(self.spec.url, options=dict(options), timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+        try:
+            return container, _Session(container, enable_audio)
+        except BaseException:
+            container.close()
+            raise
+
+    def close(self) -> None:
+        self.container.close()
+
+    def events(self, halted: Callable[[], bool], wait: Callable[[float], bool]) -> Iterator[Event]:
+        """Everything the hub hears from this input, each read-through one session.
+
+        A file plays on in a loop by seeking back to its start, which is gapless and
+        keeps memory flat (re-opening it each time leaves FFmpeg's buffers to the allocator).
+        `wait(seconds)` paces a file and returns True when reading should stop.
+        """
+        while True:
+            started = False
+            for event in self._pass(halted, wait):
+                started |= event[0] == "start"
+                yield event
+            if not (self.spec.realtime and started) or halted():
+                return
+            try:
+                self.container.seek(0)
+            except av.error.FFmpegError:
+                return  # not seekable: the caller re-opens it
+            self.session.untimed = []
+
+    def _pass(self, halted: Callable[[], bool], wait: Callable[[float], bool]) -> Iterator[Event]:
+        """One read through the input, as one session of the hub: it starts at a keyframe."""
+        session = self.session
+        streams = [s for s in (session.video_stream, session.audio_stream) if s is not None]
+        rates = {"video": VIDEO_TIMESCALE, "audio": session.audio.sample_rate if session.audio else 1, "g711": G711_RATE}
+        started = False
+        clock_start = first_seconds = 0.0
+        for packet in self.container.demux(streams):
+            if halted():
+                return
+            if packet.size == 0:
+                continue
+            if packet.stream is session.video_stream:
+                items, changed = session.video_packets(packet)
+                if not started:
+                    # Every session starts at a keyframe with known parameter sets.
+                    while items and not (items[0].keyframe and session.video):
+                        items.pop(0)
+                    if not items:
+                        continue
+                    started = True
+                    yield "start", session.params
+                elif changed:
+                    yield "params", session.params
+            else:
+                if not started:
+                    continue
+                had_audio = session.audio
+                items = session.audio_packets(packet)
+                if had_audio is None and session.audio is not None:
+                    rates["audio"] = session.audio.sample_rate
+                    yield "params", session.params
+            if self.spec.realtime and items:
+                # Files play at their own speed: wait until this packet is due.
+                seconds = items[0].dts / rates[items[0].kind]
+                if not clock_start:
+                    clock_start, first_seconds = time.monotonic(), seconds
+                delay = clock_start + (seconds - first_seconds) - time.monotonic()
+                if delay > 0 and wait(delay):
+                    return
+            for item in items:
+                yield "packet", item
+
+
+class _Renewal:
+    """A fresh input opened beside the current one, in its own thread, and read up to
+    its first keyframe; the demux thread then switches over to it (make-before-break)."""
+
+    def __init__(self, owner: "DemuxThread"):
+        self.owner = owner
+        self.input: _Input | None = None
+        self.events: Iterator[Event] | None = None
+        self.params: StreamParams | None = None
+        self.error: str | None = None
+        self.retry_after = 0.0
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._deadline = float("inf")  # for opening it and reaching a keyframe, once resolved
+        threading.Thread(target=self._run, name=f"renew-{owner.name}", daemon=True).start()
+
+    def _halted(self) -> bool:
+        if self.owner._stop.is_set() or self._abandoned:
+            return True
+        return not self.done.is_set() and time.monotonic() > self._deadline
+
+    def _run(self) -> None:
+        opened: _Input | None = None
+        try:
+            spec = self.owner._resolve()
+            self._deadline = time.monotonic() + RENEW_TIMEOUT
+            opened = _Input(spec, self.owner.enable_audio)
+            events = opened.events(self._halted, self.owner._stop.wait)
+            for kind, value in events:
+                if kind == "start":
+                    self.params = value  # type: ignore[assignment]
+                    break
+            else:
+                raise SourceError("no keyframe from the renewed input")
+        except SourceError as e:
+            self.error, self.retry_after = str(e), e.retry_after
+        except av.error.FFmpegError as e:
+            self.error = e.strerror or type(e).__name__
+        except Exception as e:  # a bug must not kill the thread silently
+            log.exception("source %s: unexpected error while renewing", self.owner.name)
+            self.error = f"internal error: {type(e).__name__}"
+        with self._lock:
+            if self._abandoned or self.error:
+                if opened is not None:
+                    opened.close()
+            else:
+                self.input, self.events = opened, events
+            self.done.set()
+
+    def ready(self, timeout: float = 0.0) -> bool:
+        return self.done.wait(timeout) and self.input is not None
+
+    def abandon(self) -> None:
+        """Not needed after all: close what it opened (now, or when it is done)."""
+        with self._lock:
+            self._abandoned = True
+            if self.input is not None:
+                self.input.close()
+                self.input = None
+
+
 class DemuxThread:
-    """Runs one source until stopped: resolve, open, demux, reconnect."""
+    """Runs one source until stopped: resolve, open, demux, renew, reconnect."""
 
     def __init__(self, name: str, source: Source, sink: SourceSink, loop: asyncio.AbstractEventLoop, enable_audio: bool):
         self.name = name
@@ -209,6 +388,7 @@ class DemuxThread:
         self.enable_audio = enable_audio
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"demux-{name}", daemon=True)
+        self._deliver_to = {"start": sink.on_session_start, "params": sink.on_params, "packet": sink.on_packet}
 
     def start(self) -> None:
         self._thread.start()
@@ -233,15 +413,23 @@ class DemuxThread:
         if not self._stop.is_set():
             method(*args)
 
+    def _resolve(self) -> InputSpec:
+        """The source's input to open now (its resolve() runs in the event loop)."""
+        future = asyncio.run_coroutine_threadsafe(self.source.resolve(), self.loop)
+        try:
+            return future.result(RESOLVE_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise SourceError(f"the source gave no input within {RESOLVE_TIMEOUT:.0f} s") from None
+
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            error = None
+            error, retry_after = None, 0.0
             try:
-                spec = asyncio.run_coroutine_threadsafe(self.source.resolve(), self.loop).result(OPEN_TIMEOUT * 3)
-                got_media = self._play(spec)
+                got_media = self._play(self._resolve())
             except SourceError as e:
-                error, got_media = str(e), False
+                error, got_media, retry_after = str(e), False, e.retry_after
             except av.error.FFmpegError as e:
                 error, got_media = f"{e.strerror or type(e).__name__}", False
             except Exception as e:  # a bug or an odd stream must not kill the thread
@@ -255,74 +443,67 @@ class DemuxThread:
             failures = 0 if got_media else failures + 1
             if failures:
                 log.info("source %s: %s; retrying", self.name, error or "ended")
-                self._stop.wait(min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 1)))
+                self._stop.wait(max(retry_after, min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 1))))
 
     def _play(self, spec: InputSpec) -> bool:
-        """Demux one opened input until it ends; True if any media came through.
+        """Demux an input until it ends, replacing it before it expires; True if any
+        media came through.
 
-        A file plays on in a loop by seeking back to its start, which is gapless and
-        keeps memory flat (re-opening it each time leaves FFmpeg's buffers to the allocator).
+        An input that says when it expires is renewed make-before-break: at three
+        quarters of its life (at least RENEW_LEAD before it expires) a second input is
+        opened beside it (_Renewal) and, at that
+        input's first keyframe, the hub is switched over and the old one closed. The hub
+        continues its timeline across the switch, so viewers see neither a gap nor a
+        reconnect. Should the old input end first, the renewal under way takes over.
         """
-        opening = time.monotonic()
-        container = av.open(spec.url, options=dict(spec.options), timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
-        log.debug("source %s: opened %s in %.3f s", self.name, spec.label, time.monotonic() - opening)
+        current = _Input(spec, self.enable_audio)
+        log.debug("source %s: opened %s in %.3f s", self.name, spec.label, current.opened_in)
+        events = current.events(self._stop.is_set, self._stop.wait)
+        renewal: _Renewal | None = None
+        got_media = False
         try:
-            session = _Session(container, self.enable_audio)
-            if session.video_stream is None:
-                raise SourceError(f"{spec.label}: no H.264 video stream")
-            got_media = False
-            while True:
-                played = self._demux_pass(container, session, spec.realtime)
-                got_media |= played
-                if not (spec.realtime and played) or self._stop.is_set():
-                    return got_media
+            while not self._stop.is_set():
+                start = self.sink.on_session_switch
                 try:
-                    container.seek(0)
-                except av.error.FFmpegError:
-                    return got_media  # not seekable: the caller re-opens it
-                session.untimed = []
-        finally:
-            container.close()
-
-    def _demux_pass(self, container: av.container.InputContainer, session: _Session, realtime: bool) -> bool:
-        """One read through the input, as one session of the hub; True if it started."""
-        streams = [s for s in (session.video_stream, session.audio_stream) if s is not None]
-        rates = {"video": VIDEO_TIMESCALE, "audio": session.audio.sample_rate if session.audio else 1, "g711": G711_RATE}
-        started = False
-        clock_start = first_seconds = 0.0
-        for packet in container.demux(streams):
-            if self._stop.is_set():
-                break
-            if packet.size == 0:
-                continue
-            if packet.stream is session.video_stream:
-                items, changed = session.video_packets(packet)
-                if not started:
-                    # Every session starts at a keyframe with known parameter sets.
-                    while items and not (items[0].keyframe and session.video):
-                        items.pop(0)
-                    if not items:
+                    kind, value = next(events)
+                except (StopIteration, av.error.FFmpegError) as e:
+                    # The input ended (or failed) first: a renewal under way takes over if it
+                    # comes up, as a new session after a gap (the hub is told the truth).
+                    gap = renewal is not None and not renewal.ready()
+                    if gap:
+                        self._emit(self.sink.on_session_end, f"{current.spec.label} ended before its renewal was ready")
+                    if renewal is None or not renewal.ready(RENEW_TIMEOUT):
+                        if isinstance(e, av.error.FFmpegError):
+                            raise
+                        return got_media
+                    log.info("source %s: %s ended before its renewal; switching", self.name, current.spec.label)
+                    if gap:
+                        start = self.sink.on_session_start
+                else:
+                    self._emit(self._deliver_to[kind], value)
+                    got_media |= kind == "start"
+                    if current.renew_at is None or time.time() < current.renew_at:
                         continue
-                    started = True
-                    self._emit(self.sink.on_session_start, session.params)
-                elif changed:
-                    self._emit(self.sink.on_params, session.params)
-            else:
-                if not started:
-                    continue
-                had_audio = session.audio
-                items = session.audio_packets(packet)
-                if had_audio is None and session.audio is not None:
-                    rates["audio"] = session.audio.sample_rate
-                    self._emit(self.sink.on_params, session.params)
-            if realtime and items:
-                # Files play at their own speed: wait until this packet is due.
-                seconds = items[0].dts / rates[items[0].kind]
-                if not clock_start:
-                    clock_start, first_seconds = time.monotonic(), seconds
-                delay = clock_start + (seconds - first_seconds) - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    break
-            for item in items:
-                self._emit(self.sink.on_packet, item)
-        return started
+                    if renewal is None:
+                        log.debug("source %s: renewing %s", self.name, current.spec.label)
+                        renewal = _Renewal(self)
+                        continue
+                    if not renewal.done.is_set():
+                        continue
+                    if renewal.input is None:
+                        log.info("source %s: renewal failed (%s); using %s a while longer",
+                                 self.name, renewal.error, current.spec.label)
+                        current.renew_at = time.time() + max(RENEW_RETRY, renewal.retry_after)
+                        renewal = None
+                        continue
+                assert renewal is not None and renewal.input is not None and renewal.events is not None
+                current.close()
+                current, events, params, renewal = renewal.input, renewal.events, renewal.params, None
+                log.info("source %s: switched to %s (opened in %.3f s)", self.name, current.spec.label,
+                         current.opened_in)
+                self._emit(start, params)
+            return got_media
+        finally:
+            current.close()
+            if renewal is not None:
+                renewal.abandon()

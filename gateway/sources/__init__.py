@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from ..config import Config, SourceConf
+from ..hikvision.client import HikClient
 from .base import InputSpec, Source, SourceError
 from .file import FileSource
+from .hikvision import HikvisionSource
 from .onvif import OnvifSource
 from .stream import StreamSource
 
 
-def make_source(conf: SourceConf, config: Config) -> Source:
-    """The Source for a config entry; SourceError says why one cannot be made."""
+def make_source(conf: SourceConf, config: Config, hikvision: HikClient | None = None) -> Source:
+    """The Source for a config entry; SourceError says why one cannot be made.
+    `hikvision`: the gateway's HikCentral Connect client, when one is configured."""
     if conf.type == "H5_FILE":
         return FileSource(config.media_dir, conf["strUrl"])
     if conf.type == "H5_STREAM":
         return StreamSource(conf["strUrl"], conf["strUser"], conf["strPasswd"], conf["nRTSPType"])
     if conf.type == "H5_ONVIF":
         return OnvifSource.from_conf(conf)
+    if conf.type == "H5_HIKVISION":
+        return HikvisionSource.from_conf(conf, hikvision)
     raise SourceError(f"source type {conf.type} is not supported yet")
 
 

@@ -1,0 +1,1 @@
+"""HikCentral Connect: the OpenAPI client and the camera import."""
