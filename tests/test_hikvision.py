@@ -20,6 +20,7 @@ import pytest
 
 from gateway.hikvision.client import HikClient, HikError, HikUnavailable, PlatformSettings
 from tests.fixtures.hikcentral import HikCentralEmulator
+from tests.fixtures.net import run_async
 from tests.fixtures.rtmp_origin import RtmpOrigin
 from tests.fixtures.ws_client import WsViewer, fragment_info
 
@@ -124,7 +125,7 @@ def test_client_pages_paces_and_survives_faults(platform):
             await bad.close()
         await nobody
 
-    asyncio.run(run())
+    run_async(run, timeout=120)
 
 
 # -- import --------------------------------------------------------------------------------

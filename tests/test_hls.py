@@ -340,10 +340,15 @@ def test_blocking_reload_returns_when_the_part_exists(cam):
 
 
 def test_preload_hint_part_is_served_when_ready(cam):
-    media = cam.text("/cam/stream.m3u8")
-    hint = re.search(r'PRELOAD-HINT:TYPE=PART,URI="(part\d+\.\d+\.m4s)', media)[1]
-    asked = time.monotonic()
-    status, kind, body = cam.get(f"/cam/{hint}")
+    for _ in range(2):
+        media = cam.text("/cam/stream.m3u8")
+        hint = re.search(r'PRELOAD-HINT:TYPE=PART,URI="(part\d+\.\d+\.m4s)', media)[1]
+        asked = time.monotonic()
+        status, kind, body = cam.get(f"/cam/{hint}")
+        if status != 404:
+            break
+        # The segment was cut at a keyframe before the request came: the hinted part
+        # will never exist (the next one is part 0 of the next segment). Once, at most.
     assert status == 200 and kind == "video/mp4" and body[4:8] == b"moof"
     assert time.monotonic() - asked < 1.5
     assert cam.get(f"/cam/{hint}")[2] == body  # the part as it stays
