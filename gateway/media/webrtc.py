@@ -46,6 +46,7 @@ from aiortc import (
     RTCRtpCodecParameters,
     RTCSessionDescription,
 )
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.sdp import candidate_from_sdp
 from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamError
@@ -56,11 +57,11 @@ from .audio import OpusTranscoder
 from .hub import Stream
 from .packet import MediaPacket, StreamParams
 from .rtp_h264 import packetize
+from .rtp_sender import LeanRtpSender, ntp_now
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_FRAMES = 75  # ~3 s of video: a peer further behind skips to the next keyframe
-NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 RESYNC_MIN_INTERVAL = 1.0  # seconds between two GOP replays for one peer
 # Camera profile_idc -> profile-level-ids to offer/accept, best first.
 PROFILE_ORDER = {
@@ -122,9 +123,24 @@ def install_passthrough(host_addresses: list[str]) -> None:
             ]
             payload_type += 2
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(_installed_addresses or [])
-        # aiortc reads its NTP clock twice per RTP packet through datetime objects; the
+        # aiortc reads its NTP clock through datetime objects (RTCP, retransmissions); the
         # same 64-bit NTP time straight from time.time() is a fraction of the cost.
-        aiortc.clock.current_ntp_time = lambda: int((time.time() + NTP_EPOCH_OFFSET) * 2**32)
+        aiortc.clock.current_ntp_time = ntp_now
+        aiortc_send = aiortc.RTCRtpSender.send
+
+        async def send(sender: aiortc.RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
+            """aiortc starts the sender (RTCP, NACK, PLI routing); our track sends the RTP."""
+            await aiortc_send(sender, parameters)
+            track = sender.track
+            if isinstance(track, PeerTrack) and track.lean is None:
+                lean = LeanRtpSender.for_sender(sender, parameters)
+                if lean is not None:
+                    sender._retransmit = lean.retransmit  # NACK: from the lean sender's history
+                    track.start(lean)
+                else:
+                    log.warning("aiortc/aioice internals not as expected: RTP goes through aiortc")
+
+        aiortc.RTCRtpSender.send = send
         # A viewer that vanishes (tab closed, network gone) is noticed by ICE consent
         # checks: every second, given up after 4 misses, instead of aioice's 5 s x 6.
         aioice.ice.CONSENT_INTERVAL = 1
@@ -157,38 +173,61 @@ def audio_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
 
 
 class PeerTrack(MediaStreamTrack):
-    """One peer's view of a stream's frames: a bounded queue that aiortc's sender reads."""
+    """One peer's view of a stream's frames, sent as they come by its LeanRtpSender.
+
+    Until aiortc starts the sender (or for good, if the lean path is not available) the
+    frames wait in a bounded queue, which aiortc's own sender reads through recv().
+    """
 
     def __init__(self, kind: str):
         super().__init__()
         self.kind = kind
         self.queue: deque[PeerItem] = deque()
         self.wakeup = asyncio.Event()
+        self.lean: LeanRtpSender | None = None
         self.skipping = False
         self.skips = 0
-        self.frames_sent = 0
+
+    def start(self, lean: LeanRtpSender) -> None:
+        """From now on frames go out through `lean`, at once; the queued ones first."""
+        self.lean = lean
+        self._flush()
 
     def push(self, item: PeerItem, keyframe: bool) -> None:
         if len(self.queue) >= MAX_QUEUED_FRAMES:
             if self.kind == "audio":  # audio frames stand alone: just drop the oldest
                 self.queue.popleft()
             else:
-                self.queue.clear()
-                self.skipping = True
-                self.skips += 1
+                self._skip()
         if self.skipping and not keyframe:
             return
         self.skipping = False
         self.queue.append(item)
-        self.wakeup.set()
+        if self.lean is not None:
+            self._flush()
+        else:
+            self.wakeup.set()
+
+    def _skip(self) -> None:
+        """Drop what waits and everything up to the next keyframe."""
+        self.queue.clear()
+        self.skipping = True
+        self.skips += 1
+
+    def _flush(self) -> None:
+        assert self.lean is not None
+        while self.queue and self.readyState == "live":
+            item = self.queue.popleft()
+            if not self.lean.send(item.payloads, item.timestamp) and self.kind == "video":
+                self._skip()  # the socket cannot keep up
 
     async def recv(self) -> PeerItem:  # type: ignore[override]
-        while not self.queue:
+        """aiortc's sender loop: served frames only while the lean sender is not started."""
+        while not self.queue or self.lean is not None:
             if self.readyState != "live":
                 raise MediaStreamError
             self.wakeup.clear()
             await self.wakeup.wait()
-        self.frames_sent += 1
         return self.queue.popleft()
 
     def stop(self) -> None:
