@@ -7,6 +7,7 @@ import re
 import struct
 import time
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 import urllib.request
 from pathlib import Path
 
@@ -291,7 +292,9 @@ async def receive_dropping_packets(gw, session: str, seconds: float, every: int)
 def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
     """What the per-peer RTP sender keeps of aiortc: NACKs answered, gap-free sequence
     numbers, decodable frames, RTCP sender reports whose counts and clocks match the stream."""
-    result = asyncio.run(receive_dropping_packets(gateway, gateway.login(), seconds=6, every=40))
+    session = gateway.login()
+    with ThreadPoolExecutor(1) as thread:  # its own event loop: Playwright's may run in this one
+        result = thread.submit(asyncio.run, receive_dropping_packets(gateway, session, seconds=6, every=40)).result()
     received, lost = result["received"], result["lost"]
     numbers = sorted(received)
     assert len(lost) >= 10 and numbers[-1] - numbers[0] < 30000  # no wrap-around in this window

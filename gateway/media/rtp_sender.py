@@ -1,20 +1,25 @@
-"""One peer's RTP for one aiortc sender, sent in one synchronous loop per frame.
+"""One peer's RTP for one aiortc sender, made and sent in one synchronous loop per frame.
 
 aiortc sends every RTP packet through a chain of coroutines (RtpPacket object, header
 extension objects, SRTP, DTLS transport, ICE transport, aioice, asyncio transport), which
 cost more than the encryption and the system call together. LeanRtpSender does for ready
-payloads what aiortc's `RTCRtpSender._run_rtp` does, with the same state aiortc set up:
-the header from struct (sender's SSRC, negotiated payload type, its own sequence numbers
-and timestamp origin, marker on a frame's last packet), the negotiated header extensions
-(mid, abs-send-time; the only ones aiortc offers for sent media), SRTP with the DTLS
-transport's session, and straight to the datagram transport of the ICE pair aioice
-nominated. What aiortc does around sending stays aiortc's, fed with the numbers it needs:
-its RTCP sender reports read the sender's packet/octet counters and NTP/RTP time pair,
-which are kept here; its NACK handling calls `retransmit` (RTX when negotiated); its
-PLI/FIR handling is the peer's resync (webrtc.py).
+payloads what aiortc's `RTCRtpSender._run_rtp` does, with the state aiortc set up:
 
-`for_sender` returns None when aiortc or aioice are not shaped as expected (another
-version), and the peer then goes on with aiortc's own path.
+- the header from struct: the sender's SSRC, the negotiated payload type, its own
+  sequence numbers and timestamp origin (random, as aiortc's), the marker on a frame's
+  last packet; the negotiated header extensions (mid, abs-send-time: the only ones aiortc
+  offers for sent media);
+- SRTP with the DTLS transport's libsrtp session, each packet protected in place in one
+  buffer per frame through pylibsrtp's own C binding (pylibsrtp's `protect` copies the
+  packet in and out and costs more in Python than the encryption itself);
+- straight to the asyncio datagram transport of the ICE pair aioice nominated, a slice's
+  equal-size packets in one system call where the kernel has UDP GSO (udp_gso.py).
+
+What aiortc does around sending stays aiortc's, fed with the numbers it needs: its RTCP
+sender reports read the sender's packet/octet counters and NTP/RTP time pair, which are
+kept here; its NACK handling calls `retransmit` (RTX when negotiated); PLI/FIR is the
+peer's resync (webrtc.py). `for_sender` returns None when aiortc, aioice or pylibsrtp
+are not shaped as expected (another version); the peer then keeps aiortc's own path.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import socket
 import struct
 import time
 
+from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
 from aiortc.rtp import RTP_HISTORY_SIZE, pack_header_extensions
@@ -30,8 +36,14 @@ from aiortc.utils import random32
 
 from . import udp_gso
 
+try:
+    from pylibsrtp._binding import ffi, lib as libsrtp
+except ImportError:  # pragma: no cover - another pylibsrtp: aiortc's path is used
+    ffi = libsrtp = None
+
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 MAX_BUFFERED_BYTES = 1_000_000  # unsent bytes in the socket's asyncio buffer: the peer skips ahead
+SRTP_TRAILER = 16  # the longest tag aiortc's SRTP profiles add (AES-GCM; HMAC-SHA1-80: 10)
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 # RTCRtpSender's private counters that its RTCP sender reports are made of.
@@ -39,12 +51,11 @@ SR_COUNTERS = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
                "_RTCRtpSender__octet_count", "_RTCRtpSender__packet_count")
 TX_COUNTERS = ("_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
 
-rtp_header = struct.Struct("!BBHII").pack  # V=2 P=0 X CC=0 | M PT | seq | timestamp | SSRC
-rtp_sequence = struct.Struct("!H")
+RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X CC=0 | M PT | sequence | timestamp | SSRC
 
 
 def ntp_now() -> int:
-    """The 64-bit NTP time, as aiortc.clock.current_ntp_time gives it."""
+    """The 64-bit NTP time (what aiortc.clock.current_ntp_time gives, without datetime)."""
     return int((time.time() + NTP_EPOCH_OFFSET) * 2**32)
 
 
@@ -60,43 +71,60 @@ class LeanRtpSender:
         self.ssrc = sender._ssrc
         self.sequence = random_sequence_number()
         self.timestamp_origin = random32()
-        ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
-        self.mid_extension = (ids[MID], parameters.muxId.encode()) if MID in ids and parameters.muxId else None
-        self.abs_send_time_id = ids.get(ABS_SEND_TIME)
-        self.extension = self._extension_block(0)
-        self.history: list[bytes | None] = [None] * RTP_HISTORY_SIZE  # sent packets, before SRTP
+        self._extension_parts(parameters)
+        # sent packets by sequence number % size: (sequence, timestamp, marker, payload)
+        self.history: list[tuple[int, int, int, bytes] | None] = [None] * RTP_HISTORY_SIZE
         self.rtx_payload_type = next((c.payloadType for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
                                       and c.parameters.get("apt") == codec.payloadType), None)
         self.rtx_ssrc = sender._rtx_ssrc
         self.rtx_sequence = random_sequence_number()
+        self.srtp_context = self.dtls._tx_srtp._srtp[0]
+        self.srtp_length = ffi.new("int *")
         self._gso_transport: object = None
         self._gso_sock: socket.socket | None = None
 
     @classmethod
     def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> "LeanRtpSender | None":
         """A lean sender for a sender aiortc has just started, or None to leave it to aiortc."""
+        if ffi is None or not all(hasattr(sender, name) for name in SR_COUNTERS):
+            return None
         try:
             lean = cls(sender, parameters)
             nominated = lean.ice._nominated
-        except (AttributeError, KeyError, IndexError):
+        except (AttributeError, KeyError, IndexError, TypeError):
             return None
-        if not isinstance(nominated, dict) or not all(hasattr(sender, name) for name in SR_COUNTERS):
-            return None
-        return lean
+        return lean if isinstance(nominated, dict) else None
 
-    def _extension_block(self, ntp_time: int) -> bytes:
-        """The header extension block (with its 4-byte header), b"" when none is negotiated."""
+    def _extension_parts(self, parameters: RTCRtpSendParameters) -> None:
+        """The header extension block as (before, after) the 3 abs-send-time bytes.
+
+        No abs-send-time: `after` is empty and `before` the whole (constant) block; no
+        extension at all: both empty (and the header's X bit unset).
+        """
+        ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
         elements = []
-        if self.abs_send_time_id:
-            elements.append((self.abs_send_time_id, ((ntp_time >> 14) & 0xFFFFFF).to_bytes(3, "big")))
-        if self.mid_extension:
-            elements.append(self.mid_extension)
+        abs_id = ids.get(ABS_SEND_TIME)
+        if abs_id:
+            elements.append((abs_id, b"\0\0\0"))
+        if MID in ids and parameters.muxId:
+            elements.append((ids[MID], parameters.muxId.encode()))
+        self.with_abs_send_time = bool(abs_id)
+        if not elements:
+            self.extension_before, self.extension_after = b"", b""
+            return
         profile, value = pack_header_extensions(elements)
-        return struct.pack("!HH", profile, len(value) >> 2) + value if elements else b""
+        block = struct.pack("!HH", profile, len(value) >> 2) + value
+        at = 4 + (1 if profile == 0xBEDE else 2)  # abs-send-time's data after its one/two-byte header
+        self.extension_before, self.extension_after = (block[:at], block[at + 3:]) if abs_id else (block, b"")
+
+    def _extension(self, ntp_time: int) -> bytes:
+        if self.with_abs_send_time:
+            return self.extension_before + ((ntp_time >> 14) & 0xFFFFFF).to_bytes(3, "big") + self.extension_after
+        return self.extension_before
 
     def _path(self):
         """(sendto, address, transport) of the nominated ICE pair; None when not connected."""
-        if self.dtls.state != "connected":
+        if self.dtls._state is not State.CONNECTED:
             return None
         pair = self.ice._nominated.get(1)
         if pair is None:
@@ -123,30 +151,45 @@ class LeanRtpSender:
         if transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
             return False
         ntp_time = ntp_now()
-        if self.abs_send_time_id:
-            self.extension = self._extension_block(ntp_time)
-        first_byte = 0x90 if self.extension else 0x80
-        extension = self.extension
+        extension = self._extension(ntp_time)
+        header_size = 12 + len(extension)
+        first_byte = 0x90 if extension else 0x80
         timestamp = (self.timestamp_origin + timestamp) & 0xFFFFFFFF
-        protect = self.dtls._tx_srtp.protect
-        history = self.history
+        octets = sum(map(len, payloads))
+        # All packets one after the other in one buffer, each protected where it lies.
+        buffer = bytearray(octets + len(payloads) * (header_size + SRTP_TRAILER))
+        pointer = ffi.from_buffer(buffer)
+        protect, context, length = libsrtp.srtp_protect, self.srtp_context, self.srtp_length
+        pack_header, history, ssrc, payload_type = RTP_HEADER.pack_into, self.history, self.ssrc, self.payload_type
         sequence = self.sequence
         last = len(payloads) - 1
-        datagrams = []
+        ends = []
+        end = 0
         for i, payload in enumerate(payloads):
-            packet = rtp_header(first_byte, self.payload_type | (0x80 if i == last else 0), sequence, timestamp,
-                                self.ssrc) + extension + payload
-            history[sequence % RTP_HISTORY_SIZE] = packet
-            datagrams.append(protect(packet))
+            marker = 0x80 if i == last else 0
+            start = end
+            pack_header(buffer, start, first_byte, payload_type | marker, sequence, timestamp, ssrc)
+            buffer[start + 12:start + header_size] = extension
+            end = start + header_size + len(payload)
+            buffer[start + header_size:end] = payload
+            length[0] = end - start
+            if protect(context, pointer + start, length):
+                return True  # libsrtp refused (session torn down): drop the frame
+            end = start + length[0]
+            ends.append(end)
+            history[sequence % RTP_HISTORY_SIZE] = (sequence, timestamp, marker, payload)
             sequence = (sequence + 1) & 0xFFFF
         self.sequence = sequence
-        sock = self._gso_socket(transport)
-        if sock is None or len(datagrams) == 1:
-            for datagram in datagrams:
-                sendto(datagram, address)
-        elif not udp_gso.send_runs(sock, datagrams, address, sendto):
+        view = memoryview(buffer)
+        sock = self._gso_socket(transport) if len(ends) > 1 else None
+        if sock is None:
+            start = 0
+            for end in ends:
+                sendto(bytes(view[start:end]), address)  # bytes: a TURN relay may keep it
+                start = end
+        elif not udp_gso.send_runs(sock, view, ends, address, sendto):
             self._gso_sock = None
-        self._count(len(payloads), sum(map(len, payloads)), sum(map(len, datagrams)), ntp_time, timestamp)
+        self._count(len(payloads), octets, end, ntp_time, timestamp)
         return True
 
     def _count(self, packets: int, octets: int, sent: int, ntp_time: int, timestamp: int) -> None:
@@ -162,15 +205,19 @@ class LeanRtpSender:
 
     async def retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, wrapped in RTX when RTX was negotiated (RFC 4588)."""
-        packet = self.history[sequence % RTP_HISTORY_SIZE]
+        sent = self.history[sequence % RTP_HISTORY_SIZE]
         path = self._path()
-        if packet is None or path is None or rtp_sequence.unpack_from(packet, 2)[0] != sequence:
+        if sent is None or path is None or sent[0] != sequence:
             return
-        if self.rtx_payload_type is not None:
-            header_end = 12 + len(self.extension)
-            packet = (rtp_header(packet[0], (packet[1] & 0x80) | self.rtx_payload_type, self.rtx_sequence,
-                                 *struct.unpack_from("!I", packet, 4), self.rtx_ssrc)
-                      + packet[12:header_end] + rtp_sequence.pack(sequence) + packet[header_end:])
+        _, timestamp, marker, payload = sent
+        extension = self._extension(ntp_now())
+        first_byte = 0x90 if extension else 0x80
+        if self.rtx_payload_type is None:
+            header = RTP_HEADER.pack(first_byte, self.payload_type | marker, sequence, timestamp, self.ssrc)
+        else:
+            header = RTP_HEADER.pack(first_byte, self.rtx_payload_type | marker, self.rtx_sequence, timestamp,
+                                     self.rtx_ssrc)
+            payload = sequence.to_bytes(2, "big") + payload  # RTX: the original sequence number first
             self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
         sendto, address, _ = path
-        sendto(self.dtls._tx_srtp.protect(packet), address)
+        sendto(self.dtls._tx_srtp.protect(header + extension + payload), address)

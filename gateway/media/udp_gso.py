@@ -27,37 +27,46 @@ def supported(sock: socket.socket) -> bool:
     return True
 
 
-def send_runs(sock: socket.socket, datagrams: list[bytes], address: tuple,
-              sendto: Callable[[bytes, tuple], None]) -> bool:
-    """Send `datagrams` in order, each run of equal sizes (a shorter last) as one GSO call.
+def send_runs(sock: socket.socket, packets: memoryview, ends: list[int], address: tuple,
+              sendto: Callable[[memoryview, tuple], None]) -> bool:
+    """Send the datagrams lying one after the other in `packets` (each ending at `ends[i]`),
+    in order, each run of equal sizes (a shorter one may close it) as one GSO call.
 
     Single datagrams, and everything from a run the socket cannot take now, go through
-    `sendto` (the asyncio transport, which buffers). Returns False if the kernel refused
-    GSO itself (e.g. no checksum offload on the route's device): do not try again.
+    `sendto` (the asyncio transport, which copies what it has to queue). Returns False if
+    the kernel refused GSO itself (e.g. no checksum offload on the route's device): do not
+    try again on this socket.
     """
-    count = len(datagrams)
-    i = 0
+    count = len(ends)
+    i, start = 0, 0
     while i < count:
-        size = len(datagrams[i])
+        size = ends[i] - start
         limit = min(count, i + MAX_SEGMENTS, i + MAX_BUFFER // size)
         j = i + 1
-        while j < limit and len(datagrams[j]) == size:
+        while j < limit and ends[j] - ends[j - 1] == size:
             j += 1
-        if j < limit and len(datagrams[j]) < size:
+        if j < limit and ends[j] - ends[j - 1] < size:
             j += 1  # a shorter datagram may close the run
         if j - i == 1:
-            sendto(datagrams[i], address)
+            sendto(packets[start:ends[i]], address)
         else:
             try:
-                sock.sendmsg([b"".join(datagrams[i:j])],
-                              [(socket.SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))], 0, address)
+                sock.sendmsg([packets[start:ends[j - 1]]],
+                             [(socket.SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))], 0, address)
             except (BlockingIOError, InterruptedError):
-                for datagram in datagrams[i:]:  # the transport queues them until writable
-                    sendto(datagram, address)
+                send_each(packets, ends, i, start, address, sendto)  # the transport queues them
                 return True
             except OSError:
-                for datagram in datagrams[i:]:
-                    sendto(datagram, address)
+                send_each(packets, ends, i, start, address, sendto)
                 return False
+        start = ends[j - 1]
         i = j
     return True
+
+
+def send_each(packets: memoryview, ends: list[int], first: int, start: int, address: tuple,
+              sendto: Callable[[memoryview, tuple], None]) -> None:
+    """Datagram `first` (starting at `start`) and all after it, one sendto each."""
+    for end in ends[first:]:
+        sendto(packets[start:end], address)
+        start = end
