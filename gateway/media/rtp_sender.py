@@ -52,6 +52,7 @@ SR_COUNTERS = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
 TX_COUNTERS = ("_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
 
 RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X CC=0 | M PT | sequence | timestamp | SSRC
+RTP_SEQUENCE = struct.Struct("!H")
 
 
 def ntp_now() -> int:
@@ -72,14 +73,15 @@ class LeanRtpSender:
         self.sequence = random_sequence_number()
         self.timestamp_origin = random32()
         self._extension_parts(parameters)
-        # sent packets by sequence number % size: (sequence, timestamp, marker, payload)
-        self.history: list[tuple[int, int, int, bytes] | None] = [None] * RTP_HISTORY_SIZE
+        # the frame of each sent packet by sequence number % size: (first sequence, timestamp, payloads)
+        self.history: list[tuple[int, int, list[bytes]] | None] = [None] * RTP_HISTORY_SIZE
         self.rtx_payload_type = next((c.payloadType for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
                                       and c.parameters.get("apt") == codec.payloadType), None)
         self.rtx_ssrc = sender._rtx_ssrc
         self.rtx_sequence = random_sequence_number()
         self.srtp_context = self.dtls._tx_srtp._srtp[0]
         self.srtp_length = ffi.new("int *")
+        self.counts_transport = hasattr(self.dtls, TX_COUNTERS[0])
         self._gso_transport: object = None
         self._gso_sock: socket.socket | None = None
 
@@ -152,32 +154,36 @@ class LeanRtpSender:
             return False
         ntp_time = ntp_now()
         extension = self._extension(ntp_time)
-        header_size = 12 + len(extension)
-        first_byte = 0x90 if extension else 0x80
         timestamp = (self.timestamp_origin + timestamp) & 0xFFFFFFFF
+        sequence = self.sequence
+        # Every packet starts as this header; only its sequence number (and the last one's
+        # marker) differ.
+        header = RTP_HEADER.pack(0x90 if extension else 0x80, self.payload_type, 0, timestamp, self.ssrc) + extension
+        header_size = len(header)
         octets = sum(map(len, payloads))
         # All packets one after the other in one buffer, each protected where it lies.
         buffer = bytearray(octets + len(payloads) * (header_size + SRTP_TRAILER))
         pointer = ffi.from_buffer(buffer)
         protect, context, length = libsrtp.srtp_protect, self.srtp_context, self.srtp_length
-        pack_header, history, ssrc, payload_type = RTP_HEADER.pack_into, self.history, self.ssrc, self.payload_type
-        sequence = self.sequence
+        pack_sequence, history = RTP_SEQUENCE.pack_into, self.history
+        frame = (sequence, timestamp, payloads)
         last = len(payloads) - 1
         ends = []
         end = 0
         for i, payload in enumerate(payloads):
-            marker = 0x80 if i == last else 0
             start = end
-            pack_header(buffer, start, first_byte, payload_type | marker, sequence, timestamp, ssrc)
-            buffer[start + 12:start + header_size] = extension
             end = start + header_size + len(payload)
+            buffer[start:start + header_size] = header
+            pack_sequence(buffer, start + 2, sequence)
             buffer[start + header_size:end] = payload
             length[0] = end - start
+            if i == last:
+                buffer[start + 1] |= 0x80  # marker: the frame's last packet
             if protect(context, pointer + start, length):
                 return True  # libsrtp refused (session torn down): drop the frame
             end = start + length[0]
             ends.append(end)
-            history[sequence % RTP_HISTORY_SIZE] = (sequence, timestamp, marker, payload)
+            history[sequence % RTP_HISTORY_SIZE] = frame
             sequence = (sequence + 1) & 0xFFFF
         self.sequence = sequence
         view = memoryview(buffer)
@@ -199,17 +205,21 @@ class LeanRtpSender:
         sender._RTCRtpSender__rtp_timestamp = timestamp
         sender._RTCRtpSender__octet_count += octets
         sender._RTCRtpSender__packet_count += packets
-        if hasattr(dtls, TX_COUNTERS[0]):
+        if self.counts_transport:
             dtls._RTCDtlsTransport__tx_packets += packets
             dtls._RTCDtlsTransport__tx_bytes += sent
 
     async def retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, wrapped in RTX when RTX was negotiated (RFC 4588)."""
-        sent = self.history[sequence % RTP_HISTORY_SIZE]
+        frame = self.history[sequence % RTP_HISTORY_SIZE]
         path = self._path()
-        if sent is None or path is None or sent[0] != sequence:
+        if frame is None or path is None:
             return
-        _, timestamp, marker, payload = sent
+        first, timestamp, payloads = frame
+        index = (sequence - first) & 0xFFFF
+        if index >= len(payloads):
+            return  # long gone: the slot holds a newer frame
+        payload, marker = payloads[index], 0x80 if index == len(payloads) - 1 else 0
         extension = self._extension(ntp_now())
         first_byte = 0x90 if extension else 0x80
         if self.rtx_payload_type is None:
