@@ -82,8 +82,9 @@ class LeanRtpSender:
         self.srtp_context = self.dtls._tx_srtp._srtp[0]
         self.srtp_length = ffi.new("int *")
         self.counts_transport = hasattr(self.dtls, TX_COUNTERS[0])
-        self._gso_transport: object = None
-        self._gso_sock: socket.socket | None = None
+        self._transport: object = None
+        self._sock: socket.socket | None = None
+        self._gso = False
 
     @classmethod
     def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> "LeanRtpSender | None":
@@ -134,15 +135,16 @@ class LeanRtpSender:
         transport = pair.protocol.transport
         return transport.sendto, pair.remote_addr, transport
 
-    def _gso_socket(self, transport) -> socket.socket | None:
-        """The UDP socket under an asyncio transport, if it can take GSO batches right now."""
-        if transport is not self._gso_transport:
+    def _socket(self, transport) -> socket.socket | None:
+        """The UDP socket under an asyncio transport, if we may write to it directly now."""
+        if transport is not self._transport:
             sock = getattr(transport, "_sock", None)  # asyncio's own socket; a TURN relay has none
-            self._gso_transport = transport
-            self._gso_sock = sock if isinstance(sock, socket.socket) and udp_gso.supported(sock) else None
-        if self._gso_sock is None or transport.get_write_buffer_size():
+            self._transport = transport
+            self._sock = sock if isinstance(sock, socket.socket) and sock.type == socket.SOCK_DGRAM else None
+            self._gso = self._sock is not None and udp_gso.supported(self._sock)
+        if self._sock is None or transport.get_write_buffer_size():
             return None  # nothing may overtake what the transport still holds
-        return self._gso_sock
+        return self._sock
 
     def send(self, payloads: list[bytes], timestamp: int) -> bool:
         """Send one frame's payloads; False if the peer's socket is too far behind to take it."""
@@ -187,14 +189,21 @@ class LeanRtpSender:
             sequence = (sequence + 1) & 0xFFFF
         self.sequence = sequence
         view = memoryview(buffer)
-        sock = self._gso_socket(transport) if len(ends) > 1 else None
+        sock = self._socket(transport)
         if sock is None:
             start = 0
             for end in ends:
                 sendto(bytes(view[start:end]), address)  # bytes: a TURN relay may keep it
                 start = end
-        elif not udp_gso.send_runs(sock, view, ends, address, sendto):
-            self._gso_sock = None
+        elif len(ends) == 1:
+            try:
+                sock.sendto(view[:end], address)
+            except OSError:  # would block, or an error: the transport queues a copy or reports it
+                sendto(view[:end], address)
+        elif self._gso:
+            self._gso = udp_gso.send_runs(sock, view, ends, address, sendto)
+        else:
+            udp_gso.send_each(view, ends, 0, 0, address, sendto)
         self._count(len(payloads), octets, end, ntp_time, timestamp)
         return True
 
