@@ -27,6 +27,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -85,6 +86,7 @@ class LeanRtpSender:
         self._transport: object = None
         self._sock: socket.socket | None = None
         self._gso = False
+        self._backlog: Callable[[], int] = lambda: 0
 
     @classmethod
     def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> "LeanRtpSender | None":
@@ -135,16 +137,13 @@ class LeanRtpSender:
         transport = pair.protocol.transport
         return transport.sendto, pair.remote_addr, transport
 
-    def _socket(self, transport) -> socket.socket | None:
-        """The UDP socket under an asyncio transport, if we may write to it directly now."""
-        if transport is not self._transport:
-            sock = getattr(transport, "_sock", None)  # asyncio's own socket; a TURN relay has none
-            self._transport = transport
-            self._sock = sock if isinstance(sock, socket.socket) and sock.type == socket.SOCK_DGRAM else None
-            self._gso = self._sock is not None and udp_gso.supported(self._sock)
-        if self._sock is None or transport.get_write_buffer_size():
-            return None  # nothing may overtake what the transport still holds
-        return self._sock
+    def _use(self, transport) -> None:
+        """Learn what a (new) ICE pair's transport offers: its UDP socket, GSO, its backlog."""
+        sock = getattr(transport, "_sock", None)  # asyncio's own socket; a TURN relay has none
+        self._transport = transport
+        self._sock = sock if isinstance(sock, socket.socket) and sock.type == socket.SOCK_DGRAM else None
+        self._gso = self._sock is not None and udp_gso.supported(self._sock)
+        self._backlog = getattr(transport, "get_write_buffer_size", None) or (lambda: 0)
 
     def send(self, payloads: list[bytes], timestamp: int) -> bool:
         """Send one frame's payloads; False if the peer's socket is too far behind to take it."""
@@ -152,7 +151,10 @@ class LeanRtpSender:
         if path is None:
             return True  # not (or no longer) connected: the frame is dropped, as aiortc does
         sendto, address, transport = path
-        if transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
+        if transport is not self._transport:
+            self._use(transport)
+        backlog = self._backlog()
+        if backlog > MAX_BUFFERED_BYTES:
             return False
         ntp_time = ntp_now()
         extension = self._extension(ntp_time)
@@ -189,7 +191,7 @@ class LeanRtpSender:
             sequence = (sequence + 1) & 0xFFFF
         self.sequence = sequence
         view = memoryview(buffer)
-        sock = self._socket(transport)
+        sock = None if backlog else self._sock  # nothing may overtake what the transport holds
         if sock is None:
             start = 0
             for end in ends:
