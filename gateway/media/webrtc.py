@@ -226,7 +226,13 @@ class PeerTrack(MediaStreamTrack):
         assert self.lean is not None
         while self.queue and self.readyState == "live":
             item = self.queue.popleft()
-            if not self.lean.send(item.payloads, item.timestamp) and self.kind == "video":
+            try:
+                taken = self.lean.send(item.payloads, item.timestamp)
+            except Exception:  # one peer's failure must not reach the stream and its other viewers
+                log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
+                self.stop()
+                return
+            if not taken and self.kind == "video":
                 self._skip()  # the socket cannot keep up
 
     async def recv(self) -> PeerItem:  # type: ignore[override]
