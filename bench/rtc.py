@@ -8,7 +8,9 @@ latency     A stamped camera (tests/fixtures/rtsp_camera.py --stamp, 1280x720 25
             Date.now() - T. Also: player.connect() -> first presented frame, live source.
 cpu         A 4 Mbit/s 640x360 H.264 + AAC clip (file source, always on: the 2-core box stays
             free for the peers); N recvonly peers in one Chromium page over WHEP; the
-            gateway's own CPU (/proc) with N peers minus with none, per peer.
+            gateway's own CPU (/proc) with N peers minus with none, per peer ("per peer",
+            which spreads the per-stream work that starts with the first peer, the AAC->Opus
+            transcode, over the peers), and above the 1-peer row per added peer ("added").
 Targets: p50 <= 100 ms, first frame <= 700 ms, <= 1 % of one core per ~4 Mbit/s peer.
 """
 
@@ -21,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (Gateway, RtspCamera, add_rtsp, cpu_percent, launch_chromium, make_clip,
+from common import (Gateway, RtspCamera, add_rtsp, cpu_percent, launch_chromium, machine_note, make_clip,
                     open_bench_page, source_state, summary, wait_until)
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -141,8 +143,9 @@ def cpu(counts: list[int], seconds: float) -> None:
             pid = gw.proc.pid
             base = cpu_percent(pid, seconds)
             print(f"\nstream: 640x360 25 fps H.264 {mbps:.1f} Mbit/s + AAC (-> Opus), file source, always on")
-            print(f"{'peers':>6} {'CPU %':>7} {'above 0':>8} {'per peer':>9} {'Mbit/s in browser':>18}")
+            print(f"{'peers':>6} {'CPU %':>7} {'above 0':>8} {'per peer':>9} {'added':>7} {'Mbit/s in browser':>18}")
             print(f"{0:>6} {base:>7.1f}")
+            one_peer: float | None = None
             with sync_playwright() as playwright:
                 browser = launch_chromium(playwright)
                 for count in counts:
@@ -158,7 +161,10 @@ def cpu(counts: list[int], seconds: float) -> None:
                     used = cpu_percent(pid, seconds)
                     rate = (page.evaluate(RECEIVED_JS)[1] - before) * 8 / (time.monotonic() - t0) / 1e6
                     above = used - base
-                    print(f"{count:>6} {used:>7.1f} {above:>8.1f} {above / count:>9.2f} {rate:>18.1f}")
+                    if count == 1:
+                        one_peer = used
+                    added = f"{(used - one_peer) / (count - 1):.2f}" if one_peer is not None and count > 1 else ""
+                    print(f"{count:>6} {used:>7.1f} {above:>8.1f} {above / count:>9.2f} {added:>7} {rate:>18.1f}")
                     page.context.close()
                     time.sleep(8)  # peers are cleaned up by ICE consent (~5 s)
                 browser.close()
@@ -173,6 +179,7 @@ def main() -> None:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-cpu", action="store_true")
     args = parser.parse_args()
+    print(machine_note())
     if not args.skip_latency:
         latency(args.seconds)
     if not args.skip_cpu:

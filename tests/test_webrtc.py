@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import struct
 import time
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 import urllib.request
 from pathlib import Path
 
@@ -213,3 +217,100 @@ def test_deleting_a_source_closes_its_peers(camera_source, page):
     poll(page, "() => ['closed', 'failed', 'disconnected'].includes(window.h5ssPeer.connectionState)"
                " || document.getElementById('msg').textContent !== ''", timeout=15)
     assert "cam" not in {s["strToken"] for s in gw.api("GetSrc", session=session)[1]["src"]}
+
+
+async def receive_dropping_packets(gw, session: str, seconds: float, every: int) -> dict:
+    """An aiortc WHEP client that loses every `every`-th video packet, as a network would.
+
+    The packets are thrown away before SRTP sees them (a retransmission of a packet the
+    receiver has decrypted once is refused as a replay). Recorded: the media packets that
+    reach the client's RTP receiver, the sequence numbers lost, the decoded frames and the
+    RTCP sender reports.
+    """
+    import aiohttp
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtp import RtcpSrPacket, is_rtcp
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")  # the sample has audio: offer for it, as browsers do
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{gw.url}/token1/whep", data=pc.localDescription.sdp,
+                             headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {session}"}) as r:
+            assert r.status == 201, await r.text()
+            answer = await r.text()
+    video_ssrc = int(re.search(r"m=video.*?a=ssrc:(\d+)", answer, re.S).group(1))
+    received: dict[int, list[tuple[float, int]]] = {}  # sequence number -> [(arrival, RTP timestamp)]
+    lost: list[int] = []
+    reports: list[tuple[float, int, int, int]] = []  # (arrival, NTP time, RTP timestamp, packets)
+    receiver = pc.getTransceivers()[0].receiver
+    ice = receiver.transport.transport
+    ice_recv, handle_rtp, handle_rtcp = ice._recv, receiver._handle_rtp_packet, receiver._handle_rtcp_packet
+    arrived = 0
+
+    async def lossy_recv() -> bytes:
+        nonlocal arrived
+        while True:
+            data = await ice_recv()
+            if 127 < data[0] < 192 and not is_rtcp(data) and struct.unpack_from("!I", data, 8)[0] == video_ssrc:
+                sequence = struct.unpack_from("!H", data, 2)[0]
+                arrived += 1
+                if arrived % every == 0 and sequence not in lost:  # the header is in clear in SRTP
+                    lost.append(sequence)
+                    continue
+            return data
+
+    async def on_rtp(packet, arrival_time_ms):
+        if packet.ssrc == video_ssrc:
+            received.setdefault(packet.sequence_number, []).append((time.time(), packet.timestamp))
+        await handle_rtp(packet, arrival_time_ms)
+
+    async def on_rtcp(packet):
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == video_ssrc:
+            info = packet.sender_info
+            reports.append((time.time(), info.ntp_timestamp, info.rtp_timestamp, info.packet_count))
+        await handle_rtcp(packet)
+
+    ice._recv, receiver._handle_rtp_packet, receiver._handle_rtcp_packet = lossy_recv, on_rtp, on_rtcp
+    frames = 0
+
+    async def decode() -> None:
+        nonlocal frames
+        while True:
+            await receiver.track.recv()
+            frames += 1
+
+    decoding = asyncio.ensure_future(decode())
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    await asyncio.sleep(seconds)
+    decoding.cancel()
+    await pc.close()
+    return {"received": received, "lost": lost, "reports": reports, "frames": frames}
+
+
+def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
+    """What the per-peer RTP sender keeps of aiortc: NACKs answered, gap-free sequence
+    numbers, decodable frames, RTCP sender reports whose counts and clocks match the stream."""
+    session = gateway.login()
+    with ThreadPoolExecutor(1) as thread:  # its own event loop: Playwright's may run in this one
+        result = thread.submit(asyncio.run, receive_dropping_packets(gateway, session, seconds=6, every=40)).result()
+    received, lost = result["received"], result["lost"]
+    numbers = sorted(received)
+    assert len(lost) >= 10 and numbers[-1] - numbers[0] < 30000  # no wrap-around in this window
+    lost_for_good = [seq for seq in lost[:-2] if seq not in received]  # the last may still be on their way
+    assert not lost_for_good, f"{len(lost_for_good)} of {len(lost)} lost packets never resent"
+    assert numbers == list(range(numbers[0], numbers[-1] + 1)), "a gap in sequence numbers"
+    for seq in lost[:-2]:  # a resent packet is the same packet: its frame's timestamp
+        assert received[seq - 1][0][1] <= received[seq][0][1] <= received[seq + 1][0][1]
+        assert received[seq][0][0] >= received[seq + 1][0][0]  # ...and it came after its successor
+    assert result["frames"] > 50
+    assert len(result["reports"]) >= 3
+    first_by_arrival = sorted((arrivals[0][0], arrivals[0][1]) for arrivals in received.values())
+    for arrival, ntp_time, rtp_timestamp, packets in result["reports"]:
+        assert abs(ntp_time / 2**32 - 2208988800 - arrival) < 1.0  # the sender's wall clock, now
+        # the SR's RTP time is the media clock of the packets sent at that moment
+        recent = [ts for t, ts in first_by_arrival if abs(t - arrival) < 0.3]
+        assert recent and min(abs(ts - rtp_timestamp) for ts in recent) < 90000 * 0.3, (rtp_timestamp, recent[:3])
+        sent_by_then = sum(1 for t, _ in first_by_arrival if t <= arrival) + sum(1 for s in lost if s not in received)
+        assert 0.8 * sent_by_then - 30 <= packets <= sent_by_then + 30, (packets, sent_by_then)
