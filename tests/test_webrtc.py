@@ -219,7 +219,7 @@ def test_deleting_a_source_closes_its_peers(camera_source, page):
     assert "cam" not in {s["strToken"] for s in gw.api("GetSrc", session=session)[1]["src"]}
 
 
-async def receive_dropping_packets(gw, session: str, seconds: float, every: int) -> dict:
+async def receive_dropping_packets(gw, session: str, seconds: float, every: int, with_audio: bool = True) -> dict:
     """An aiortc WHEP client that loses every `every`-th video packet, as a network would.
 
     The packets are thrown away before SRTP sees them (a retransmission of a packet the
@@ -233,7 +233,8 @@ async def receive_dropping_packets(gw, session: str, seconds: float, every: int)
 
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")  # the sample has audio: offer for it, as browsers do
+    if with_audio:
+        pc.addTransceiver("audio", direction="recvonly")  # the sample has audio: offer for it, as browsers do
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{gw.url}/token1/whep", data=pc.localDescription.sdp,
@@ -286,7 +287,7 @@ async def receive_dropping_packets(gw, session: str, seconds: float, every: int)
     await asyncio.sleep(seconds)
     decoding.cancel()
     await pc.close()
-    return {"received": received, "lost": lost, "reports": reports, "frames": frames}
+    return {"received": received, "lost": lost, "reports": reports, "frames": frames, "answer": answer}
 
 
 def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
@@ -314,3 +315,13 @@ def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
         assert recent and min(abs(ts - rtp_timestamp) for ts in recent) < 90000 * 0.3, (rtp_timestamp, recent[:3])
         sent_by_then = sum(1 for t, _ in first_by_arrival if t <= arrival) + sum(1 for s in lost if s not in received)
         assert 0.8 * sent_by_then - 30 <= packets <= sent_by_then + 30, (packets, sent_by_then)
+
+
+def test_a_video_only_whep_offer_gets_a_video_only_answer(gateway):
+    """Some WHEP clients offer no audio section; the stream has audio, the peer still plays."""
+    session = gateway.login()
+    with ThreadPoolExecutor(1) as thread:
+        result = thread.submit(asyncio.run, receive_dropping_packets(gateway, session, seconds=3, every=10**6,
+                                                                     with_audio=False)).result()
+    assert "m=audio" not in result["answer"] and "H264" in result["answer"]
+    assert result["frames"] >= 25

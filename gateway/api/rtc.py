@@ -52,8 +52,9 @@ def ice_servers(gw: Gateway) -> list[dict]:
     return [s for s in gw.config.raw.get("webrtc", {}).get("iceServers", []) if isinstance(s, dict) and s.get("urls")]
 
 
-async def new_peer(gw: Gateway, stream: Stream) -> "RtcPeer":
-    """A set-up peer for a ready stream; StreamNotReady if the source gives no video."""
+async def new_peer(gw: Gateway, stream: Stream, audio: bool = True) -> "RtcPeer":
+    """A set-up peer for a ready stream (`audio`: the client takes audio too);
+    StreamNotReady if the source gives no video."""
     # aiortc is imported on the first WebRTC viewer: ~20 MB a gateway without one never needs.
     from ..media.webrtc import RtcPeer, ice_host_addresses, install_passthrough
 
@@ -63,7 +64,7 @@ async def new_peer(gw: Gateway, stream: Stream) -> "RtcPeer":
         params = await stream.wait_ready(READY_TIMEOUT)
     finally:
         stream.release()
-    peer = RtcPeer(uuid.uuid4().hex, stream, ice_servers(gw), stream.conf["bEnableAudio"])
+    peer = RtcPeer(uuid.uuid4().hex, stream, ice_servers(gw), stream.conf["bEnableAudio"] and audio)
     await peer.setup(params)
     gw.rtc_peers[peer.id] = peer
     asyncio.ensure_future(_forget_when_closed(gw, peer))
@@ -165,7 +166,9 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     if not offer.startswith("v=0") or "m=video" not in offer:
         return _with_cors(fail(400, "body is not an SDP offer with a video section"))
     try:
-        peer = await new_peer(gw, stream)
+        # An offer without audio (some WHEP clients) gets a video-only peer: aiortc
+        # cannot answer an offer that lacks a section for one of its senders.
+        peer = await new_peer(gw, stream, audio="m=audio" in offer)
     except StreamNotReady as e:
         return _with_cors(fail(503, str(e)))
     try:
