@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import statistics
+from contextlib import contextmanager
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -101,6 +102,22 @@ def source_state(gw: Gateway, session: str, token: str) -> dict[str, Any]:
     status, answer = gw.api("GetSrc", session=session, token=token)
     assert status == 200 and answer["bStatus"], answer
     return answer["src"][0]
+
+
+@contextmanager
+def live_gateway(root: Path, url: str, token: str, audio: bool = False, **settings: Any) -> Iterator[tuple[Gateway, str]]:
+    """(gateway, session): a gateway in `root` pulling the camera at `url` as `token`
+    (H5_ALWAYS), online; stopped on exit. `settings` as for Gateway (section__key=value)."""
+    gw = Gateway(root, system__strLogLevel="warning", **settings)
+    gw.start()
+    try:
+        session = gw.login()
+        add_rtsp(gw, session, token, url, "H5_ALWAYS", audio=audio)
+        if not wait_until(lambda: source_state(gw, session, token)["bOnline"], 20):
+            raise SystemExit(f"source did not come online:\n{gw.log()}")
+        yield gw, session
+    finally:
+        gw.stop()
 
 
 def add_rtsp(gw: Gateway, session: str, token: str, url: str, connecttype: str = "H5_ALWAYS",

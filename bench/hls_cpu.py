@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Gateway, RtspCamera, add_rtsp, cpu_percent, machine_note, source_state, wait_until
+from common import Gateway, RtspCamera, cpu_percent, live_gateway, machine_note
 
 TOKEN = "cpu"
 TARGET_PERCENT = 10.0
@@ -139,13 +139,7 @@ def main() -> None:
     settle = 8  # clients arrive, and a cold segmenter waits for its first three segments
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            gw = Gateway(Path(tmp), system__strLogLevel="warning")
-            gw.start()
-            try:
-                session = gw.login()
-                add_rtsp(gw, session, TOKEN, camera.url, "H5_ALWAYS", audio=True)
-                if not wait_until(lambda: source_state(gw, session, TOKEN)["bOnline"], 20):
-                    raise SystemExit(f"source did not come online:\n{gw.log()}")
+            with live_gateway(Path(tmp), camera.url, TOKEN, audio=True) as (gw, session):
                 pid = gw.proc.pid
                 time.sleep(2)
                 base_cpu = cpu_percent(pid, args.seconds)
@@ -168,8 +162,6 @@ def main() -> None:
                           f"{out['requests'] / total:>6.0f} {out['bytes'] / total / 1e6:>8.2f} {rate:>14.2f} "
                           f"{out['errors']:>6}")
                     time.sleep(3)
-            finally:
-                gw.stop()
     finally:
         camera.stop()
     print("(items/s/client: a regular client needs 0.5 segments/s, an LL client 5 parts/s to keep up)")

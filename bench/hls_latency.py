@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (Gateway, RtspCamera, add_rtsp, launch_chromium, machine_note, open_bench_page, show,
-                    source_state, summary, wait_until)
+from common import (Gateway, RtspCamera, launch_chromium, live_gateway, machine_note, open_bench_page, show,
+                    summary)
 
 TOKEN = "lat"
 MODES = {"ll": ("ll", "auto"), "v1": ("v1", "auto"), "v1-native": ("v1", "true")}
@@ -106,13 +106,7 @@ def main() -> None:
     out: dict = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            gw = Gateway(Path(tmp), system__strLogLevel="warning", hls__nHLSDuration=1)
-            gw.start()
-            try:
-                session = gw.login()
-                add_rtsp(gw, session, TOKEN, camera.url, "H5_ALWAYS")
-                if not wait_until(lambda: source_state(gw, session, TOKEN)["bOnline"], 20):
-                    raise SystemExit(f"source did not come online:\n{gw.log()}")
+            with live_gateway(Path(tmp), camera.url, TOKEN, hls__nHLSDuration=1) as (gw, session):
                 print("camera: 1280x720 25 fps x264 zerolatency, IDR every 1 s; gateway: RTSP/TCP, "
                       "hls.nHLSDuration 1 (1 s segments, 200 ms parts)")
                 with sync_playwright() as playwright:
@@ -131,8 +125,6 @@ def main() -> None:
                             out[mode] = summary(r["ages"])
                     finally:
                         browser.close()
-            finally:
-                gw.stop()
     finally:
         camera.stop()
     print()

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Gateway, RtspCamera, add_rtsp, cpu_percent, machine_note, source_state, wait_until
+from common import RtspCamera, cpu_percent, live_gateway, machine_note, wait_until
 
 TOKEN = "rec"
 TARGET_RATIO = 1.5
@@ -46,13 +46,7 @@ def main() -> None:
           f"{args.seconds:.0f} s per phase")
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            gw = Gateway(Path(tmp) / "gw", system__strLogLevel="warning")
-            gw.start()
-            try:
-                session = gw.login()
-                add_rtsp(gw, session, TOKEN, camera.url, "H5_ALWAYS", audio=True)
-                if not wait_until(lambda: source_state(gw, session, TOKEN)["bOnline"], 20):
-                    raise SystemExit(f"source did not come online:\n{gw.log()}")
+            with live_gateway(Path(tmp) / "gw", camera.url, TOKEN, audio=True) as (gw, session):
                 time.sleep(2)
                 pull = cpu_percent(gw.proc.pid, args.seconds)
                 status, answer = gw.api("ManualRecordStart", session=session, token=TOKEN)
@@ -63,8 +57,6 @@ def main() -> None:
                 assert status == 200, stopped
                 written = sum(p.stat().st_size for p in (gw.root / "mediastore" / "record").rglob("*.mp4"))
                 assert gw.api("DelSrc", session=session, token=TOKEN)[0] == 200
-            finally:
-                gw.stop()
             out = Path(tmp) / "ffmpeg.mp4"
             ffmpeg = subprocess.Popen(
                 ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", camera.url,

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Gateway, RtspCamera, add_rtsp, machine_note, show, source_state, wait_until
+from common import RtspCamera, live_gateway, machine_note, show
 
 TOKEN = "snap"
 TARGET_MS = 150.0
@@ -35,13 +35,7 @@ def main() -> None:
     fresh: dict[str, list[float]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            gw = Gateway(Path(tmp) / "gw", system__strLogLevel="warning")
-            gw.start()
-            try:
-                session = gw.login()
-                add_rtsp(gw, session, TOKEN, camera.url, "H5_ALWAYS")
-                if not wait_until(lambda: source_state(gw, session, TOKEN)["bOnline"], 20):
-                    raise SystemExit(f"source did not come online:\n{gw.log()}")
+            with live_gateway(Path(tmp) / "gw", camera.url, TOKEN) as (gw, session):
                 time.sleep(1)
                 for label, call in (
                     ("GetImage", lambda: gw.get(f"/api/v1/GetImage?token={TOKEN}&session={session}")[0]),
@@ -61,8 +55,6 @@ def main() -> None:
                 jpegs = list((gw.root / "mediastore" / "snapshot").rglob("*.jpg"))
                 size = sum(p.stat().st_size for p in jpegs) // len(jpegs)
                 print(f"{len(jpegs)} JPEGs in the store, {size} bytes each")
-            finally:
-                gw.stop()
     finally:
         camera.stop()
     for label, times in fresh.items():

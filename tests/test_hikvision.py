@@ -210,15 +210,22 @@ def video_gaps(viewer: WsViewer) -> list[tuple[float, float]]:
     return [(b, b - a) for a, b in zip(times, times[1:])]
 
 
-def test_url_renewal_is_seamless(make_gateway, platform):
-    """URLs valid 15 s, renewed make-before-break: over 5+ renewals the viewer's one
-    WebSocket never sees a gap over 1 s, and no expired URL is ever cut by the origin."""
+def imported_and_watched(make_gateway, platform) -> tuple:
+    """(gateway, session, viewer): the platform's cameras imported with 15 s URLs, and a WS
+    viewer playing cam1."""
     gw = hik_gateway(make_gateway, platform, validity=15)
     session = gw.login()
     assert gw.api("AddDeviceHik", session=session)[1]["nAdded"] == 3
     viewer = WsViewer(gw.ws_url, "cam1", session)
     viewer.start()
     assert viewer.wait_frames(10, 20), (viewer.error, viewer.close_reason, gw.log()[-2000:])
+    return gw, session, viewer
+
+
+def test_url_renewal_is_seamless(make_gateway, platform):
+    """URLs valid 15 s, renewed make-before-break: over 5+ renewals the viewer's one
+    WebSocket never sees a gap over 1 s, and no expired URL is ever cut by the origin."""
+    gw, session, viewer = imported_and_watched(make_gateway, platform)
     deadline = time.monotonic() + 80
     while gw.log().count("source cam1: switched to") < 5 and time.monotonic() < deadline and viewer.is_alive():
         time.sleep(0.5)
@@ -247,12 +254,7 @@ def test_url_renewal_is_seamless(make_gateway, platform):
 def test_platform_faults_and_offline_camera_recover(make_gateway, platform):
     """Token expiry, 10 s of platform 5xx, the camera offline and back, the camera removed:
     the viewer's one WebSocket survives all of it and GetSrc's bOnline tells the truth."""
-    gw = hik_gateway(make_gateway, platform, validity=15)
-    session = gw.login()
-    assert gw.api("AddDeviceHik", session=session)[1]["nAdded"] == 3
-    viewer = WsViewer(gw.ws_url, "cam1", session)
-    viewer.start()
-    assert viewer.wait_frames(10, 20), (viewer.error, viewer.close_reason, gw.log()[-2000:])
+    gw, session, viewer = imported_and_watched(make_gateway, platform)
     sampler = Sampler(gw, session, "cam1")
     sampler.start()
     try:

@@ -63,20 +63,22 @@ async def _until_ready(stream: Stream) -> None:
 
 @command("Record", role="Operator")
 async def record(request: web.Request, _: Session | None) -> web.Response:
-    stream = _stream(request)
-    duration = _duration(request)
-    name = check_name(param(request, "filename", stream.token, max_len=128), "record")
-    await _until_ready(stream)
-    job = gateway(request).mediastore.record(stream, name, None, duration)  # type: ignore[arg-type]
-    return ok("recording", strPath=media_url(job.first_path or ""), nDuration=duration)
+    return await _record(request, in_given_place=False)
 
 
 @command("PathRecord", role="Operator")
 async def path_record(request: web.Request, _: Session | None) -> web.Response:
+    return await _record(request, in_given_place=True)
+
+
+async def _record(request: web.Request, in_given_place: bool) -> web.Response:
+    """Record (named after the token by default) and PathRecord (into the folders the
+    client names, with a name it must give): one job of `duration` seconds."""
     stream = _stream(request)
-    place = _given_place(request, "record", stream.token)
+    place = _given_place(request, "record", stream.token) if in_given_place else None
     duration = _duration(request)
-    name = check_name(param(request, "filename", max_len=128), "record")
+    default_name = None if in_given_place else stream.token
+    name = check_name(param(request, "filename", default_name, max_len=128), "record")
     await _until_ready(stream)
     job = gateway(request).mediastore.record(stream, name, place, duration)  # type: ignore[arg-type]
     return ok("recording", strPath=media_url(job.first_path or ""), nDuration=duration)
