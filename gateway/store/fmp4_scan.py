@@ -12,23 +12,29 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+def _box_at(head: bytes, pos: int, end: int) -> tuple[bytes, int, int] | None:
+    """(type, payload start, box end) of the box at `pos` whose first (up to 16) bytes are
+    `head`, in a region ending at `end`; None if it is cut short or malformed."""
+    size, kind = struct.unpack_from(">I4s", head)
+    header = 8
+    if size == 1:
+        if len(head) < 16:
+            return None
+        size, header = struct.unpack_from(">Q", head, 8)[0], 16
+    elif size == 0:
+        size = end - pos
+    if size < header or pos + size > end:
+        return None
+    return kind, pos + header, pos + size
+
+
 def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of each box in data[start:end]."""
     end = len(data) if end is None else end
     pos = start
-    while pos + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            return
-        yield kind, pos + header, pos + size
-        pos += size
+    while pos + 8 <= end and (box := _box_at(data[pos:min(pos + 16, end)], pos, end)) is not None:
+        yield box
+        pos = box[2]
 
 
 def _timescales(moov: bytes) -> dict[int, int]:
@@ -81,20 +87,15 @@ def _traf_span(moof: bytes, start: int, end: int) -> tuple[int, int, int] | None
 
 
 def _top_level(f: BinaryIO, size: int) -> Iterator[tuple[bytes, int, int]]:
+    """_boxes for a whole file, reading only each box's header."""
     pos = 0
     while pos + 8 <= size:
         f.seek(pos)
-        head = f.read(16)
-        box_size, kind = struct.unpack_from(">I4s", head)
-        header = 8
-        if box_size == 1:
-            box_size, header = struct.unpack_from(">Q", head, 8)[0], 16
-        elif box_size == 0:
-            box_size = size - pos
-        if box_size < header or pos + box_size > size:
+        box = _box_at(f.read(min(16, size - pos)), pos, size)
+        if box is None:
             return
-        yield kind, pos + header, pos + box_size
-        pos += box_size
+        yield box
+        pos = box[2]
 
 
 def media_duration(path: Path) -> float:
