@@ -15,6 +15,7 @@ from .api import mediastore
 from .auth import upgrade_users
 from .config import Config
 from .core import Gateway
+from .http_front import FrontSite
 from .sample import SAMPLE_NAME, ensure_sample
 
 log = logging.getLogger(__name__)
@@ -87,20 +88,26 @@ async def serve(config: Config) -> web.AppRunner:
     gateway = Gateway(config)
     runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=True)
     await runner.setup()
+    app = runner.app
     bind = config.get("http", "strBindAddress")
+
+    def site(port: int, context: ssl.SSLContext | None = None) -> FrontSite:
+        return FrontSite(runner, bind, port, route=hls.fast_route(app), internal_error=hls.internal_error,
+                         ssl_context=context)
+
     http_port, https_port = config.get("http", "nHTTPPort"), config.get("http", "nHTTPSPort")
     if http_port:
-        await web.TCPSite(runner, bind, http_port).start()
+        await site(http_port).start()
         log.info("serving http://%s:%d/", bind, http_port)
     # MediaMTX gave viewers http://host:8889/{token}/; the same app on that port keeps
     # such links (and WHEP clients pointed there) working.
     extra_port = config.get("webrtc", "nWebRTCPort")
     if extra_port:
-        await web.TCPSite(runner, bind, extra_port).start()
+        await site(extra_port).start()
         log.info("serving the MediaMTX-style WebRTC URLs on http://%s:%d/{token}/", bind, extra_port)
     context = tls_context(config)
     if https_port and context is not None:
-        await web.TCPSite(runner, bind, https_port, ssl_context=context).start()
+        await site(https_port, context).start()
         log.info("serving https://%s:%d/", bind, https_port)
     elif https_port:
         log.info("HTTPS off: no certs/server.crt and certs/server.key (run ./gencert.sh)")

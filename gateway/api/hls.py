@@ -6,6 +6,7 @@
   /api/v1/h5swscmnapi        the h5s HLS player's keepalive socket
   /api/v1/GetHlsUrl          signed, short-lived URLs for players that cannot log in
 
+The files are served on the lean HTTP front (gateway/http_front.py), not through aiohttp.
 Every URL takes `session=` (as the REST API) or `hlstoken=` (from GetHlsUrl); the URIs in
 a playlist carry the credential the playlist was asked with. Errors are the REST API's
 JSON: 401 auth, 404 unknown token or file, 400 a blocking request too far ahead, 503 no
@@ -21,16 +22,19 @@ import math
 import re
 import secrets
 import time
-from typing import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Mapping
 from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
 from ..auth import AuthError, Session
 from ..config import valid_token
+from ..core import Gateway
+from ..http_front import FastRoute, LeanRequest, LeanResponse
 from ..media.hls import HlsSegmenter, Segment
 from ..media.hls_playlist import QUERY, master_playlist, media_playlist
-from .v1 import ApiError, command, fail, gateway, ok, session_from, token_param
+from .v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
 from .ws import stream_socket
 
 READY_TIMEOUT = 15.0  # a cold stream's connect and first keyframe
@@ -82,48 +86,105 @@ class HlsSigner:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the HLS routes; before /api/v1/{command} and the static files."""
+    """Register the aiohttp side; before /api/v1/{command} and the static files."""
     app[SIGNER_KEY] = HlsSigner(secrets.token_bytes(32))
     app.router.add_get("/api/v1/h5swscmnapi", h5swscmnapi)
-    app.router.add_get("/hls/{variant:v1|v2}/{token}/hls.m3u8", h5s_playlist)
-    app.router.add_get("/hls/{variant:v1|v2}/{token}/{name}", media_file)
-    app.router.add_get("/{token}/index.m3u8", ll_master)
-    app.router.add_get("/{token}/stream.m3u8", ll_playlist)
-    app.router.add_get(r"/{token}/{name:(?:init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)}", media_file)
+    app.router.add_get("/hls/{variant:v1|v2}/{token}/{name}", aiohttp_route)
+    app.router.add_get(r"/{token}/{name:(?:index\.m3u8|stream\.m3u8|init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)}",
+                       aiohttp_route)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+async def aiohttp_route(request: web.Request) -> web.Response:
+    """The same answers on a connection the front has handed to aiohttp (one that also
+    asked for something else, such as a page's own keep-alive connection)."""
+    info = request.match_info
+    ask = Ask(gateway(request), request.app[SIGNER_KEY], info.get("variant", "ll"), info["token"], info["name"],
+              request.query)
+    reply = json_errors(answer, ask)
+    if not isinstance(reply, LeanResponse):
+        reply = await reply
+    return web.Response(status=reply.status, body=reply.body, headers={**reply.headers, "Content-Type": reply.content_type})
 
 
-def json_errors(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except AuthError as e:
-            return fail(401, str(e))
-        except ApiError as e:
-            return fail(e.status, e.reason)
-
-    return wrapped
+_H5S_PATH = re.compile(r"/hls/(v1|v2)/([^/]+)/([^/]+)")
+_LL_PATH = re.compile(r"/([^/]+)/(index\.m3u8|stream\.m3u8|init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)")
+Reply = LeanResponse | Awaitable[LeanResponse]
 
 
-def credential(request: web.Request, token: str) -> str:
+@dataclass(slots=True)
+class Ask:
+    """One HLS request: which stream, which file, and its query."""
+
+    gw: Gateway
+    signer: HlsSigner
+    variant: str  # v1, v2 or ll
+    token: str
+    name: str
+    query: Mapping[str, str]
+
+
+def fast_route(app: web.Application) -> FastRoute:
+    """The HLS paths, answered on the lean front (gateway/http_front.py) without aiohttp:
+    the HLS players' hundreds of requests a second are most of a gateway's HTTP traffic."""
+    gw, signer = app[GATEWAY_KEY], app[SIGNER_KEY]
+
+    def route(request: LeanRequest) -> Reply | None:
+        if m := _H5S_PATH.fullmatch(request.path):
+            variant, token, name = m.groups()
+        elif m := _LL_PATH.fullmatch(request.path):
+            variant, (token, name) = "ll", m.groups()
+        else:
+            return None
+        return json_errors(answer, Ask(gw, signer, variant, token, name, request.query))
+
+    return route
+
+
+def json_errors(handler: Callable[[Ask], Reply], ask: Ask) -> Reply:
+    """The handler's answer, with AuthError/ApiError as the REST API's JSON errors."""
+    try:
+        reply = handler(ask)
+    except (AuthError, ApiError) as e:
+        return error_response(e)
+    if isinstance(reply, LeanResponse):
+        return reply
+    return _later(reply)
+
+
+async def _later(reply: Awaitable[LeanResponse]) -> LeanResponse:
+    try:
+        return await reply
+    except (AuthError, ApiError) as e:
+        return error_response(e)
+
+
+def error_response(e: AuthError | ApiError) -> LeanResponse:
+    status, reason = (401, str(e)) if isinstance(e, AuthError) else (e.status, e.reason)
+    body = json.dumps({"bStatus": False, "strCode": reason}).encode()
+    return LeanResponse(status, "application/json; charset=utf-8", body, HEADERS)
+
+
+def internal_error() -> LeanResponse:
+    return error_response(ApiError(500, "internal error (see the gateway log)"))
+
+
+def credential(ask: Ask) -> str:
     """Check the request's session or hlstoken; the query its playlist's URIs should carry."""
-    if not gateway(request).config.get("http", "bAuth"):
+    if not ask.gw.config.get("http", "bAuth"):
         return ""
-    signed = request.query.get("hlstoken")
+    signed = ask.query.get("hlstoken")
     if signed is not None:
-        request.app[SIGNER_KEY].check(signed, token)
+        ask.signer.check(signed, ask.token)
         return "?hlstoken=" + quote(signed, safe="")
-    session_from(request)
-    return "?session=" + quote(request.query["session"], safe="")
+    session = ask.query.get("session")
+    ask.gw.auth.check(session)
+    return "?session=" + quote(session or "", safe="")
 
 
-def segmenter(request: web.Request) -> tuple[HlsSegmenter, str]:
+def segmenter(ask: Ask) -> tuple[HlsSegmenter, str]:
     """The stream's segmenter (started, or kept running) and the credential query."""
-    gw = gateway(request)
-    token = request.match_info["token"]
-    query = credential(request, token)
+    query = credential(ask)
+    gw, token = ask.gw, ask.token
     if not valid_token(token) or token not in gw.config.sources:
         raise ApiError(404, f"unknown token {token[:64]!r}")
     stream = gw.stream(token)
@@ -135,12 +196,27 @@ def segmenter(request: web.Request) -> tuple[HlsSegmenter, str]:
     return seg, query
 
 
-async def first_segments(seg: HlsSegmenter) -> None:
-    """Wait for the segments a player starts from (a shorter live playlist makes Chromium's
-    own HLS fail to start), so no client ever gets an empty or too short playlist."""
+def after(seg: HlsSegmenter, ready: Callable[[], bool], timeout: float, answer: Callable[[], LeanResponse],
+          late: Callable[[], ApiError] | None = None) -> Reply:
+    """`answer()` once `ready()` holds: at once when it already does (most requests), else
+    when the segmenter makes it so; on timeout `late()` is raised, or without one answered anyway."""
+    if seg.active and ready():
+        return answer()
+
+    async def waited() -> LeanResponse:
+        if not await seg.wait_for(ready, timeout) and late is not None:
+            raise late()
+        return answer()
+
+    return waited()
+
+
+def first_segments(seg: HlsSegmenter, answer: Callable[[], LeanResponse]) -> Reply:
+    """Answer once the segments a player starts from exist (a shorter live playlist makes
+    Chromium's own HLS fail to start), so no client gets an empty or too short playlist."""
     count = min(START_SEGMENTS, seg.segment_count)
-    if not await seg.wait_for(lambda: seg.has_segments(count), READY_TIMEOUT + (count + 1) * seg.target):
-        raise not_ready(seg)
+    return after(seg, lambda: seg.has_segments(count), READY_TIMEOUT + (count + 1) * seg.target, answer,
+                 lambda: not_ready(seg))
 
 
 def not_ready(seg: HlsSegmenter) -> ApiError:
@@ -150,8 +226,8 @@ def not_ready(seg: HlsSegmenter) -> ApiError:
     return ApiError(503, f"stream {seg.stream.token} not ready: {reason}")
 
 
-def int_param(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
+def int_param(query: Mapping[str, str], name: str) -> int | None:
+    value = query.get(name)
     if value is None:
         return None
     if not value.isdigit() or len(value) > 12:
@@ -159,14 +235,13 @@ def int_param(request: web.Request, name: str) -> int | None:
     return int(value)
 
 
-async def blocking_reload(request: web.Request, seg: HlsSegmenter) -> None:
+def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanResponse]) -> Reply:
     """_HLS_msn / _HLS_part: answer only once that segment (or part) exists."""
-    msn, part = int_param(request, "_HLS_msn"), int_param(request, "_HLS_part")
+    msn, part = int_param(ask.query, "_HLS_msn"), int_param(ask.query, "_HLS_part")
     if msn is None:
         if part is not None:
             raise ApiError(400, "_HLS_part needs _HLS_msn")
-        await first_segments(seg)
-        return
+        return first_segments(seg, answer)
     advance = math.ceil(ADVANCE_SECONDS / seg.part_target)
     open_seg = seg.open_segment
     parts_now = len(open_seg.parts) if open_seg is not None and open_seg.msn == msn else 0
@@ -180,64 +255,66 @@ async def blocking_reload(request: web.Request, seg: HlsSegmenter) -> None:
     else:
         def ready() -> bool:
             return seg.has_segments() and seg.has_part(msn, part)
-    if not await seg.wait_for(ready, BLOCK_TIMEOUT * seg.target + (0 if seg.has_segments() else READY_TIMEOUT)):
+
+    def late() -> ApiError:
         if seg.active and seg.has_segments():
-            raise ApiError(503, f"segment {msn} part {part} did not come in time")
-        raise not_ready(seg)
+            return ApiError(503, f"segment {msn} part {part} did not come in time")
+        return not_ready(seg)
+
+    return after(seg, ready, BLOCK_TIMEOUT * seg.target + (0 if seg.has_segments() else READY_TIMEOUT), answer, late)
 
 
-def playlist(text: str, query: str) -> web.Response:
-    return web.Response(text=text.replace(QUERY, query), content_type=PLAYLIST, headers=HEADERS)
+def playlist(text: str, query: str) -> LeanResponse:
+    return LeanResponse(200, PLAYLIST, text.replace(QUERY, query).encode(), HEADERS)
 
 
-@json_errors
-async def h5s_playlist(request: web.Request) -> web.Response:
-    seg, query = segmenter(request)
-    await blocking_reload(request, seg)
-    return playlist(media_playlist(seg, request.match_info["variant"]), query)
+def media(data: bytes, content_type: str = "video/mp4") -> LeanResponse:
+    return LeanResponse(200, content_type, data, HEADERS)
 
 
-@json_errors
-async def ll_master(request: web.Request) -> web.Response:
-    seg, query = segmenter(request)
-    await first_segments(seg)
-    return playlist(master_playlist(seg), query)
+def answer(ask: Ask) -> Reply:
+    seg, query = segmenter(ask)
+    name = ask.name
+    if name == "index.m3u8" and ask.variant == "ll":
+        return first_segments(seg, lambda: playlist(master_playlist(seg), query))
+    if name == ("stream.m3u8" if ask.variant == "ll" else "hls.m3u8"):
+        return blocking_reload(ask, seg, lambda: playlist(media_playlist(seg, ask.variant), query))
+    return media_file(ask, seg)
 
 
-@json_errors
-async def ll_playlist(request: web.Request) -> web.Response:
-    seg, query = segmenter(request)
-    await blocking_reload(request, seg)
-    return playlist(media_playlist(seg, "ll"), query)
-
-
-@json_errors
-async def media_file(request: web.Request) -> web.Response:
+def media_file(ask: Ask, seg: HlsSegmenter) -> Reply:
     """An init segment, a segment (TS or fMP4) or a part; the next part is waited for."""
-    seg, _ = segmenter(request)
-    name = request.match_info["name"]
+    name = ask.name
     if m := _INIT.fullmatch(name):
         data = seg.inits.get(int(m[1]))
         if data is None:
             raise ApiError(404, f"{name} is not available")
-        return web.Response(body=data, content_type="video/mp4", headers=HEADERS)
+        return media(data)
     if m := _SEGMENT.fullmatch(name):
         s = seg.segment(int(m[1]))
-        if s is None or not s.complete or m[2] == "ts" and request.match_info.get("variant") != "v1":
+        if s is None or not s.complete or m[2] == "ts" and ask.variant != "v1":
             raise ApiError(404, f"{name} is not available{window(seg)}")
         if m[2] == "ts":
-            return web.Response(body=await seg.ts(s), content_type="video/mp2t", headers=HEADERS)
-        return web.Response(body=s.data, content_type="video/mp4", headers=HEADERS)
+            return media(s.ts, "video/mp2t") if s.ts is not None else ts_segment(seg, s)
+        return media(s.data)
     if m := _PART.fullmatch(name):
         msn, index = int(m[1]), int(m[2])
+
+        def found() -> LeanResponse:
+            data = part_of(seg.segment(msn), index)
+            if data is None:
+                raise ApiError(404, f"{name} is not available{window(seg)}")
+            return media(data)
+
         if (msn, index) in upcoming_parts(seg):  # a preload hint: answer when the part is there
-            await seg.wait_for(lambda: part_of(seg.segment(msn), index) is not None or seg.part_gone(msn, index),
-                               BLOCK_TIMEOUT * seg.target)
-        found = part_of(seg.segment(msn), index)
-        if found is None:
-            raise ApiError(404, f"{name} is not available{window(seg)}")
-        return web.Response(body=found, content_type="video/mp4", headers=HEADERS)
+            return after(seg, lambda: part_of(seg.segment(msn), index) is not None or seg.part_gone(msn, index),
+                         BLOCK_TIMEOUT * seg.target, found)
+        return found()
     raise ApiError(404, f"no such HLS file {name[:64]!r}")
+
+
+async def ts_segment(seg: HlsSegmenter, s: Segment) -> LeanResponse:
+    return media(await seg.ts(s), "video/mp2t")
 
 
 def upcoming_parts(seg: HlsSegmenter) -> list[tuple[int, int]]:
@@ -289,7 +366,7 @@ async def get_hls_url(request: web.Request, _: Session | None) -> web.Response:
     """Signed HLS URLs (relative to the gateway root) for one stream."""
     token = token_param(request)
     default, low, high = SIGNED_EXPIRE
-    seconds = int_param(request, "expire")
+    seconds = int_param(request.query, "expire")
     seconds = default if seconds is None else seconds
     if not low <= seconds <= high:
         raise ApiError(400, f"parameter 'expire' must be {low}-{high} seconds")

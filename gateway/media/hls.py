@@ -9,7 +9,8 @@ on first request, in order, by one TsWriter) all come from the same cut.
 It runs only while clients ask: the first request attaches it to the stream (acquiring an
 on-demand source), and when no request has come for CLIENT_TIMEOUT target durations it
 detaches, releases the stream and forgets every segment. Waiting requests (blocking
-playlist reload, preload hints) wait on one future that each new part resolves.
+playlist reload, preload hints) each wait on a future that the change fulfilling their
+condition resolves, so a new part wakes only the requests it answers.
 """
 
 from __future__ import annotations
@@ -87,9 +88,8 @@ class HlsSegmenter:
         self.active = False
         self.last_request = 0.0
         self.version = 0  # bumped on every change; playlists are cached per version
-        self._waiters = 0
+        self._waiting: dict[asyncio.Future[bool], Callable[[], bool]] = {}  # each waiter's condition
         self._idle_handle: asyncio.TimerHandle | None = None
-        self._changed: asyncio.Future[None] | None = None
         self._ts_lock = asyncio.Lock()
         self._clear()
 
@@ -130,7 +130,7 @@ class HlsSegmenter:
     def _check_idle(self) -> None:
         loop = asyncio.get_running_loop()
         idle = loop.time() - self.last_request
-        if idle >= self.idle_timeout and not self._waiters:
+        if idle >= self.idle_timeout and not self._waiting:
             self.stop()
         else:
             self._idle_handle = loop.call_later(max(0.5, self.idle_timeout - idle), self._check_idle)
@@ -153,30 +153,29 @@ class HlsSegmenter:
     # -- waiting for media ---------------------------------------------------------
 
     def _notify(self) -> None:
+        """Something changed: wake the waiters whose condition now holds (all, when stopped)."""
         self.version += 1
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-        self._changed = None
+        if not self._waiting:
+            return
+        for waiter, ready in list(self._waiting.items()):
+            if not self.active or ready():
+                del self._waiting[waiter]
+                if not waiter.done():
+                    waiter.set_result(self.active)
 
     async def wait_for(self, ready: Callable[[], bool], timeout: float) -> bool:
-        """Wait until `ready()` holds (re-checked on every change); False on timeout or stop."""
+        """Wait until `ready()` holds (checked on every change); False on timeout or stop."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        self._waiters += 1
+        if self.active and ready():
+            return True
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiting[waiter] = ready
+        expiry = loop.call_later(timeout, _expire, waiter)
         try:
-            while self.active and not ready():
-                left = deadline - loop.time()
-                if left <= 0:
-                    return False
-                if self._changed is None:
-                    self._changed = loop.create_future()
-                try:
-                    await asyncio.wait_for(asyncio.shield(self._changed), left)
-                except asyncio.TimeoutError:
-                    pass
-            return self.active
+            return await waiter
         finally:
-            self._waiters -= 1
+            expiry.cancel()
+            self._waiting.pop(waiter, None)
             self.last_request = loop.time()
 
     # -- what clients ask for ------------------------------------------------------
@@ -316,3 +315,8 @@ class HlsSegmenter:
         used = {s.init_id for s in self.segments} | {self.init_id}
         self.inits = {k: v for k, v in self.inits.items() if k in used}
         self._notify()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

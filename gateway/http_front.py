@@ -1,0 +1,267 @@
+"""A lean HTTP/1.1 front on every listening port: the hot GETs answered here, the rest by aiohttp.
+
+100 LL-HLS players make ~700 requests a second. aiohttp spends ~230 µs of Python on each
+before a handler runs (bench/http_floor.py), alone twice the CPU budget of HLS. So each
+connection starts with this protocol. It takes a request only when it understands all of
+it: GET or HEAD, HTTP/1.0 or 1.1, no body, no upgrade, a head under MAX_HEAD, and a path
+that a fast route claims. At the first request that is anything else, the connection and
+the bytes read so far are handed to aiohttp, which keeps the connection from then on.
+The hand-written parser therefore only accepts the narrow subset it fully checks;
+everything unusual meets aiohttp's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Awaitable, Callable
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 8190  # as aiohttp's default line limit; a longer head goes to aiohttp
+MAX_PIPELINED = 65536  # bytes read ahead while a request is answered; then reading pauses
+KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection is kept (aiohttp's default)
+SWEEP_INTERVAL = 10.0
+_BODY_HEADERS = ("content-length", "transfer-encoding", "upgrade", "expect")
+
+
+@dataclass(slots=True)
+class LeanRequest:
+    method: str  # GET or HEAD
+    path: str  # percent-decoded
+    query: dict[str, str]  # the first value of each name, as aiohttp's request.query.get
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class LeanResponse:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# A fast route: None when the path is not its own, else the answer now or later.
+FastRoute = Callable[[LeanRequest], "LeanResponse | Awaitable[LeanResponse] | None"]
+# Called on an exception a fast route let through: the 500 to answer with.
+InternalError = Callable[[], LeanResponse]
+
+
+def parse_head(head: bytes) -> LeanRequest | None:
+    """The request in `head` (without its blank line), or None unless it is a plain GET/HEAD."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\r\n")
+    request_line = lines[0].split(" ")
+    if len(request_line) != 3:
+        return None
+    method, target, version = request_line
+    if method not in ("GET", "HEAD") or version not in ("HTTP/1.1", "HTTP/1.0") or not target.startswith("/"):
+        return None
+    keep_alive = version == "HTTP/1.1"
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip() or not value.isprintable():
+            return None  # folded, malformed or control characters: aiohttp decides
+        key = name.lower()
+        if key in _BODY_HEADERS:
+            if key == "content-length" and value.strip() == "0":
+                continue
+            return None
+        if key == "connection":
+            tokens = {t.strip().lower() for t in value.split(",")}
+            if "upgrade" in tokens:
+                return None
+            keep_alive = "close" not in tokens and (keep_alive or "keep-alive" in tokens)
+    path, _, query = target.partition("?")
+    if "%" in path:
+        try:
+            path = unquote(path, errors="strict")
+        except UnicodeDecodeError:
+            return None
+    values: dict[str, str] = {}
+    if query:
+        for name, value in parse_qsl(query.partition("#")[0], keep_blank_values=True):
+            values.setdefault(name, value)
+    return LeanRequest(method, path.partition("#")[0], values, keep_alive)
+
+
+_date_cache = (0, "")
+
+
+def http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class HttpFront(asyncio.Protocol):
+    """One connection: answers fast-route requests one at a time, in order, until a request
+    is not one; then hands the connection to aiohttp."""
+
+    def __init__(self, site: "FrontSite"):
+        self.site = site
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy: asyncio.Task | None = None  # the request being answered, when it waits
+        self.write_paused = False
+        self.read_paused = False
+        self.last_active = 0.0
+
+    # -- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.last_active = time.monotonic()
+        self.site.lean.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.busy is None and not self.write_paused:
+            self._next()
+        elif len(self.buffer) > MAX_PIPELINED and not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.site.lean.discard(self)
+        if self.busy is not None:
+            self.busy.cancel()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.busy is None:
+            self._next()
+
+    # -- requests ------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Answer the complete requests in the buffer while they can be answered at once."""
+        while self.transport is not None and self.busy is None and not self.write_paused:
+            end = self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+            if end < 0:
+                if len(self.buffer) > MAX_HEAD:
+                    self._hand_off()
+                elif self.read_paused:
+                    self.read_paused = False
+                    self.transport.resume_reading()
+                return
+            request = parse_head(bytes(self.buffer[:end]))
+            answer = None
+            if request is not None:
+                try:
+                    answer = self.site.route(request)
+                except Exception:
+                    log.exception("unhandled error on %s", request.path)
+                    answer = self.site.internal_error()
+            if answer is None:
+                self._hand_off()
+                return
+            del self.buffer[: end + 4]
+            assert request is not None
+            if isinstance(answer, LeanResponse):
+                self._write(request, answer)
+            else:
+                self.busy = asyncio.ensure_future(answer)
+                self.busy.add_done_callback(lambda task, r=request: self._answered(r, task))
+
+    def _answered(self, request: LeanRequest, task: asyncio.Future) -> None:
+        self.busy = None
+        if task.cancelled() or self.transport is None:
+            return
+        if task.exception() is not None:
+            log.error("unhandled error on %s", request.path, exc_info=task.exception())
+            self._write(request, self.site.internal_error())
+        else:
+            self._write(request, task.result())
+        self._next()
+
+    def _write(self, request: LeanRequest, response: LeanResponse) -> None:
+        assert self.transport is not None
+        status = response.status
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+                 f"Content-Type: {response.content_type}",
+                 f"Content-Length: {len(response.body)}",
+                 f"Date: {http_date()}"]
+        lines += [f"{name}: {value}" for name, value in response.headers.items()]
+        lines.append("Connection: keep-alive\r\n\r\n" if request.keep_alive else "Connection: close\r\n\r\n")
+        head = "\r\n".join(lines).encode("latin-1")
+        self.transport.write(head if request.method == "HEAD" else head + response.body)
+        self.last_active = time.monotonic()
+        if not request.keep_alive:
+            self.transport.close()
+            self.transport = None
+
+    def _hand_off(self) -> None:
+        """aiohttp takes the connection over, with what has been read of it."""
+        transport = self.transport
+        assert transport is not None
+        self.site.lean.discard(self)
+        self.transport = None
+        if self.read_paused:
+            transport.resume_reading()
+        handler = self.site.aiohttp_protocol()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self.buffer:
+            handler.data_received(bytes(self.buffer))
+        self.buffer.clear()
+
+    def close_if_idle(self, now: float) -> None:
+        if self.transport is not None and self.busy is None and now - self.last_active > KEEPALIVE_TIMEOUT:
+            self.transport.close()
+
+
+class FrontSite(web.TCPSite):
+    """A TCPSite whose connections start with HttpFront instead of aiohttp's protocol."""
+
+    def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, route: FastRoute,
+                 internal_error: InternalError, ssl_context=None):
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self.route = route
+        self.internal_error = internal_error
+        self.lean: set[HttpFront] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def aiohttp_protocol(self) -> asyncio.Protocol:
+        server = self._runner.server
+        assert server is not None
+        return server()
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers with the runner, as TCPSite.start does
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: HttpFront(self), self._host, self._port,
+                                                ssl=self._ssl_context, backlog=self._backlog)
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for connection in list(self.lean):
+            connection.close_if_idle(now)
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for connection in list(self.lean):
+            if connection.transport is not None:
+                connection.transport.close()
+        await super().stop()
