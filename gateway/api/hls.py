@@ -15,6 +15,7 @@ media in time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -29,7 +30,6 @@ from urllib.parse import quote
 from aiohttp import WSMsgType, web
 
 from ..auth import AuthError, Session
-from ..config import valid_token
 from ..core import Gateway
 from ..http_front import FastRoute, LeanRequest, LeanResponse
 from ..media.hls import HlsSegmenter, Segment
@@ -146,8 +146,8 @@ def json_errors(handler: Callable[[Ask], Reply], ask: Ask) -> Reply:
         reply = handler(ask)
     except (AuthError, ApiError) as e:
         return error_response(e)
-    if isinstance(reply, LeanResponse):
-        return reply
+    if isinstance(reply, (LeanResponse, asyncio.Future)):
+        return reply  # a future from after() answers its errors itself
     return _later(reply)
 
 
@@ -175,17 +175,25 @@ def credential(ask: Ask) -> str:
     signed = ask.query.get("hlstoken")
     if signed is not None:
         ask.signer.check(signed, ask.token)
-        return "?hlstoken=" + quote(signed, safe="")
+        return "?hlstoken=" + url_value(signed)
     session = ask.query.get("session")
     ask.gw.auth.check(session)
-    return "?session=" + quote(session or "", safe="")
+    return "?session=" + url_value(session or "")
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def url_value(value: str) -> str:
+    """`value` percent-encoded for a query (as is when it needs nothing: session ids do not)."""
+    return value if _URL_SAFE.fullmatch(value) else quote(value, safe="")
 
 
 def segmenter(ask: Ask) -> tuple[HlsSegmenter, str]:
     """The stream's segmenter (started, or kept running) and the credential query."""
     query = credential(ask)
     gw, token = ask.gw, ask.token
-    if not valid_token(token) or token not in gw.config.sources:
+    if token not in gw.config.sources:  # its tokens are valid ones
         raise ApiError(404, f"unknown token {token[:64]!r}")
     stream = gw.stream(token)
     if stream is None:
@@ -199,16 +207,25 @@ def segmenter(ask: Ask) -> tuple[HlsSegmenter, str]:
 def after(seg: HlsSegmenter, ready: Callable[[], bool], timeout: float, answer: Callable[[], LeanResponse],
           late: Callable[[], ApiError] | None = None) -> Reply:
     """`answer()` once `ready()` holds: at once when it already does (most requests), else
-    when the segmenter makes it so; on timeout `late()` is raised, or without one answered anyway."""
+    when the segmenter makes it so; on timeout the error `late()`, or without one answer() anyway."""
     if seg.active and ready():
         return answer()
+    reply: asyncio.Future[LeanResponse] = asyncio.get_running_loop().create_future()
 
-    async def waited() -> LeanResponse:
-        if not await seg.wait_for(ready, timeout) and late is not None:
-            raise late()
-        return answer()
+    def resolve(ok: bool) -> None:
+        if reply.done():
+            return  # the client has gone
+        try:
+            if not ok and late is not None:
+                raise late()
+            reply.set_result(answer())
+        except (AuthError, ApiError) as e:
+            reply.set_result(error_response(e))
+        except Exception as e:  # the front logs it and answers 500
+            reply.set_exception(e)
 
-    return waited()
+    seg.when(ready, timeout, resolve)
+    return reply
 
 
 def first_segments(seg: HlsSegmenter, answer: Callable[[], LeanResponse]) -> Reply:

@@ -28,6 +28,7 @@ from .packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 PART_TARGET = 0.2  # seconds: LL-HLS part length (a part may be cut short by a keyframe)
 CLIENT_TIMEOUT = 3  # target durations without a request before the segmenter stops
 EXTRA_SEGMENTS = 2  # kept beyond the playlist window for clients a little behind
+EXPIRY_CHECK = 0.25  # seconds between checks for waiting requests that timed out
 
 
 @dataclass
@@ -39,6 +40,13 @@ class Clock:
 
     def at(self, dts: int) -> float:
         return self.wall + (dts - self.dts) / VIDEO_TIMESCALE
+
+
+@dataclass(slots=True)
+class _Waiter:
+    ready: Callable[[], bool]
+    callback: Callable[[bool], None]
+    deadline: float  # loop time (time.monotonic)
 
 
 @dataclass
@@ -115,10 +123,10 @@ class HlsSegmenter:
 
     def touch(self) -> None:
         """An HLS client asked for something: segment if idle, and keep going a while."""
-        loop = asyncio.get_running_loop()
-        self.last_request = loop.time()
+        self.last_request = time.monotonic()  # the loop's clock (asyncio uses monotonic)
         if self.active:
             return
+        loop = asyncio.get_running_loop()
         self.active = True
         self.stream.acquire()
         self.stream.attach(self)
@@ -153,30 +161,41 @@ class HlsSegmenter:
     # -- waiting for media ---------------------------------------------------------
 
     def _notify(self) -> None:
-        """Something changed: wake the waiters whose condition now holds (all, when stopped)."""
+        """Something changed: answer the waiters whose condition now holds (all, when stopped)."""
         self.version += 1
         if not self._waiting:
             return
-        for waiter, ready in list(self._waiting.items()):
-            if not self.active or ready():
-                del self._waiting[waiter]
-                if not waiter.done():
-                    waiter.set_result(self.active)
+        waiting, self._waiting = self._waiting, []
+        still = []
+        for waiter in waiting:
+            if not self.active:
+                waiter.callback(False)
+            elif waiter.ready():
+                waiter.callback(True)
+            else:
+                still.append(waiter)
+        self._waiting = still + self._waiting
+        self.last_request = time.monotonic()
 
-    async def wait_for(self, ready: Callable[[], bool], timeout: float) -> bool:
-        """Wait until `ready()` holds (checked on every change); False on timeout or stop."""
+    def when(self, ready: Callable[[], bool], timeout: float, callback: Callable[[bool], None]) -> None:
+        """Call `callback(True)` once `ready()` holds (checked on every change), or
+        `callback(False)` after about `timeout` seconds or when the segmenter stops. No task
+        and no timer per waiter: a blocked playlist request costs one list entry."""
         loop = asyncio.get_running_loop()
-        if self.active and ready():
-            return True
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiting[waiter] = ready
-        expiry = loop.call_later(timeout, _expire, waiter)
-        try:
-            return await waiter
-        finally:
-            expiry.cancel()
-            self._waiting.pop(waiter, None)
-            self.last_request = loop.time()
+        self._waiting.append(_Waiter(ready, callback, loop.time() + timeout))
+        if self._expiry is None:
+            self._expiry = loop.call_later(EXPIRY_CHECK, self._expire)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        late = [w for w in self._waiting if w.deadline <= now]
+        if late:
+            self._waiting = [w for w in self._waiting if w.deadline > now]
+            for waiter in late:
+                waiter.callback(False)
+            self.last_request = now
+        self._expiry = loop.call_later(EXPIRY_CHECK, self._expire) if self._waiting else None
 
     # -- what clients ask for ------------------------------------------------------
 
@@ -189,10 +208,15 @@ class HlsSegmenter:
         return [s for s in self.segments if s.complete]
 
     def segment(self, msn: int) -> Segment | None:
-        return next((s for s in self.segments if s.msn == msn), None)
+        for s in reversed(self.segments):  # clients ask near the live edge
+            if s.msn == msn:
+                return s
+        return None
 
     def has_segments(self, count: int = 1) -> bool:
-        return sum(s.complete for s in self.segments) >= count
+        """At least `count` complete segments (all but an open last one are complete)."""
+        segments = self.segments
+        return len(segments) - (segments[-1].data is None if segments else 0) >= count
 
     def has_part(self, msn: int, index: int) -> bool:
         """Part `index` of segment `msn` exists, or (for a finished segment with fewer parts)
@@ -315,8 +339,3 @@ class HlsSegmenter:
         used = {s.init_id for s in self.segments} | {self.init_id}
         self.inits = {k: v for k, v in self.inits.items() if k in used}
         self._notify()
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
