@@ -96,7 +96,8 @@ class HlsSegmenter:
         self.active = False
         self.last_request = 0.0
         self.version = 0  # bumped on every change; playlists are cached per version
-        self._waiting: dict[asyncio.Future[bool], Callable[[], bool]] = {}  # each waiter's condition
+        self._waiting: list[_Waiter] = []  # requests waiting for a part or segment
+        self._expiry: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._ts_lock = asyncio.Lock()
         self._clear()
