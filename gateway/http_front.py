@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Awaitable, Callable
@@ -45,7 +45,12 @@ class LeanResponse:
     status: int
     content_type: str
     body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: bytes = b""  # extra header lines, each ending in CRLF (see header_lines)
+
+
+def header_lines(headers: dict[str, str]) -> bytes:
+    """Extra headers in a LeanResponse's form; made once, sent with every answer."""
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
 
 
 # A fast route: None when the path is not its own, else the answer now or later.
@@ -120,6 +125,9 @@ def http_date() -> str:
     return _date_cache[1]
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
+_CLOSE = b"Connection: close\r\n\r\n"
 _received = memoryview(bytearray(65536))  # every connection reads into it and copies out at once
 
 
@@ -216,13 +224,9 @@ class HttpFront(asyncio.BufferedProtocol):
     def _write(self, request: LeanRequest, response: LeanResponse) -> None:
         assert self.transport is not None
         status = response.status
-        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-                 f"Content-Type: {response.content_type}",
-                 f"Content-Length: {len(response.body)}",
-                 f"Date: {http_date()}"]
-        lines += [f"{name}: {value}" for name, value in response.headers.items()]
-        lines.append("Connection: keep-alive\r\n\r\n" if request.keep_alive else "Connection: close\r\n\r\n")
-        head = "\r\n".join(lines).encode("latin-1")
+        head = (f"HTTP/1.1 {status} {_PHRASES[status]}\r\nContent-Type: {response.content_type}\r\n"
+                f"Content-Length: {len(response.body)}\r\nDate: {http_date()}\r\n").encode("latin-1")
+        head += response.headers + (_KEEP_ALIVE if request.keep_alive else _CLOSE)
         self.transport.write(head if request.method == "HEAD" else head + response.body)
         self.last_active = time.monotonic()
         if not request.keep_alive:

@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 
 from ..auth import AuthError, Session
 from ..core import Gateway
-from ..http_front import FastRoute, LeanRequest, LeanResponse
+from ..http_front import FastRoute, LeanRequest, LeanResponse, header_lines
 from ..media.hls import HlsSegmenter, Segment
 from ..media.hls_playlist import QUERY, master_playlist, media_playlist
 from .v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
@@ -43,6 +43,7 @@ BLOCK_TIMEOUT = 3  # target durations a blocking request may wait before a 503
 ADVANCE_SECONDS = 3.0  # how far ahead a blocking request may ask, in parts (LL-HLS §6.2.5.2)
 PLAYLIST = "application/vnd.apple.mpegurl"
 HEADERS = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
+HEADER_LINES = header_lines(HEADERS)
 SIGNED_EXPIRE = (60, 10, 86400)  # default, min, max seconds of a GetHlsUrl token
 SIGNED_KEEP = 30.0  # an expired token keeps working while its player polls at least this often
 SIGNER_KEY = web.AppKey("hls_signer", "HlsSigner")
@@ -103,7 +104,7 @@ async def aiohttp_route(request: web.Request) -> web.Response:
     reply = json_errors(answer, ask)
     if not isinstance(reply, LeanResponse):
         reply = await reply
-    return web.Response(status=reply.status, body=reply.body, headers={**reply.headers, "Content-Type": reply.content_type})
+    return web.Response(status=reply.status, body=reply.body, headers={**HEADERS, "Content-Type": reply.content_type})
 
 
 _H5S_PATH = re.compile(r"/hls/(v1|v2)/([^/]+)/([^/]+)")
@@ -161,7 +162,7 @@ async def _later(reply: Awaitable[LeanResponse]) -> LeanResponse:
 def error_response(e: AuthError | ApiError) -> LeanResponse:
     status, reason = (401, str(e)) if isinstance(e, AuthError) else (e.status, e.reason)
     body = json.dumps({"bStatus": False, "strCode": reason}).encode()
-    return LeanResponse(status, "application/json; charset=utf-8", body, HEADERS)
+    return LeanResponse(status, "application/json; charset=utf-8", body, HEADER_LINES)
 
 
 def internal_error() -> LeanResponse:
@@ -282,11 +283,11 @@ def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanRespon
 
 
 def playlist(text: str, query: str) -> LeanResponse:
-    return LeanResponse(200, PLAYLIST, text.replace(QUERY, query).encode(), HEADERS)
+    return LeanResponse(200, PLAYLIST, text.replace(QUERY, query).encode(), HEADER_LINES)
 
 
 def media(data: bytes, content_type: str = "video/mp4") -> LeanResponse:
-    return LeanResponse(200, content_type, data, HEADERS)
+    return LeanResponse(200, content_type, data, HEADER_LINES)
 
 
 def answer(ask: Ask) -> Reply:
