@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Awaitable, Callable
+from typing import Callable
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
@@ -53,8 +53,15 @@ def header_lines(headers: dict[str, str]) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
 
 
-# A fast route: None when the path is not its own, else the answer now or later.
-FastRoute = Callable[[LeanRequest], "LeanResponse | Awaitable[LeanResponse] | None"]
+class Later:
+    """What a fast route returns when it will call its `reply` with the answer later."""
+
+
+LATER = Later()
+Reply = Callable[[LeanResponse], None]
+# A fast route: None when the path is not its own, else the answer, or LATER and one call
+# of reply(answer) to come (ignored if the client has gone by then).
+FastRoute = Callable[[LeanRequest, Reply], "LeanResponse | Later | None"]
 # Called on an exception a fast route let through: the 500 to answer with.
 InternalError = Callable[[], LeanResponse]
 
@@ -140,7 +147,7 @@ class HttpFront(asyncio.BufferedProtocol):
         self.site = site
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.busy: asyncio.Task | None = None  # the request being answered, when it waits
+        self.busy = False  # a request is being answered LATER
         self.write_paused = False
         self.read_paused = False
         self.last_active = 0.0
@@ -158,7 +165,7 @@ class HttpFront(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.buffer += _received[:nbytes]
-        if self.busy is None and not self.write_paused:
+        if not self.busy and not self.write_paused:
             self._next()
         elif len(self.buffer) > MAX_PIPELINED and not self.read_paused and self.transport is not None:
             self.read_paused = True
@@ -167,22 +174,20 @@ class HttpFront(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.site.lean.discard(self)
-        if self.busy is not None:
-            self.busy.cancel()
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.busy is None:
+        if not self.busy:
             self._next()
 
     # -- requests ------------------------------------------------------------------
 
     def _next(self) -> None:
         """Answer the complete requests in the buffer while they can be answered at once."""
-        while self.transport is not None and self.busy is None and not self.write_paused:
+        while self.transport is not None and not self.busy and not self.write_paused:
             end = self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
             if end < 0:
                 if len(self.buffer) > MAX_HEAD:
@@ -195,7 +200,7 @@ class HttpFront(asyncio.BufferedProtocol):
             answer = None
             if request is not None:
                 try:
-                    answer = self.site.route(request)
+                    answer = self.site.route(request, lambda response, r=request: self._reply(r, response))
                 except Exception:
                     log.exception("unhandled error on %s", request.path)
                     answer = self.site.internal_error()
@@ -204,21 +209,17 @@ class HttpFront(asyncio.BufferedProtocol):
                 return
             del self.buffer[: end + 4]
             assert request is not None
-            if isinstance(answer, LeanResponse):
-                self._write(request, answer)
+            if answer is LATER:
+                self.busy = True
             else:
-                self.busy = asyncio.ensure_future(answer)  # a future as it is; a coroutine as a task
-                self.busy.add_done_callback(lambda done, r=request: self._answered(r, done))
+                self._write(request, answer)
 
-    def _answered(self, request: LeanRequest, done: asyncio.Future) -> None:
-        self.busy = None
-        if done.cancelled() or self.transport is None:
-            return
-        if done.exception() is not None:
-            log.error("unhandled error on %s", request.path, exc_info=done.exception())
-            self._write(request, self.site.internal_error())
-        else:
-            self._write(request, done.result())
+    def _reply(self, request: LeanRequest, response: LeanResponse) -> None:
+        """A LATER answer."""
+        if not self.busy or self.transport is None:
+            return  # the connection is gone (or was handed on)
+        self.busy = False
+        self._write(request, response)
         self._next()
 
     def _write(self, request: LeanRequest, response: LeanResponse) -> None:
@@ -249,7 +250,7 @@ class HttpFront(asyncio.BufferedProtocol):
         self.buffer.clear()
 
     def close_if_idle(self, now: float) -> None:
-        if self.transport is not None and self.busy is None and now - self.last_active > KEEPALIVE_TIMEOUT:
+        if self.transport is not None and not self.busy and now - self.last_active > KEEPALIVE_TIMEOUT:
             self.transport.close()
 
 

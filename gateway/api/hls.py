@@ -19,19 +19,20 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping
+from typing import Callable, Mapping
 from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
 from ..auth import AuthError, Session
 from ..core import Gateway
-from ..http_front import FastRoute, LeanRequest, LeanResponse, header_lines
+from ..http_front import LATER, FastRoute, LeanRequest, LeanResponse, Later, header_lines
 from ..media.hls import HlsSegmenter, Segment
 from ..media.hls_playlist import QUERY, master_playlist, media_playlist
 from .v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
@@ -46,6 +47,7 @@ HEADERS = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
 HEADER_LINES = header_lines(HEADERS)
 SIGNED_EXPIRE = (60, 10, 86400)  # default, min, max seconds of a GetHlsUrl token
 SIGNED_KEEP = 30.0  # an expired token keeps working while its player polls at least this often
+log = logging.getLogger(__name__)
 SIGNER_KEY = web.AppKey("hls_signer", "HlsSigner")
 
 _SEGMENT = re.compile(r"seg(\d{1,12})\.(ts|m4s)")
@@ -99,17 +101,23 @@ async def aiohttp_route(request: web.Request) -> web.Response:
     """The same answers on a connection the front has handed to aiohttp (one that also
     asked for something else, such as a page's own keep-alive connection)."""
     info = request.match_info
+    later: asyncio.Future[LeanResponse] = asyncio.get_running_loop().create_future()
+
+    def reply(response: LeanResponse) -> None:
+        if not later.done():
+            later.set_result(response)
+
     ask = Ask(gateway(request), request.app[SIGNER_KEY], info.get("variant", "ll"), info["token"], info["name"],
-              request.query)
-    reply = json_errors(answer, ask)
-    if not isinstance(reply, LeanResponse):
-        reply = await reply
-    return web.Response(status=reply.status, body=reply.body, headers={**HEADERS, "Content-Type": reply.content_type})
+              request.query, reply)
+    answered = json_errors(answer, ask)
+    response = await later if answered is LATER else answered
+    return web.Response(status=response.status, body=response.body,
+                        headers={**HEADERS, "Content-Type": response.content_type})
 
 
 _H5S_PATH = re.compile(r"/hls/(v1|v2)/([^/]+)/([^/]+)")
 _LL_PATH = re.compile(r"/([^/]+)/(index\.m3u8|stream\.m3u8|init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)")
-Reply = LeanResponse | Awaitable[LeanResponse]
+Answer = LeanResponse | Later  # now, or LATER: ask.reply will be called with it
 
 
 @dataclass(slots=True)
@@ -122,6 +130,7 @@ class Ask:
     token: str
     name: str
     query: Mapping[str, str]
+    reply: Callable[[LeanResponse], None]  # for an answer given LATER
 
 
 def fast_route(app: web.Application) -> FastRoute:
@@ -129,34 +138,36 @@ def fast_route(app: web.Application) -> FastRoute:
     the HLS players' hundreds of requests a second are most of a gateway's HTTP traffic."""
     gw, signer = app[GATEWAY_KEY], app[SIGNER_KEY]
 
-    def route(request: LeanRequest) -> Reply | None:
+    def route(request: LeanRequest, reply: Callable[[LeanResponse], None]) -> Answer | None:
         if m := _H5S_PATH.fullmatch(request.path):
             variant, token, name = m.groups()
         elif m := _LL_PATH.fullmatch(request.path):
             variant, (token, name) = "ll", m.groups()
         else:
             return None
-        return json_errors(answer, Ask(gw, signer, variant, token, name, request.query))
+        return json_errors(answer, Ask(gw, signer, variant, token, name, request.query, reply))
 
     return route
 
 
-def json_errors(handler: Callable[[Ask], Reply], ask: Ask) -> Reply:
+def json_errors(handler: Callable[[Ask], Answer], ask: Ask) -> Answer:
     """The handler's answer, with AuthError/ApiError as the REST API's JSON errors."""
     try:
-        reply = handler(ask)
+        return handler(ask)
     except (AuthError, ApiError) as e:
         return error_response(e)
-    if isinstance(reply, (LeanResponse, asyncio.Future)):
-        return reply  # a future from after() answers its errors itself
-    return _later(reply)
 
 
-async def _later(reply: Awaitable[LeanResponse]) -> LeanResponse:
+def deliver(ask: Ask, make: Callable[[], LeanResponse]) -> None:
+    """Give a LATER answer: `make()`, or the JSON error it raises."""
     try:
-        return await reply
+        response = make()
     except (AuthError, ApiError) as e:
-        return error_response(e)
+        response = error_response(e)
+    except Exception:
+        log.exception("unhandled error on HLS %s/%s", ask.token, ask.name)
+        response = internal_error()
+    ask.reply(response)
 
 
 def error_response(e: AuthError | ApiError) -> LeanResponse:
@@ -205,35 +216,29 @@ def segmenter(ask: Ask) -> tuple[HlsSegmenter, str]:
     return seg, query
 
 
-def after(seg: HlsSegmenter, ready: Callable[[], bool], timeout: float, answer: Callable[[], LeanResponse],
-          late: Callable[[], ApiError] | None = None) -> Reply:
+def after(ask: Ask, seg: HlsSegmenter, ready: Callable[[], bool], timeout: float,
+          answer: Callable[[], LeanResponse], late: Callable[[], ApiError] | None = None) -> Answer:
     """`answer()` once `ready()` holds: at once when it already does (most requests), else
-    when the segmenter makes it so; on timeout the error `late()`, or without one answer() anyway."""
+    LATER, when the segmenter makes it so; on timeout the error `late()`, or without one answer() anyway."""
     if seg.active and ready():
         return answer()
-    reply: asyncio.Future[LeanResponse] = asyncio.get_running_loop().create_future()
 
     def resolve(ok: bool) -> None:
-        if reply.done():
-            return  # the client has gone
-        try:
-            if not ok and late is not None:
-                raise late()
-            reply.set_result(answer())
-        except (AuthError, ApiError) as e:
-            reply.set_result(error_response(e))
-        except Exception as e:  # the front logs it and answers 500
-            reply.set_exception(e)
+        if not ok and late is not None:
+            error = late()
+            deliver(ask, lambda: error_response(error))
+        else:
+            deliver(ask, answer)
 
     seg.when(ready, timeout, resolve)
-    return reply
+    return LATER
 
 
-def first_segments(seg: HlsSegmenter, answer: Callable[[], LeanResponse]) -> Reply:
+def first_segments(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanResponse]) -> Answer:
     """Answer once the segments a player starts from exist (a shorter live playlist makes
     Chromium's own HLS fail to start), so no client gets an empty or too short playlist."""
     count = min(START_SEGMENTS, seg.segment_count)
-    return after(seg, lambda: seg.has_segments(count), READY_TIMEOUT + (count + 1) * seg.target, answer,
+    return after(ask, seg, lambda: seg.has_segments(count), READY_TIMEOUT + (count + 1) * seg.target, answer,
                  lambda: not_ready(seg))
 
 
@@ -253,13 +258,13 @@ def int_param(query: Mapping[str, str], name: str) -> int | None:
     return int(value)
 
 
-def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanResponse]) -> Reply:
+def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanResponse]) -> Answer:
     """_HLS_msn / _HLS_part: answer only once that segment (or part) exists."""
     msn, part = int_param(ask.query, "_HLS_msn"), int_param(ask.query, "_HLS_part")
     if msn is None:
         if part is not None:
             raise ApiError(400, "_HLS_part needs _HLS_msn")
-        return first_segments(seg, answer)
+        return first_segments(ask, seg, answer)
     advance = math.ceil(ADVANCE_SECONDS / seg.part_target)
     open_seg = seg.open_segment
     parts_now = len(open_seg.parts) if open_seg is not None and open_seg.msn == msn else 0
@@ -279,7 +284,7 @@ def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanRespon
             return ApiError(503, f"segment {msn} part {part} did not come in time")
         return not_ready(seg)
 
-    return after(seg, ready, BLOCK_TIMEOUT * seg.target + (0 if seg.has_segments() else READY_TIMEOUT), answer, late)
+    return after(ask, seg, ready, BLOCK_TIMEOUT * seg.target + (0 if seg.has_segments() else READY_TIMEOUT), answer, late)
 
 
 def playlist(text: str, query: str) -> LeanResponse:
@@ -290,17 +295,17 @@ def media(data: bytes, content_type: str = "video/mp4") -> LeanResponse:
     return LeanResponse(200, content_type, data, HEADER_LINES)
 
 
-def answer(ask: Ask) -> Reply:
+def answer(ask: Ask) -> Answer:
     seg, query = segmenter(ask)
     name = ask.name
     if name == "index.m3u8" and ask.variant == "ll":
-        return first_segments(seg, lambda: playlist(master_playlist(seg), query))
+        return first_segments(ask, seg, lambda: playlist(master_playlist(seg), query))
     if name == ("stream.m3u8" if ask.variant == "ll" else "hls.m3u8"):
         return blocking_reload(ask, seg, lambda: playlist(media_playlist(seg, ask.variant), query))
     return media_file(ask, seg)
 
 
-def media_file(ask: Ask, seg: HlsSegmenter) -> Reply:
+def media_file(ask: Ask, seg: HlsSegmenter) -> Answer:
     """An init segment, a segment (TS or fMP4) or a part; the next part is waited for."""
     name = ask.name
     if m := _INIT.fullmatch(name):
@@ -313,7 +318,7 @@ def media_file(ask: Ask, seg: HlsSegmenter) -> Reply:
         if s is None or not s.complete or m[2] == "ts" and ask.variant != "v1":
             raise ApiError(404, f"{name} is not available{window(seg)}")
         if m[2] == "ts":
-            return media(s.ts, "video/mp2t") if s.ts is not None else ts_segment(seg, s)
+            return media(s.ts, "video/mp2t") if s.ts is not None else ts_segment(ask, seg, s)
         return media(s.data)
     if m := _PART.fullmatch(name):
         msn, index = int(m[1]), int(m[2])
@@ -325,14 +330,17 @@ def media_file(ask: Ask, seg: HlsSegmenter) -> Reply:
             return media(data)
 
         if (msn, index) in upcoming_parts(seg):  # a preload hint: answer when the part is there
-            return after(seg, lambda: part_of(seg.segment(msn), index) is not None or seg.part_gone(msn, index),
+            return after(ask, seg, lambda: part_of(seg.segment(msn), index) is not None or seg.part_gone(msn, index),
                          BLOCK_TIMEOUT * seg.target, found)
         return found()
     raise ApiError(404, f"no such HLS file {name[:64]!r}")
 
 
-async def ts_segment(seg: HlsSegmenter, s: Segment) -> LeanResponse:
-    return media(await seg.ts(s), "video/mp2t")
+def ts_segment(ask: Ask, seg: HlsSegmenter, s: Segment) -> Answer:
+    """A TS segment not made yet: made in a thread (seg.ts), answered LATER."""
+    made = asyncio.ensure_future(seg.ts(s))
+    made.add_done_callback(lambda done: deliver(ask, lambda: media(done.result(), "video/mp2t")))
+    return LATER
 
 
 def upcoming_parts(seg: HlsSegmenter) -> list[tuple[int, int]]:
