@@ -55,7 +55,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
@@ -366,6 +366,24 @@ class RtcFeed:
                 track.push(item, True)
 
 
+def take_dtls_server_role(pc: RTCPeerConnection) -> None:
+    """Answer an `actpass` offer as the DTLS server (`a=setup:passive`), so we pick the SRTP profile.
+
+    The DTLS server chooses among the profiles the client lists, in its own order;
+    aiortc's order puts AES-GCM first. Chromium lists AES-GCM but, as the server, picks
+    AES-CM + HMAC-SHA1 (its own order puts GCM last): ~2.0 µs per 1.2 KB packet in
+    libsrtp on this project's box against ~1.1-1.3 µs for AES-GCM. A client that lists no GCM gets AES-CM all the same. aiortc
+    answers `active` for `actpass` unless told otherwise; an offer that is itself
+    `active` or `passive` keeps the role aiortc derived from it.
+    """
+    remote = pc.remoteDescription
+    offered = SessionDescription.parse(remote.sdp).media if remote else []
+    if not offered or any(media.dtls is None or media.dtls.role != "auto" for media in offered):
+        return
+    for transceiver in pc.getTransceivers():
+        transceiver.receiver.transport._set_role("server")
+
+
 def ice_host_addresses(bind: str) -> list[str]:
     """Host candidates: the address we listen on, or every IPv4 address (with loopback)."""
     if bind not in ("0.0.0.0", ""):
@@ -432,6 +450,7 @@ class RtcPeer:
         """WHEP: the client offers, we answer."""
         assert self.pc is not None
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        take_dtls_server_role(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 
