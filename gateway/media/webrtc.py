@@ -201,7 +201,7 @@ class PeerTrack(MediaStreamTrack):
         self.lean = lean
         self._flush()
 
-    def push(self, item: PeerItem, keyframe: bool) -> None:
+    def push(self, payloads: list[bytes], timestamp: int, keyframe: bool) -> None:
         if len(self.queue) >= MAX_QUEUED_FRAMES:
             if self.kind == "audio":  # audio frames stand alone: just drop the oldest
                 self.queue.popleft()
@@ -210,7 +210,10 @@ class PeerTrack(MediaStreamTrack):
         if self.skipping and not keyframe:
             return
         self.skipping = False
-        self.queue.append(item)
+        if self.lean is not None and not self.queue:
+            self._send(payloads, timestamp)  # the usual case: out at once, nothing waits
+            return
+        self.queue.append(PeerItem(payloads, timestamp))
         if self.lean is not None:
             self._flush()
         else:
@@ -223,17 +226,21 @@ class PeerTrack(MediaStreamTrack):
         self.skips += 1
 
     def _flush(self) -> None:
-        assert self.lean is not None
-        while self.queue and self.readyState == "live":
+        while self.queue:
             item = self.queue.popleft()
-            try:
-                taken = self.lean.send(item.payloads, item.timestamp)
-            except Exception:  # one peer's failure must not reach the stream and its other viewers
-                log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
-                self.stop()
-                return
-            if not taken and self.kind == "video":
-                self._skip()  # the socket cannot keep up
+            self._send(item.payloads, item.timestamp)
+
+    def _send(self, payloads: list[bytes], timestamp: int) -> None:
+        if self.readyState != "live":
+            return
+        try:
+            taken = self.lean.send(payloads, timestamp)
+        except Exception:  # one peer's failure must not reach the stream and its other viewers
+            log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
+            self.stop()
+            return
+        if not taken and self.kind == "video":
+            self._skip()  # the socket cannot keep up
 
     async def recv(self) -> PeerItem:  # type: ignore[override]
         """aiortc's sender loop: served frames only while the lean sender is not started."""
@@ -269,7 +276,7 @@ class PeerVideoTrack(PeerTrack):
             self.offset += self.last_timestamp + 1 - timestamp
             timestamp = self.last_timestamp + 1
         self.last_timestamp = timestamp
-        self.push(PeerItem(frame.payloads, timestamp), frame.keyframe)
+        self.push(frame.payloads, timestamp, frame.keyframe)
 
     def resync(self) -> None:
         """Replay the cached GOP from its keyframe, one tick apart, then go on live."""
@@ -281,7 +288,7 @@ class PeerVideoTrack(PeerTrack):
         self.skipping = False
         base = self.last_timestamp + 1
         for i, frame in enumerate(self.feed.gop):
-            self.push(PeerItem(frame.payloads, base + i), frame.keyframe)
+            self.push(frame.payloads, base + i, frame.keyframe)
         self.last_timestamp = base + len(self.feed.gop) - 1
         self.offset = self.last_timestamp - self.feed.gop[-1].timestamp
 
@@ -361,9 +368,9 @@ class RtcFeed:
 
     def _send_audio(self, frames: list[tuple[int, bytes]]) -> None:
         for timestamp, data in frames:
-            item = PeerItem([data], timestamp)
+            payloads = [data]
             for track in self.audio_tracks:
-                track.push(item, True)
+                track.push(payloads, timestamp, True)
 
 
 def take_dtls_server_role(pc: RTCPeerConnection) -> None:
