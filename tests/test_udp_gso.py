@@ -1,4 +1,5 @@
-"""udp_gso: datagrams batched per run of equal sizes arrive as the same datagrams, in order."""
+"""udp_gso: a frame's datagrams, sent in one sendmmsg (runs of equal sizes as GSO), arrive
+as the same datagrams, in order."""
 
 from __future__ import annotations
 
@@ -24,34 +25,57 @@ def sockets():
     receiver.close()
 
 
-def test_runs_arrive_as_the_datagrams_they_were(sockets):
-    sender, receiver = sockets
-    if not udp_gso.supported(sender):
-        pytest.skip("this kernel has no UDP GSO")
-    # a STAP-A-like single, a slice in even fragments with a shorter last one, another
-    # slice, a run longer than the kernel's 64 segments, and a larger lone last datagram
-    sizes = [40] + [1226] * 9 + [700] + [1226, 1226, 900] + [1000] * 70 + [1100]
-    datagrams = [os.urandom(size) for size in sizes]
+def packed(datagrams: list[bytes]) -> tuple[bytearray, object, list[int]]:
+    """The datagrams one after the other in one buffer, its cffi pointer, their ends."""
+    buffer = bytearray(b"".join(datagrams))
     ends, end = [], 0
     for datagram in datagrams:
         end += len(datagram)
         ends.append(end)
-    singles: list[bytes] = []
-
-    def sendto(data, address):
-        singles.append(bytes(data))
-        sender.sendto(data, address)
-
-    assert udp_gso.send_runs(sender, memoryview(b"".join(datagrams)), ends, receiver.getsockname(), sendto)
-    received = [receiver.recv(2048) for _ in datagrams]
-    assert received == datagrams
-    assert singles == [datagrams[0], datagrams[-1]]  # everything else went in runs
+    return buffer, udp_gso.ffi.from_buffer(buffer), ends
 
 
-def test_send_each_sends_from_a_given_datagram_on(sockets):
+@pytest.mark.parametrize("gso", [True, False])
+def test_a_frame_arrives_as_the_datagrams_it_was(sockets, gso):
     sender, receiver = sockets
-    datagrams = [b"a" * 10, b"b" * 20, b"c" * 30]
-    sent: list[bytes] = []
-    udp_gso.send_each(memoryview(b"".join(datagrams)), [10, 30, 60], 1, 10, ("127.0.0.1", 9),
-                      lambda data, address: sent.append(bytes(data)))
-    assert sent == datagrams[1:]
+    batch = udp_gso.DatagramBatch(sender, receiver.getsockname())
+    if gso and not batch.gso:
+        pytest.skip("this kernel has no UDP GSO")
+    batch.gso = gso
+    # a STAP-A-like single, a slice in even fragments with a shorter last one, another
+    # slice, a run longer than the kernel's 64 segments, a larger lone last datagram,
+    # and more singles than one sendmmsg call takes
+    sizes = [40] + [1226] * 9 + [700] + [1226, 1226, 900] + [1000] * 70 + [1100] + [50, 60] * 40
+    datagrams = [os.urandom(size) for size in sizes]
+    buffer, pointer, ends = packed(datagrams)
+    assert batch.send(pointer, ends) == len(datagrams)
+    assert [receiver.recv(2048) for _ in datagrams] == datagrams
+
+
+@pytest.mark.parametrize("gso", [True, False])
+def test_what_the_kernel_refuses_stops_the_batch_and_says_where(sockets, gso):
+    """The caller sends the rest its own way (the transport, which reports the error)."""
+    sender, receiver = sockets
+    batch = udp_gso.DatagramBatch(sender, receiver.getsockname())
+    batch.gso = batch.gso and gso
+    datagrams = [b"a" * 100, b"b" * 100, b"c" * 70000, b"d" * 100]  # over UDP's 64 KiB
+    buffer, pointer, ends = packed(datagrams)
+    assert batch.send(pointer, ends) == 2
+    assert [receiver.recv(2048), receiver.recv(2048)] == datagrams[:2]
+    assert batch.send(pointer + ends[2], [100]) == 1  # the socket goes on
+    assert receiver.recv(2048) == datagrams[3]
+
+
+def test_ipv6_addresses_are_laid_out_for_the_kernel():
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with sender, receiver:
+        receiver.settimeout(2)
+        batch = udp_gso.DatagramBatch(sender, receiver.getsockname()[:2])
+        buffer, pointer, ends = packed([b"hello", b"world!"])
+        assert batch.send(pointer, ends) == 2
+        assert [receiver.recv(100), receiver.recv(100)] == [b"hello", b"world!"]

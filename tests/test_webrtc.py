@@ -29,6 +29,13 @@ STATS_JS = """async (pc) => {
 }"""
 
 
+SRTP_CIPHER_JS = """async (pc) => {
+  let cipher = '';
+  (await eval(pc).getStats()).forEach(r => { if (r.type === 'transport') cipher = r.srtpCipher; });
+  return cipher;
+}"""
+
+
 def peer_stats(page, pc_expression: str) -> dict:
     return page.evaluate(f"async () => ({STATS_JS})({pc_expression})")
 
@@ -65,6 +72,9 @@ def test_whep_page_plays_high_profile_camera_untouched(camera_source, page):
     # and the camera's High bitstream decodes (the right picture, below).
     assert "profile-level-id=4d001f" in stats["video"]["fmtp"], stats
     assert stats["audio"]["mime"] == "audio/PCMA" and stats["audio"]["packets"] > 20
+    # The gateway answers as the DTLS server and so picks the SRTP profile: AES-GCM,
+    # which Chromium offers but would not pick itself.
+    assert page.evaluate(SRTP_CIPHER_JS, "window.h5ssPeer").startswith("SRTP_AEAD_AES_"), stats
     assert_smpte(bar_colours(page))
     # PassthroughEncoder.encode raises if aiortc ever tries to encode; it never did.
     assert "never re-encodes" not in gw.log()
@@ -219,13 +229,15 @@ def test_deleting_a_source_closes_its_peers(camera_source, page):
     assert "cam" not in {s["strToken"] for s in gw.api("GetSrc", session=session)[1]["src"]}
 
 
-async def receive_dropping_packets(gw, session: str, seconds: float, every: int, with_audio: bool = True) -> dict:
+async def receive_dropping_packets(gw, session: str, seconds: float, every: int, with_audio: bool = True,
+                                   srtp_profiles: list | None = None) -> dict:
     """An aiortc WHEP client that loses every `every`-th video packet, as a network would.
 
     The packets are thrown away before SRTP sees them (a retransmission of a packet the
     receiver has decrypted once is refused as a replay). Recorded: the media packets that
     reach the client's RTP receiver, the sequence numbers lost, the decoded frames and the
-    RTCP sender reports.
+    RTCP sender reports. `srtp_profiles`: the SRTP profiles the client offers (aiortc's
+    own: AES-GCM and AES-CM); `srtp_profile` in the result is the one agreed.
     """
     import aiohttp
     from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -235,6 +247,9 @@ async def receive_dropping_packets(gw, session: str, seconds: float, every: int,
     pc.addTransceiver("video", direction="recvonly")
     if with_audio:
         pc.addTransceiver("audio", direction="recvonly")  # the sample has audio: offer for it, as browsers do
+    if srtp_profiles is not None:
+        for transceiver in pc.getTransceivers():
+            transceiver.receiver.transport._srtp_profiles = srtp_profiles
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{gw.url}/token1/whep", data=pc.localDescription.sdp,
@@ -286,8 +301,10 @@ async def receive_dropping_packets(gw, session: str, seconds: float, every: int,
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     await asyncio.sleep(seconds)
     decoding.cancel()
+    srtp_profile = receiver.transport._ssl.get_selected_srtp_profile()
     await pc.close()
-    return {"received": received, "lost": lost, "reports": reports, "frames": frames, "answer": answer}
+    return {"received": received, "lost": lost, "reports": reports, "frames": frames, "answer": answer,
+            "srtp_profile": srtp_profile}
 
 
 def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
@@ -325,3 +342,19 @@ def test_a_video_only_whep_offer_gets_a_video_only_answer(gateway):
                                                                      with_audio=False)).result()
     assert "m=audio" not in result["answer"] and "H264" in result["answer"]
     assert result["frames"] >= 25
+
+
+def test_a_client_without_aes_gcm_gets_aes_cm(gateway):
+    """The gateway prefers AES-GCM as DTLS server; a client that offers only AES-CM +
+    HMAC-SHA1 (as older stacks do) gets that profile, and its frames decode."""
+    from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
+
+    session = gateway.login()
+    with ThreadPoolExecutor(1) as thread:
+        default, cm_only = (
+            thread.submit(asyncio.run, receive_dropping_packets(gateway, session, seconds=2.5, every=10**6,
+                                                                srtp_profiles=profiles)).result()
+            for profiles in (None, [SRTP_AES128_CM_SHA1_80]))
+    assert "a=setup:passive" in default["answer"]
+    assert default["srtp_profile"].startswith(b"SRTP_AEAD_AES_") and default["frames"] >= 25
+    assert cm_only["srtp_profile"] == b"SRTP_AES128_CM_SHA1_80" and cm_only["frames"] >= 25

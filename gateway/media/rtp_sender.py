@@ -12,8 +12,10 @@ payloads what aiortc's `RTCRtpSender._run_rtp` does, with the state aiortc set u
 - SRTP with the DTLS transport's libsrtp session, each packet protected in place in one
   buffer per frame through pylibsrtp's own C binding (pylibsrtp's `protect` copies the
   packet in and out and costs more in Python than the encryption itself);
-- straight to the asyncio datagram transport of the ICE pair aioice nominated, a slice's
-  equal-size packets in one system call where the kernel has UDP GSO (udp_gso.py).
+- straight to the UDP socket of the ICE pair aioice nominated, the whole frame in one
+  sendmmsg system call, each slice's equal-size packets as one UDP GSO message
+  (udp_gso.py); through the pair's asyncio transport (copies, which it may queue) for
+  what the socket cannot take now, while the transport still holds some, and for TURN.
 
 What aiortc does around sending stays aiortc's, fed with the numbers it needs: its RTCP
 sender reports read the sender's packet/octet counters and NTP/RTP time pair, which are
@@ -83,10 +85,13 @@ class LeanRtpSender:
         self.srtp_context = self.dtls._tx_srtp._srtp[0]
         self.srtp_length = ffi.new("int *")
         self.counts_transport = hasattr(self.dtls, TX_COUNTERS[0])
-        self._transport: object = None
-        self._sock: socket.socket | None = None
-        self._gso = False
+        self._pair: object = None  # the nominated ICE pair the fields below are of
+        self._address: tuple = ()
+        self._sendto: Callable[[bytes, tuple], None] = lambda data, address: None
         self._backlog: Callable[[], int] = lambda: 0
+        self._batch: udp_gso.DatagramBatch | None = None
+        self._buffer = bytearray()
+        self._pointer = ffi.from_buffer(self._buffer)
 
     @classmethod
     def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> "LeanRtpSender | None":
@@ -127,59 +132,72 @@ class LeanRtpSender:
             return self.extension_before + ((ntp_time >> 14) & 0xFFFFFF).to_bytes(3, "big") + self.extension_after
         return self.extension_before
 
-    def _path(self):
-        """(sendto, address, transport) of the nominated ICE pair; None when not connected."""
+    def _connected(self) -> bool:
+        """Whether DTLS is up and ICE has a nominated pair; follows that pair as it changes."""
         if self.dtls._state is not State.CONNECTED:
-            return None
+            return False
         pair = self.ice._nominated.get(1)
         if pair is None:
-            return None
-        transport = pair.protocol.transport
-        return transport.sendto, pair.remote_addr, transport
+            return False
+        if pair is not self._pair:
+            self._use(pair)
+        return True
 
-    def _use(self, transport) -> None:
-        """Learn what a (new) ICE pair's transport offers: its UDP socket, GSO, its backlog."""
-        sock = getattr(transport, "_sock", None)  # asyncio's own socket; a TURN relay has none
-        self._transport = transport
-        self._sock = sock if isinstance(sock, socket.socket) and sock.type == socket.SOCK_DGRAM else None
-        self._gso = self._sock is not None and udp_gso.supported(self._sock)
+    def _use(self, pair) -> None:
+        """Learn what a (new) ICE pair offers: its address, its transport and the UDP socket
+        under it (batched sends), the transport's backlog."""
+        transport = pair.protocol.transport
+        self._pair = pair
+        self._address = pair.remote_addr
+        self._sendto = transport.sendto
         self._backlog = getattr(transport, "get_write_buffer_size", None) or (lambda: 0)
+        sock = getattr(transport, "_sock", None)  # asyncio's own socket; a TURN relay has none
+        self._batch = None
+        if isinstance(sock, socket.socket) and sock.type == socket.SOCK_DGRAM:
+            try:
+                self._batch = udp_gso.DatagramBatch(sock, self._address)
+            except (OSError, ValueError):
+                pass  # packets go one by one through the transport
+
+    def _buffer_for(self, size: int):
+        """The sender's own packet buffer (and its cffi pointer), at least `size` bytes."""
+        if size > len(self._buffer):
+            self._buffer = bytearray(max(size, 2 * len(self._buffer)))
+            self._pointer = ffi.from_buffer(self._buffer)
+        return self._buffer, self._pointer
 
     def send(self, payloads: list[bytes], timestamp: int) -> bool:
         """Send one frame's payloads; False if the peer's socket is too far behind to take it."""
-        path = self._path()
-        if path is None:
+        if (self.dtls._state is not State.CONNECTED or self.ice._nominated.get(1) is not self._pair) \
+                and not self._connected():
             return True  # not (or no longer) connected: the frame is dropped, as aiortc does
-        sendto, address, transport = path
-        if transport is not self._transport:
-            self._use(transport)
         backlog = self._backlog()
         if backlog > MAX_BUFFERED_BYTES:
             return False
         ntp_time = ntp_now()
         extension = self._extension(ntp_time)
         timestamp = (self.timestamp_origin + timestamp) & 0xFFFFFFFF
-        sequence = self.sequence
+        first = self.sequence
         # Every packet starts as this header; only its sequence number (and the last one's
         # marker) differ.
         header = RTP_HEADER.pack(0x90 if extension else 0x80, self.payload_type, 0, timestamp, self.ssrc) + extension
         header_size = len(header)
+        count = len(payloads)
         octets = sum(map(len, payloads))
         # All packets one after the other in one buffer, each protected where it lies.
-        buffer = bytearray(octets + len(payloads) * (header_size + SRTP_TRAILER))
-        pointer = ffi.from_buffer(buffer)
+        buffer, pointer = self._buffer_for(octets + count * (header_size + SRTP_TRAILER))
         protect, context, length = libsrtp.srtp_protect, self.srtp_context, self.srtp_length
-        pack_sequence, history = RTP_SEQUENCE.pack_into, self.history
-        frame = (sequence, timestamp, payloads)
-        last = len(payloads) - 1
+        pack_sequence = RTP_SEQUENCE.pack_into
+        last = count - 1
         ends = []
         end = 0
         for i, payload in enumerate(payloads):
             start = end
-            end = start + header_size + len(payload)
-            buffer[start:start + header_size] = header
-            pack_sequence(buffer, start + 2, sequence)
-            buffer[start + header_size:end] = payload
+            body = start + header_size
+            end = body + len(payload)
+            buffer[start:body] = header
+            pack_sequence(buffer, start + 2, (first + i) & 0xFFFF)
+            buffer[body:end] = payload
             length[0] = end - start
             if i == last:
                 buffer[start + 1] |= 0x80  # marker: the frame's last packet
@@ -187,27 +205,29 @@ class LeanRtpSender:
                 return True  # libsrtp refused (session torn down): drop the frame
             end = start + length[0]
             ends.append(end)
-            history[sequence % RTP_HISTORY_SIZE] = frame
-            sequence = (sequence + 1) & 0xFFFF
-        self.sequence = sequence
-        view = memoryview(buffer)
-        sock = None if backlog else self._sock  # nothing may overtake what the transport holds
-        if sock is None:
-            start = 0
-            for end in ends:
-                sendto(bytes(view[start:end]), address)  # bytes: a TURN relay may keep it
+        self.sequence = (first + count) & 0xFFFF
+        self._remember(first, count, (first, timestamp, payloads))
+        # Nothing may overtake what the transport holds: then everything goes through it.
+        sent = self._batch.send(pointer, ends) if self._batch is not None and not backlog else 0
+        if sent < count:
+            sendto, address = self._sendto, self._address
+            view = memoryview(buffer)
+            start = ends[sent - 1] if sent else 0
+            for end in ends[sent:]:
+                sendto(bytes(view[start:end]), address)  # a copy: the transport may queue it, a TURN relay keep it
                 start = end
-        elif len(ends) == 1:
-            try:
-                sock.sendto(view[:end], address)
-            except OSError:  # would block, or an error: the transport queues a copy or reports it
-                sendto(view[:end], address)
-        elif self._gso:
-            self._gso = udp_gso.send_runs(sock, view, ends, address, sendto)
-        else:
-            udp_gso.send_each(view, ends, 0, 0, address, sendto)
-        self._count(len(payloads), octets, end, ntp_time, timestamp)
+        self._count(count, octets, end, ntp_time, timestamp)
         return True
+
+    def _remember(self, first: int, count: int, frame: tuple[int, int, list[bytes]]) -> None:
+        """The frame in the history slot of each of its sequence numbers (for NACKs)."""
+        history = self.history
+        slot = first % RTP_HISTORY_SIZE
+        if slot + count <= RTP_HISTORY_SIZE:
+            history[slot:slot + count] = [frame] * count
+        else:
+            for sequence in range(first, first + count):
+                history[sequence % RTP_HISTORY_SIZE] = frame
 
     def _count(self, packets: int, octets: int, sent: int, ntp_time: int, timestamp: int) -> None:
         """What aiortc's sender and DTLS transport would have counted (RTCP SR, getStats)."""
@@ -223,8 +243,7 @@ class LeanRtpSender:
     async def retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, wrapped in RTX when RTX was negotiated (RFC 4588)."""
         frame = self.history[sequence % RTP_HISTORY_SIZE]
-        path = self._path()
-        if frame is None or path is None:
+        if frame is None or not self._connected():
             return
         first, timestamp, payloads = frame
         index = (sequence - first) & 0xFFFF
@@ -240,5 +259,4 @@ class LeanRtpSender:
                                      self.rtx_ssrc)
             payload = sequence.to_bytes(2, "big") + payload  # RTX: the original sequence number first
             self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
-        sendto, address, _ = path
-        sendto(self.dtls._tx_srtp.protect(header + extension + payload), address)
+        self._sendto(self.dtls._tx_srtp.protect(header + extension + payload), self._address)

@@ -55,7 +55,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
@@ -201,7 +201,7 @@ class PeerTrack(MediaStreamTrack):
         self.lean = lean
         self._flush()
 
-    def push(self, item: PeerItem, keyframe: bool) -> None:
+    def push(self, payloads: list[bytes], timestamp: int, keyframe: bool) -> None:
         if len(self.queue) >= MAX_QUEUED_FRAMES:
             if self.kind == "audio":  # audio frames stand alone: just drop the oldest
                 self.queue.popleft()
@@ -210,7 +210,10 @@ class PeerTrack(MediaStreamTrack):
         if self.skipping and not keyframe:
             return
         self.skipping = False
-        self.queue.append(item)
+        if self.lean is not None and not self.queue:
+            self._send(payloads, timestamp)  # the usual case: out at once, nothing waits
+            return
+        self.queue.append(PeerItem(payloads, timestamp))
         if self.lean is not None:
             self._flush()
         else:
@@ -223,17 +226,21 @@ class PeerTrack(MediaStreamTrack):
         self.skips += 1
 
     def _flush(self) -> None:
-        assert self.lean is not None
-        while self.queue and self.readyState == "live":
+        while self.queue:
             item = self.queue.popleft()
-            try:
-                taken = self.lean.send(item.payloads, item.timestamp)
-            except Exception:  # one peer's failure must not reach the stream and its other viewers
-                log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
-                self.stop()
-                return
-            if not taken and self.kind == "video":
-                self._skip()  # the socket cannot keep up
+            self._send(item.payloads, item.timestamp)
+
+    def _send(self, payloads: list[bytes], timestamp: int) -> None:
+        if self.readyState != "live":
+            return
+        try:
+            taken = self.lean.send(payloads, timestamp)
+        except Exception:  # one peer's failure must not reach the stream and its other viewers
+            log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
+            self.stop()
+            return
+        if not taken and self.kind == "video":
+            self._skip()  # the socket cannot keep up
 
     async def recv(self) -> PeerItem:  # type: ignore[override]
         """aiortc's sender loop: served frames only while the lean sender is not started."""
@@ -269,7 +276,7 @@ class PeerVideoTrack(PeerTrack):
             self.offset += self.last_timestamp + 1 - timestamp
             timestamp = self.last_timestamp + 1
         self.last_timestamp = timestamp
-        self.push(PeerItem(frame.payloads, timestamp), frame.keyframe)
+        self.push(frame.payloads, timestamp, frame.keyframe)
 
     def resync(self) -> None:
         """Replay the cached GOP from its keyframe, one tick apart, then go on live."""
@@ -281,7 +288,7 @@ class PeerVideoTrack(PeerTrack):
         self.skipping = False
         base = self.last_timestamp + 1
         for i, frame in enumerate(self.feed.gop):
-            self.push(PeerItem(frame.payloads, base + i), frame.keyframe)
+            self.push(frame.payloads, base + i, frame.keyframe)
         self.last_timestamp = base + len(self.feed.gop) - 1
         self.offset = self.last_timestamp - self.feed.gop[-1].timestamp
 
@@ -361,9 +368,27 @@ class RtcFeed:
 
     def _send_audio(self, frames: list[tuple[int, bytes]]) -> None:
         for timestamp, data in frames:
-            item = PeerItem([data], timestamp)
+            payloads = [data]
             for track in self.audio_tracks:
-                track.push(item, True)
+                track.push(payloads, timestamp, True)
+
+
+def take_dtls_server_role(pc: RTCPeerConnection) -> None:
+    """Answer an `actpass` offer as the DTLS server (`a=setup:passive`), so we pick the SRTP profile.
+
+    The DTLS server chooses among the profiles the client lists, in its own order;
+    aiortc's order puts AES-GCM first. Chromium lists AES-GCM but, as the server, picks
+    AES-CM + HMAC-SHA1 (its own order puts GCM last): ~2.0 µs per 1.2 KB packet in
+    libsrtp on this project's box against ~1.1-1.3 µs for AES-GCM. A client that lists no GCM gets AES-CM all the same. aiortc
+    answers `active` for `actpass` unless told otherwise; an offer that is itself
+    `active` or `passive` keeps the role aiortc derived from it.
+    """
+    remote = pc.remoteDescription
+    offered = SessionDescription.parse(remote.sdp).media if remote else []
+    if not offered or any(media.dtls is None or media.dtls.role != "auto" for media in offered):
+        return
+    for transceiver in pc.getTransceivers():
+        transceiver.receiver.transport._set_role("server")
 
 
 def ice_host_addresses(bind: str) -> list[str]:
@@ -432,6 +457,7 @@ class RtcPeer:
         """WHEP: the client offers, we answer."""
         assert self.pc is not None
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        take_dtls_server_role(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 
