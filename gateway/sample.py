@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import av
+from av.video.frame import PictureType
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def make_sample(
         audio = out.add_stream("aac", rate=48000, layout="stereo")
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
         for frame in _pull_all("testsrc2", f"size={width}x{height}:rate={fps}:duration={seconds}"):
+            frame.pict_type = PictureType.NONE  # testsrc2 marks every frame I, which x264 obeys: keep the GOP
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         for frame in _pull_all("sine", f"frequency=440:sample_rate=48000:duration={seconds}:samples_per_frame=1024"):
