@@ -110,7 +110,7 @@ def parse_query(query: str) -> dict[str, str]:
     values: dict[str, str] = {}
     if not query:
         return values
-    if "%" in query or "+" in query or ";" in query:
+    if "%" in query or "+" in query:
         for name, value in parse_qsl(query, keep_blank_values=True):
             values.setdefault(name, value)
         return values

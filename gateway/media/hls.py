@@ -9,8 +9,8 @@ on first request, in order, by one TsWriter) all come from the same cut.
 It runs only while clients ask: the first request attaches it to the stream (acquiring an
 on-demand source), and when no request has come for CLIENT_TIMEOUT target durations it
 detaches, releases the stream and forgets every segment. Waiting requests (blocking
-playlist reload, preload hints) each wait on a future that the change fulfilling their
-condition resolves, so a new part wakes only the requests it answers.
+playlist reload, preload hints) are callbacks with a condition (`when`), called by the
+change that fulfils it, so a new part answers exactly the requests that waited for it.
 """
 
 from __future__ import annotations
