@@ -172,8 +172,10 @@ class Recorder:
             self.stop()
             return
         seg = self.current
+        # Half a frame of slack, as the HLS segmenter has: a camera clock a hair slow must not
+        # push the cut to the keyframe after (a 2 s segment of a 1 s GOP becoming 3 s).
         if seg is not None and packet.keyframe and self.segment is not None and \
-                packet.dts - seg.video_base >= self.segment * VIDEO_TIMESCALE:
+                packet.dts - seg.video_base + packet.duration / 2 >= self.segment * VIDEO_TIMESCALE:
             self._finish()
             seg = None
         if seg is None:
