@@ -22,6 +22,7 @@ def head(*lines: str) -> bytes:
     (head("GET /a HTTP/1.0"), LeanRequest("GET", "/a", {}, False)),
     (head("GET /a HTTP/1.0", "Connection: Keep-Alive"), LeanRequest("GET", "/a", {}, True)),
     (head("GET /a HTTP/1.1", "Content-Length: 0"), LeanRequest("GET", "/a", {}, True)),
+    (head("GET /a HTTP/1.1", "X-Content-Length: 5", "connection: KEEP-ALIVE, close"), LeanRequest("GET", "/a", {}, False)),
 ])
 def test_plain_gets_are_parsed(raw, expected):
     assert parse_head(raw) == expected
@@ -40,6 +41,10 @@ def test_plain_gets_are_parsed(raw, expected):
     head("GET /a HTTP/1.1", "Folded: a", " b"),
     head("GET /a HTTP/1.1", "Name : value"),
     head("GET /a HTTP/1.1", "X: a\x01b"),
+    head("GET /a HTTP/1.1", "X: a\tb"),
+    head("GET /a HTTP/1.1", "Two words: x"),
+    head("GET /a HTTP/1.1", "content-LENGTH: 3"),
+    head("GET /a HTTP/1.1", "Host: h", ""),
     "GET /caf\u00e9 HTTP/1.1".encode("utf-8"),
     head("GET /%ff HTTP/1.1"),
 ])
