@@ -1,9 +1,10 @@
 """WebRTC output: the camera's H.264 (and G.711) sent to aiortc peers without re-encoding.
 
 Per stream, one RtcFeed turns each frame into RTP payloads once (rtp_h264.packetize,
-SPS+PPS ahead of every IDR) and hands the same payload list to every peer; per peer only
-the RTP header, SRTP and the system call remain, done by LeanRtpSender (rtp_sender.py) in
-one synchronous loop per frame as the frame arrives.
+SPS+PPS ahead of every IDR) and hands the same RtpFrame to every peer; its packets are
+laid out once for all peers alike, so per peer only the RTP header fields, SRTP and the
+system call remain, done by LeanRtpSender (rtp_sender.py) in one synchronous loop per
+frame as the frame arrives.
 
 How aiortc is bent to this, in one place (`install_passthrough`):
 - Once aiortc has started a sender for one of our tracks (`RTCRtpSender.send`: its RTCP
@@ -21,6 +22,9 @@ How aiortc is bent to this, in one place (`install_passthrough`):
   mislabelled. We add Main (4d001f) and High (64001f) to its codec table, and each peer
   prefers the profile the camera really sends, or the nearest one the browser offers
   (`video_preferences`).
+- aiortc offers the abs-send-time header extension for video; it is taken out (it only
+  serves the browser's bandwidth estimate, which a gateway that never re-encodes cannot
+  act on), so a frame's packets are the same for every peer but for the header fields.
 - aioice leaves out 127.0.0.1 from host candidates; we gather on the address the gateway
   listens on (all addresses, loopback included, for 0.0.0.0), so local clients connect.
   Its consent checks are made faster, so a vanished peer is cleaned up in ~5 s.
@@ -56,7 +60,7 @@ from aiortc import (
 )
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
-from aiortc.codecs import CODECS
+from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
 
@@ -65,10 +69,11 @@ from .audio import OpusTranscoder
 from .hub import Stream
 from .packet import MediaPacket, StreamParams
 from .rtp_h264 import packetize
-from .rtp_sender import LeanRtpSender, ntp_now
+from .rtp_sender import LeanRtpSender, RtpFrame, ntp_now
 
 log = logging.getLogger(__name__)
 
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MAX_QUEUED_FRAMES = 75  # ~3 s of video: a peer further behind skips to the next keyframe
 RESYNC_MIN_INTERVAL = 1.0  # seconds between two GOP replays for one peer
 # Camera profile_idc -> profile-level-ids to offer/accept, best first.
@@ -80,19 +85,10 @@ PROFILE_ORDER = {
 
 
 @dataclass(frozen=True, slots=True)
-class RtpFrame:
-    """One frame as RTP payloads, made once per stream; `timestamp` on the media clock."""
-
-    payloads: list[bytes]
-    timestamp: int
-    keyframe: bool
-
-
-@dataclass(frozen=True, slots=True)
 class PeerItem:
-    """What a peer's track gives aiortc: shared payloads, this peer's RTP timestamp."""
+    """What a peer's track gives aiortc: a shared frame, this peer's RTP timestamp."""
 
-    payloads: list[bytes]
+    frame: RtpFrame
     timestamp: int
 
 
@@ -100,7 +96,7 @@ class PassthroughEncoder:
     """Stands in for aiortc's encoders: the payloads are already made."""
 
     def pack(self, item: PeerItem) -> tuple[list[bytes], int]:
-        return item.payloads, item.timestamp
+        return item.frame.payloads, item.timestamp
 
     def encode(self, frame, force_keyframe: bool = False):
         raise RuntimeError("h5ss never re-encodes video or audio for WebRTC")
@@ -131,6 +127,8 @@ def install_passthrough(host_addresses: list[str]) -> None:
             ]
             payload_type += 2
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(_installed_addresses or [])
+        # abs-send-time: see the module docstring.
+        HEADER_EXTENSIONS["video"][:] = [e for e in HEADER_EXTENSIONS["video"] if e.uri != ABS_SEND_TIME]
         # aiortc reads its NTP clock through datetime objects (RTCP; per packet on its own
         # RTP path); the same 64-bit NTP time straight from time.time() costs far less.
         aiortc.clock.current_ntp_time = ntp_now
@@ -201,19 +199,19 @@ class PeerTrack(MediaStreamTrack):
         self.lean = lean
         self._flush()
 
-    def push(self, payloads: list[bytes], timestamp: int, keyframe: bool) -> None:
+    def push(self, frame: RtpFrame, timestamp: int) -> None:
         if len(self.queue) >= MAX_QUEUED_FRAMES:
             if self.kind == "audio":  # audio frames stand alone: just drop the oldest
                 self.queue.popleft()
             else:
                 self._skip()
-        if self.skipping and not keyframe:
+        if self.skipping and not frame.keyframe:
             return
         self.skipping = False
         if self.lean is not None and not self.queue:
-            self._send(payloads, timestamp)  # the usual case: out at once, nothing waits
+            self._send(frame, timestamp)  # the usual case: out at once, nothing waits
             return
-        self.queue.append(PeerItem(payloads, timestamp))
+        self.queue.append(PeerItem(frame, timestamp))
         if self.lean is not None:
             self._flush()
         else:
@@ -228,13 +226,13 @@ class PeerTrack(MediaStreamTrack):
     def _flush(self) -> None:
         while self.queue:
             item = self.queue.popleft()
-            self._send(item.payloads, item.timestamp)
+            self._send(item.frame, item.timestamp)
 
-    def _send(self, payloads: list[bytes], timestamp: int) -> None:
+    def _send(self, frame: RtpFrame, timestamp: int) -> None:
         if self.readyState != "live":
             return
         try:
-            taken = self.lean.send(payloads, timestamp)
+            taken = self.lean.send(frame, timestamp)
         except Exception:  # one peer's failure must not reach the stream and its other viewers
             log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
             self.stop()
@@ -276,7 +274,7 @@ class PeerVideoTrack(PeerTrack):
             self.offset += self.last_timestamp + 1 - timestamp
             timestamp = self.last_timestamp + 1
         self.last_timestamp = timestamp
-        self.push(frame.payloads, timestamp, frame.keyframe)
+        self.push(frame, timestamp)
 
     def resync(self) -> None:
         """Replay the cached GOP from its keyframe, one tick apart, then go on live."""
@@ -288,7 +286,7 @@ class PeerVideoTrack(PeerTrack):
         self.skipping = False
         base = self.last_timestamp + 1
         for i, frame in enumerate(self.feed.gop):
-            self.push(frame.payloads, base + i, frame.keyframe)
+            self.push(frame, base + i)
         self.last_timestamp = base + len(self.feed.gop) - 1
         self.offset = self.last_timestamp - self.feed.gop[-1].timestamp
 
@@ -368,9 +366,9 @@ class RtcFeed:
 
     def _send_audio(self, frames: list[tuple[int, bytes]]) -> None:
         for timestamp, data in frames:
-            payloads = [data]
+            frame = RtpFrame([data], timestamp, True)
             for track in self.audio_tracks:
-                track.push(payloads, timestamp, True)
+                track.push(frame, timestamp)
 
 
 def take_dtls_server_role(pc: RTCPeerConnection) -> None:
