@@ -12,7 +12,9 @@ How aiortc is bent to this, in one place (`install_passthrough`):
   LeanRtpSender, and NACKs are answered from that sender's history. aiortc's per-packet
   coroutine chain cost ~3 % of a core per 4 Mbit/s peer. aiortc's own RTP loop still runs
   and waits on the track (recv), so aiortc stops it as usual; if aiortc's or aioice's
-  internals are not as LeanRtpSender expects, the track serves that loop instead.
+  internals are not as LeanRtpSender expects, the track serves that loop instead. The
+  peer's incoming RTCP is read as it arrives by RtcpReader (rtcp_reader.py), which leaves
+  aiortc only what the gateway acts on (NACK, PLI, FIR, BYE).
 - aiortc's sender asks `get_encoder(codec)` for an encoder and calls `encoder.pack(item)`
   for anything a track returns that is not a decoded Frame (only on that fallback path).
   We hand it PassthroughEncoder, whose pack() returns the ready payloads: no encoder is
@@ -69,6 +71,7 @@ from .audio import OpusTranscoder
 from .hub import Stream
 from .packet import MediaPacket, StreamParams
 from .rtp_h264 import packetize
+from .rtcp_reader import RtcpReader
 from .rtp_sender import LeanRtpSender, RtpFrame, ntp_now
 
 log = logging.getLogger(__name__)
@@ -142,6 +145,7 @@ def install_passthrough(host_addresses: list[str]) -> None:
                 lean = LeanRtpSender.for_sender(sender, parameters)
                 if lean is not None:
                     sender._retransmit = lean.retransmit  # NACK: from the lean sender's history
+                    RtcpReader.install(sender.transport)
                     track.start(lean)
                 else:
                     log.warning("aiortc/aioice internals not as expected: RTP goes through aiortc")
