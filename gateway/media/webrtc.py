@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aioice.ice
@@ -295,6 +297,41 @@ class PeerVideoTrack(PeerTrack):
         self.offset = self.last_timestamp - self.feed.gop[-1].timestamp
 
 
+class OpusWorker:
+    """AAC to Opus for one stream, in order, in its own thread (PyAV work stays out of the
+    event loop); each packet's Opus frames come back to the loop to be sent.
+
+    A plain thread and queue: run_in_executor's two futures, their chained callbacks and
+    the pool's semaphore, per 20 ms of audio, cost the loop more than the hand-off needs.
+    """
+
+    def __init__(self, name: str, deliver: Callable[[list[tuple[int, bytes]]], None]):
+        self.loop = asyncio.get_running_loop()
+        self.deliver = deliver
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, transcode: Callable[[MediaPacket], list[tuple[int, bytes]]], packet: MediaPacket) -> None:
+        self.queue.put((transcode, packet))
+
+    def stop(self) -> None:
+        self.queue.put(None)
+
+    def _run(self) -> None:
+        while (job := self.queue.get()) is not None:
+            transcode, packet = job
+            try:
+                frames = transcode(packet)
+            except Exception:  # one bad packet must not end the stream's audio
+                log.exception("Opus transcode failed")
+                continue
+            if frames:
+                try:
+                    self.loop.call_soon_threadsafe(self.deliver, frames)
+                except RuntimeError:  # loop closed during shutdown
+                    return
+
+
 class RtcFeed:
     """One per stream: RTP payloads made once, fanned out to every peer's tracks."""
 
@@ -305,7 +342,7 @@ class RtcFeed:
         self.video_tracks: set[PeerVideoTrack] = set()
         self.audio_tracks: set[PeerTrack] = set()
         self.opus: OpusTranscoder | None = None
-        self._worker: ThreadPoolExecutor | None = None
+        self._worker: OpusWorker | None = None
 
     @classmethod
     def of(cls, stream: Stream) -> "RtcFeed":
@@ -331,7 +368,7 @@ class RtcFeed:
             self.stream.detach(self)
             self.params, self.gop, self.opus = None, [], None
             if self._worker is not None:
-                self._worker.shutdown(wait=False)
+                self._worker.stop()
                 self._worker = None
 
     def close(self) -> None:
@@ -357,16 +394,9 @@ class RtcFeed:
         elif packet.kind == "g711" and self.audio_tracks:
             self._send_audio([(packet.dts, packet.data)])
         elif packet.kind == "audio" and self.opus is not None and self.audio_tracks:
-            # PyAV work stays out of the event loop: one worker thread per stream keeps the
-            # Opus packets in order, and they come back to the loop to be sent.
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._opus_worker(), self.opus.transcode, packet)
-            future.add_done_callback(lambda done: self._send_audio(done.result()))
-
-    def _opus_worker(self) -> ThreadPoolExecutor:
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"opus-{self.stream.token}")
-        return self._worker
+            if self._worker is None:
+                self._worker = OpusWorker(f"opus-{self.stream.token}", self._send_audio)
+            self._worker.submit(self.opus.transcode, packet)
 
     def _send_audio(self, frames: list[tuple[int, bytes]]) -> None:
         for timestamp, data in frames:
