@@ -20,15 +20,18 @@ payloads what aiortc's `RTCRtpSender._run_rtp` does, with the state aiortc set u
   (udp_gso.py); through the pair's asyncio transport (copies, which it may queue) for
   what the socket cannot take now, while the transport still holds some, and for TURN.
 
-What aiortc does around sending stays aiortc's, fed with the numbers it needs: its RTCP
-sender reports read the sender's packet/octet counters and NTP/RTP time pair, which are
-kept here; its NACK handling calls `retransmit` (RTX when negotiated); PLI/FIR is the
-peer's resync (webrtc.py). `for_sender` returns None when aiortc, aioice or pylibsrtp
+RTCP sender reports (with the SDES CNAME) go out after a frame when one is due, at
+aiortc's intervals (0.5-1.5 s), instead of from aiortc's timer task: no wake-up of their
+own, and the counters they carry are kept here, handed to aiortc's sender and DTLS
+transport with each report (getStats). The rest of RTCP stays aiortc's: its NACK
+handling calls `retransmit` (RTX when negotiated); PLI/FIR is the peer's resync
+(webrtc.py); the BYE when aiortc stops the sender (webrtc.py's `run_rtcp`). `for_sender` returns None when aiortc, aioice or pylibsrtp
 are not shaped as expected (another version); the peer then keeps aiortc's own path.
 """
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 import time
@@ -38,7 +41,8 @@ from dataclasses import dataclass, field
 from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
-from aiortc.rtp import RTP_HISTORY_SIZE, pack_header_extensions
+from aiortc.rtp import (RTP_HISTORY_SIZE, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket,
+                        pack_header_extensions)
 from aiortc.utils import random32
 
 from . import udp_gso
@@ -54,9 +58,10 @@ MAX_BUFFERED_BYTES = 1_000_000  # unsent bytes in the socket's asyncio buffer: t
 SRTP_TAG_LENGTHS = {b"SRTP_AEAD_AES_128_GCM": 16, b"SRTP_AEAD_AES_256_GCM": 16,
                     b"SRTP_AES128_CM_SHA1_80": 10, b"SRTP_AES128_CM_SHA1_32": 4}
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-# RTCRtpSender's private counters that its RTCP sender reports are made of.
-SR_COUNTERS = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
-               "_RTCRtpSender__octet_count", "_RTCRtpSender__packet_count")
+# RTCRtpSender's private counters (getStats), and the events its RTCP task must set.
+SENDER_FIELDS = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
+                 "_RTCRtpSender__octet_count", "_RTCRtpSender__packet_count",
+                 "_RTCRtpSender__rtcp_started", "_RTCRtpSender__rtcp_exited")
 TX_COUNTERS = ("_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
 
 RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X CC=0 | M PT | sequence | timestamp | SSRC
@@ -154,7 +159,13 @@ class LeanRtpSender:
         self.rtx_sequence = random_sequence_number()
         self.srtp_context = self.dtls._tx_srtp._srtp[0]
         self.srtp_length = ffi.new("int *")
-        self.counts_transport = hasattr(self.dtls, TX_COUNTERS[0])
+        self.counts_transport = all(hasattr(self.dtls, name) for name in TX_COUNTERS)
+        cname = parameters.rtcp.cname
+        self.sdes = bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])])) \
+            if cname else b""
+        self.packet_count = self.octet_count = self.sent_bytes = 0
+        self.reported_packets = self.reported_bytes = 0  # of those, handed to the DTLS transport's counters
+        self.next_report = time.time() + 0.5 + random.random()
         self._pair: object = None  # the nominated ICE pair the fields below are of
         self._address: tuple = ()
         self._sendto: Callable[[bytes, tuple], None] = lambda data, address: None
@@ -164,7 +175,7 @@ class LeanRtpSender:
     @classmethod
     def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> "LeanRtpSender | None":
         """A lean sender for a sender aiortc has just started, or None to leave it to aiortc."""
-        if ffi is None or not all(hasattr(sender, name) for name in SR_COUNTERS):
+        if ffi is None or not all(hasattr(sender, name) for name in SENDER_FIELDS):
             return None
         try:
             lean = cls(sender, parameters)
@@ -250,7 +261,12 @@ class LeanRtpSender:
             for end in ends[sent:]:
                 sendto(bytes(view[start:end]), address)  # a copy: the transport may queue it, a TURN relay keep it
                 start = end
-        self._count(count, layout.octets, ends[-1], ntp_now(), timestamp)
+        self.packet_count += count
+        self.octet_count += layout.octets
+        self.sent_bytes += ends[-1]
+        now = time.time()
+        if now >= self.next_report:
+            self._report(now, timestamp)
         return True
 
     def _remember(self, first: int, count: int, frame: tuple[int, int, list[bytes]]) -> None:
@@ -263,16 +279,25 @@ class LeanRtpSender:
             for sequence in range(first, first + count):
                 history[sequence % RTP_HISTORY_SIZE] = frame
 
-    def _count(self, packets: int, octets: int, sent: int, ntp_time: int, timestamp: int) -> None:
-        """What aiortc's sender and DTLS transport would have counted (RTCP SR, getStats)."""
+    def _report(self, now: float, timestamp: int) -> None:
+        """An RTCP sender report for what was sent up to the frame just sent (at `timestamp`),
+        as aiortc's RTCP task makes it, and its counters in aiortc's sender and transport."""
+        self.next_report = now + 0.5 + random.random()
+        ntp_time = ntp_now()
         sender, dtls = self.sender, self.dtls
         sender._RTCRtpSender__ntp_timestamp = ntp_time
         sender._RTCRtpSender__rtp_timestamp = timestamp
-        sender._RTCRtpSender__octet_count += octets
-        sender._RTCRtpSender__packet_count += packets
+        sender._RTCRtpSender__octet_count = self.octet_count
+        sender._RTCRtpSender__packet_count = self.packet_count
+        report = bytes(RtcpSrPacket(ssrc=self.ssrc, sender_info=RtcpSenderInfo(
+            ntp_timestamp=ntp_time, rtp_timestamp=timestamp,
+            packet_count=self.packet_count & 0xFFFFFFFF, octet_count=self.octet_count & 0xFFFFFFFF)))
+        data = dtls._tx_srtp.protect_rtcp(report + self.sdes)
+        self._sendto(data, self._address)
         if self.counts_transport:
-            dtls._RTCDtlsTransport__tx_packets += packets
-            dtls._RTCDtlsTransport__tx_bytes += sent
+            dtls._RTCDtlsTransport__tx_packets += self.packet_count - self.reported_packets + 1
+            dtls._RTCDtlsTransport__tx_bytes += self.sent_bytes - self.reported_bytes + len(data)
+            self.reported_packets, self.reported_bytes = self.packet_count, self.sent_bytes
 
     async def retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, wrapped in RTX when RTX was negotiated (RFC 4588)."""

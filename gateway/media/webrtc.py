@@ -67,6 +67,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
+from aiortc.rtp import RtcpByePacket
 
 from . import h264
 from .audio import OpusTranscoder
@@ -153,6 +154,24 @@ def install_passthrough(host_addresses: list[str]) -> None:
                     log.warning("aiortc/aioice internals not as expected: RTP goes through aiortc")
 
         aiortc.RTCRtpSender.send = send
+        aiortc_run_rtcp = aiortc.RTCRtpSender._run_rtcp
+
+        async def run_rtcp(sender: aiortc.RTCRtpSender) -> None:
+            """aiortc's RTCP task; for a lean sender (reports go out with its frames) only
+            its start and, when aiortc stops the sender, the BYE."""
+            track = sender.track
+            if not (isinstance(track, PeerTrack) and track.lean is not None):
+                await aiortc_run_rtcp(sender)
+                return
+            sender._RTCRtpSender__rtcp_started.set()
+            try:
+                await asyncio.get_running_loop().create_future()  # until aiortc cancels it
+            except asyncio.CancelledError:
+                pass
+            await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+            sender._RTCRtpSender__rtcp_exited.set()
+
+        aiortc.RTCRtpSender._run_rtcp = run_rtcp
         # A viewer that vanishes (tab closed, network gone) is noticed by ICE consent
         # checks: every second, given up after 4 misses, instead of aioice's 5 s x 6.
         aioice.ice.CONSENT_INTERVAL = 1
