@@ -151,8 +151,10 @@ class LeanRtpSender:
         self.timestamp_origin = random32()
         self.extension = self._extension(parameters)
         self.shape = (self.extension, SRTP_TAG_LENGTHS[self.dtls._ssl.get_selected_srtp_profile()])
-        # the frame of each sent packet by sequence number % size: (first sequence, timestamp, payloads)
+        # the frame of each sent packet by sequence number % size: (first sequence, timestamp, payloads),
+        # kept only when the peer may ask for packets again (NACK negotiated: video)
         self.history: list[tuple[int, int, list[bytes]] | None] = [None] * RTP_HISTORY_SIZE
+        self.keeps_history = any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback)
         self.rtx_payload_type = next((c.payloadType for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
                                       and c.parameters.get("apt") == codec.payloadType), None)
         self.rtx_ssrc = sender._rtx_ssrc
@@ -250,7 +252,8 @@ class LeanRtpSender:
             raise RuntimeError(f"SRTP added {length[0] - size} bytes, not the profile's {layout.tag}")
         self.sequence = sequence
         count = len(layout.packets)
-        self._remember(first, count, (first, timestamp, frame.payloads))
+        if self.keeps_history:
+            self._remember(first, count, (first, timestamp, frame.payloads))
         ends = layout.datagrams.ends
         # Nothing may overtake what the transport holds: then everything goes through it.
         sent = self._batch.send(pointer, layout.datagrams) if self._batch is not None and not backlog else 0

@@ -8,7 +8,8 @@ sees ordinary datagrams. The RTP packets of one H.264 slice (FU-A fragments of e
 same header and SRTP tag length) are such a run; a STAP-A or an audio packet is a run of
 one. The system call, the largest cost of sending WebRTC media from Python, and most of
 it per call rather than per byte, becomes one per frame instead of one per packet (or per
-slice, with GSO alone through `socket.sendmsg`).
+slice, with GSO alone through `socket.sendmsg`). Where the runs are is worked out once
+per frame (`Datagrams`), since every peer lays a frame's packets out alike.
 
 Python's socket module has `sendmsg` but not `sendmmsg`: it is called through cffi (which
 pylibsrtp already loads), with the structures declared as Linux lays them out.

@@ -14,7 +14,8 @@ How aiortc is bent to this, in one place (`install_passthrough`):
   and waits on the track (recv), so aiortc stops it as usual; if aiortc's or aioice's
   internals are not as LeanRtpSender expects, the track serves that loop instead. The
   peer's incoming RTCP is read as it arrives by RtcpReader (rtcp_reader.py), which leaves
-  aiortc only what the gateway acts on (NACK, PLI, FIR, BYE).
+  aiortc only what the gateway acts on (NACK, PLI, FIR, BYE); sender reports go out with
+  the frames (rtp_sender.py), so aiortc's RTCP task (`run_rtcp`) only sends the final BYE.
 - aiortc's sender asks `get_encoder(codec)` for an encoder and calls `encoder.pack(item)`
   for anything a track returns that is not a decoded Frame (only on that fallback path).
   We hand it PassthroughEncoder, whose pack() returns the ready payloads: no encoder is
