@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-import sys
 
 import cffi
 
