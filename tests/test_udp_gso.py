@@ -48,7 +48,7 @@ def test_a_frame_arrives_as_the_datagrams_it_was(sockets, gso):
     sizes = [40] + [1226] * 9 + [700] + [1226, 1226, 900] + [1000] * 70 + [1100] + [50, 60] * 40
     datagrams = [os.urandom(size) for size in sizes]
     buffer, pointer, ends = packed(datagrams)
-    assert batch.send(pointer, ends) == len(datagrams)
+    assert batch.send(pointer, udp_gso.Datagrams(ends)) == len(datagrams)
     assert [receiver.recv(2048) for _ in datagrams] == datagrams
 
 
@@ -60,9 +60,9 @@ def test_what_the_kernel_refuses_stops_the_batch_and_says_where(sockets, gso):
     batch.gso = batch.gso and gso
     datagrams = [b"a" * 100, b"b" * 100, b"c" * 70000, b"d" * 100]  # over UDP's 64 KiB
     buffer, pointer, ends = packed(datagrams)
-    assert batch.send(pointer, ends) == 2
+    assert batch.send(pointer, udp_gso.Datagrams(ends)) == 2
     assert [receiver.recv(2048), receiver.recv(2048)] == datagrams[:2]
-    assert batch.send(pointer + ends[2], [100]) == 1  # the socket goes on
+    assert batch.send(pointer + ends[2], udp_gso.Datagrams([100])) == 1  # the socket goes on
     assert receiver.recv(2048) == datagrams[3]
 
 
@@ -77,5 +77,5 @@ def test_ipv6_addresses_are_laid_out_for_the_kernel():
         receiver.settimeout(2)
         batch = udp_gso.DatagramBatch(sender, receiver.getsockname()[:2])
         buffer, pointer, ends = packed([b"hello", b"world!"])
-        assert batch.send(pointer, ends) == 2
+        assert batch.send(pointer, udp_gso.Datagrams(ends)) == 2
         assert [receiver.recv(100), receiver.recv(100)] == [b"hello", b"world!"]

@@ -230,14 +230,15 @@ def test_deleting_a_source_closes_its_peers(camera_source, page):
 
 
 async def receive_dropping_packets(gw, session: str, seconds: float, every: int, with_audio: bool = True,
-                                   srtp_profiles: list | None = None) -> dict:
+                                   srtp_profiles: list | None = None, pli_after: float | None = None) -> dict:
     """An aiortc WHEP client that loses every `every`-th video packet, as a network would.
 
     The packets are thrown away before SRTP sees them (a retransmission of a packet the
     receiver has decrypted once is refused as a replay). Recorded: the media packets that
     reach the client's RTP receiver, the sequence numbers lost, the decoded frames and the
     RTCP sender reports. `srtp_profiles`: the SRTP profiles the client offers (aiortc's
-    own: AES-GCM and AES-CM); `srtp_profile` in the result is the one agreed.
+    own: AES-GCM and AES-CM); `srtp_profile` in the result is the one agreed. `pli_after`:
+    seconds after which the client sends a picture loss indication (`pli_time` in the result).
     """
     import aiohttp
     from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -299,12 +300,17 @@ async def receive_dropping_packets(gw, session: str, seconds: float, every: int,
 
     decoding = asyncio.ensure_future(decode())
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    await asyncio.sleep(seconds)
+    pli_time = None
+    if pli_after is not None:
+        await asyncio.sleep(pli_after)
+        pli_time = time.time()
+        await receiver._send_rtcp_pli(video_ssrc)
+    await asyncio.sleep(seconds - (pli_after or 0))
     decoding.cancel()
     srtp_profile = receiver.transport._ssl.get_selected_srtp_profile()
     await pc.close()
     return {"received": received, "lost": lost, "reports": reports, "frames": frames, "answer": answer,
-            "srtp_profile": srtp_profile}
+            "srtp_profile": srtp_profile, "pli_time": pli_time}
 
 
 def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
@@ -332,6 +338,24 @@ def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
         assert recent and min(abs(ts - rtp_timestamp) for ts in recent) < 90000 * 0.3, (rtp_timestamp, recent[:3])
         sent_by_then = sum(1 for t, _ in first_by_arrival if t <= arrival) + sum(1 for s in lost if s not in received)
         assert 0.8 * sent_by_then - 30 <= packets <= sent_by_then + 30, (packets, sent_by_then)
+
+
+def test_a_picture_loss_indication_replays_the_cached_gop(gateway):
+    """A client's PLI reaches the peer (the gateway reads incoming RTCP itself and hands
+    on what it acts on): the cached GOP comes again from its keyframe at once, its frames
+    one RTP tick apart, where live frames are 3600 apart (25 fps)."""
+    session = gateway.login()
+    with ThreadPoolExecutor(1) as thread:
+        result = thread.submit(asyncio.run, receive_dropping_packets(gateway, session, seconds=4, every=10**6,
+                                                                     pli_after=2.5)).result()
+    arrivals = sorted((t, ts) for packets in result["received"].values() for t, ts in packets)
+    frames_before = [ts for t, ts in arrivals if t < result["pli_time"]]
+    frames_after = [ts for t, ts in arrivals if t >= result["pli_time"]]
+    steps_before = [(b - a) & 0xFFFFFFFF for a, b in zip(frames_before, frames_before[1:]) if b != a]
+    steps_after = [(b - a) & 0xFFFFFFFF for a, b in zip(frames_after, frames_after[1:]) if b != a]
+    assert steps_before[-10:] == [3600] * 10  # live by then (the start's replay is long over)
+    assert 1 in steps_after[:30], steps_after[:30]  # replayed right after the PLI
+    assert result["frames"] >= 50
 
 
 def test_a_video_only_whep_offer_gets_a_video_only_answer(gateway):

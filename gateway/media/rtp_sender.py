@@ -5,36 +5,44 @@ extension objects, SRTP, DTLS transport, ICE transport, aioice, asyncio transpor
 cost more than the encryption and the system call together. LeanRtpSender does for ready
 payloads what aiortc's `RTCRtpSender._run_rtp` does, with the state aiortc set up:
 
-- the header from struct: the sender's SSRC, the negotiated payload type, its own
-  sequence numbers and timestamp origin (random, as aiortc's), the marker on a frame's
-  last packet; the negotiated header extensions (mid, abs-send-time: the only ones aiortc
-  offers for sent media);
-- SRTP with the DTLS transport's libsrtp session, each packet protected in place in one
-  buffer per frame through pylibsrtp's own C binding (pylibsrtp's `protect` copies the
-  packet in and out and costs more in Python than the encryption itself);
+- the packets of a frame are laid out once per stream (PacketLayout, kept on the RtpFrame)
+  for every peer whose packets have the same shape (header extension block, SRTP tag
+  length: with one browser, every peer): plaintext packets one after the other, each with
+  room for its SRTP tag, and how they go out as sendmmsg messages. A peer copies that
+  layout into the send buffer in one go and fills in each packet's header fields (its
+  payload type, its own sequence numbers, timestamp origin (random, as aiortc's) and
+  SSRC, the marker on a frame's last packet) with one struct call;
+- SRTP with the DTLS transport's libsrtp session, each packet protected in place through
+  pylibsrtp's own C binding (pylibsrtp's `protect` copies the packet in and out and costs
+  more in Python than the encryption itself);
 - straight to the UDP socket of the ICE pair aioice nominated, the whole frame in one
   sendmmsg system call, each slice's equal-size packets as one UDP GSO message
   (udp_gso.py); through the pair's asyncio transport (copies, which it may queue) for
   what the socket cannot take now, while the transport still holds some, and for TURN.
 
-What aiortc does around sending stays aiortc's, fed with the numbers it needs: its RTCP
-sender reports read the sender's packet/octet counters and NTP/RTP time pair, which are
-kept here; its NACK handling calls `retransmit` (RTX when negotiated); PLI/FIR is the
-peer's resync (webrtc.py). `for_sender` returns None when aiortc, aioice or pylibsrtp
+RTCP sender reports (with the SDES CNAME) go out after a frame when one is due, at
+aiortc's intervals (0.5-1.5 s), instead of from aiortc's timer task: no wake-up of their
+own, and the counters they carry are kept here, handed to aiortc's sender and DTLS
+transport with each report (getStats). The rest of RTCP stays aiortc's: its NACK
+handling calls `retransmit` (RTX when negotiated); PLI/FIR is the peer's resync
+(webrtc.py); the BYE when aiortc stops the sender (webrtc.py's `run_rtcp`). `for_sender` returns None when aiortc, aioice or pylibsrtp
 are not shaped as expected (another version); the peer then keeps aiortc's own path.
 """
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
-from aiortc.rtp import RTP_HISTORY_SIZE, pack_header_extensions
+from aiortc.rtp import (RTP_HISTORY_SIZE, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket,
+                        pack_header_extensions)
 from aiortc.utils import random32
 
 from . import udp_gso
@@ -46,21 +54,87 @@ except ImportError:  # pragma: no cover - another pylibsrtp: aiortc's path is us
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 MAX_BUFFERED_BYTES = 1_000_000  # unsent bytes in the socket's asyncio buffer: the peer skips ahead
-SRTP_TRAILER = 16  # the longest tag aiortc's SRTP profiles add (AES-GCM; HMAC-SHA1-80: 10)
+# The SRTP tag each DTLS-SRTP profile adds to an RTP packet (RFC 5764, RFC 7714).
+SRTP_TAG_LENGTHS = {b"SRTP_AEAD_AES_128_GCM": 16, b"SRTP_AEAD_AES_256_GCM": 16,
+                    b"SRTP_AES128_CM_SHA1_80": 10, b"SRTP_AES128_CM_SHA1_32": 4}
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-# RTCRtpSender's private counters that its RTCP sender reports are made of.
-SR_COUNTERS = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
-               "_RTCRtpSender__octet_count", "_RTCRtpSender__packet_count")
+# RTCRtpSender's private counters (getStats), and the events its RTCP task must set.
+SENDER_FIELDS = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
+                 "_RTCRtpSender__octet_count", "_RTCRtpSender__packet_count",
+                 "_RTCRtpSender__rtcp_started", "_RTCRtpSender__rtcp_exited")
 TX_COUNTERS = ("_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
 
 RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X CC=0 | M PT | sequence | timestamp | SSRC
-RTP_SEQUENCE = struct.Struct("!H")
+RTP_FIELDS = struct.Struct("!BHII")  # the header after its first byte: what differs per peer and packet
 
 
 def ntp_now() -> int:
     """The 64-bit NTP time (what aiortc.clock.current_ntp_time gives, without datetime)."""
     return int((time.time() + NTP_EPOCH_OFFSET) * 2**32)
+
+
+@dataclass(frozen=True, slots=True)
+class RtpFrame:
+    """One frame as RTP payloads, made once per stream; `timestamp` on the media clock.
+
+    `layouts` keeps the frame's PacketLayout for each packet shape its peers use.
+    """
+
+    payloads: list[bytes]
+    timestamp: int
+    keyframe: bool
+    layouts: dict[tuple[bytes, int], "PacketLayout"] = field(default_factory=dict, compare=False)
+
+
+class PacketLayout:
+    """A frame's packets for one shape (header extension block, SRTP tag length): each as a
+    header whose fields the peer fills in, the extension block and the payload, followed
+    by room for the tag, one after the other in `data`.
+
+    `packets` gives each packet's offset, plaintext length and marker bit; `datagrams`
+    where each ends once protected, and the frame's sendmmsg messages.
+    """
+
+    __slots__ = ("data", "packets", "datagrams", "octets", "tag")
+
+    def __init__(self, payloads: list[bytes], extension: bytes, tag: int):
+        header = bytes([0x90 if extension else 0x80]) + bytes(11) + extension
+        room = bytes(tag)
+        parts, packets, ends = [], [], []
+        offset, last = 0, len(payloads) - 1
+        for i, payload in enumerate(payloads):
+            parts += (header, payload, room)
+            length = len(header) + len(payload)
+            packets.append((offset, length, 0x80 if i == last else 0))
+            offset += length + tag
+            ends.append(offset)
+        self.data = b"".join(parts)
+        self.packets = packets
+        self.datagrams = udp_gso.Datagrams(ends)
+        self.octets = sum(map(len, payloads))
+        self.tag = tag
+
+
+class SendBuffer:
+    """The buffer every peer's packets are protected in and sent from, and its cffi pointer.
+
+    One for all: a peer's frame goes out in one synchronous call in the event loop thread,
+    and the kernel has copied it when sendmmsg returns (the transport's fallback copies
+    too); one buffer stays in the CPU cache, where one per peer would not.
+    """
+
+    def __init__(self) -> None:
+        self.data = bytearray(65536)
+        self.pointer = ffi.from_buffer(self.data) if ffi is not None else None
+
+    def at_least(self, size: int) -> tuple[bytearray, object]:
+        if size > len(self.data):
+            self.data = bytearray(max(size, 2 * len(self.data)))
+            self.pointer = ffi.from_buffer(self.data)
+        return self.data, self.pointer
+
+
+SEND_BUFFER = SendBuffer()
 
 
 class LeanRtpSender:
@@ -75,28 +149,35 @@ class LeanRtpSender:
         self.ssrc = sender._ssrc
         self.sequence = random_sequence_number()
         self.timestamp_origin = random32()
-        self._extension_parts(parameters)
-        # the frame of each sent packet by sequence number % size: (first sequence, timestamp, payloads)
+        self.extension = self._extension(parameters)
+        self.shape = (self.extension, SRTP_TAG_LENGTHS[self.dtls._ssl.get_selected_srtp_profile()])
+        # the frame of each sent packet by sequence number % size: (first sequence, timestamp, payloads),
+        # kept only when the peer may ask for packets again (NACK negotiated: video)
         self.history: list[tuple[int, int, list[bytes]] | None] = [None] * RTP_HISTORY_SIZE
+        self.keeps_history = any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback)
         self.rtx_payload_type = next((c.payloadType for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
                                       and c.parameters.get("apt") == codec.payloadType), None)
         self.rtx_ssrc = sender._rtx_ssrc
         self.rtx_sequence = random_sequence_number()
         self.srtp_context = self.dtls._tx_srtp._srtp[0]
         self.srtp_length = ffi.new("int *")
-        self.counts_transport = hasattr(self.dtls, TX_COUNTERS[0])
+        self.counts_transport = all(hasattr(self.dtls, name) for name in TX_COUNTERS)
+        cname = parameters.rtcp.cname
+        self.sdes = bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])])) \
+            if cname else b""
+        self.packet_count = self.octet_count = self.sent_bytes = 0
+        self.reported_packets = self.reported_bytes = 0  # of those, handed to the DTLS transport's counters
+        self.next_report = time.time() + 0.5 + random.random()
         self._pair: object = None  # the nominated ICE pair the fields below are of
         self._address: tuple = ()
         self._sendto: Callable[[bytes, tuple], None] = lambda data, address: None
         self._backlog: Callable[[], int] = lambda: 0
         self._batch: udp_gso.DatagramBatch | None = None
-        self._buffer = bytearray()
-        self._pointer = ffi.from_buffer(self._buffer)
 
     @classmethod
     def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> "LeanRtpSender | None":
         """A lean sender for a sender aiortc has just started, or None to leave it to aiortc."""
-        if ffi is None or not all(hasattr(sender, name) for name in SR_COUNTERS):
+        if ffi is None or not all(hasattr(sender, name) for name in SENDER_FIELDS):
             return None
         try:
             lean = cls(sender, parameters)
@@ -105,32 +186,15 @@ class LeanRtpSender:
             return None
         return lean if isinstance(nominated, dict) else None
 
-    def _extension_parts(self, parameters: RTCRtpSendParameters) -> None:
-        """The header extension block as (before, after) the 3 abs-send-time bytes.
-
-        No abs-send-time: `after` is empty and `before` the whole (constant) block; no
-        extension at all: both empty (and the header's X bit unset).
-        """
+    @staticmethod
+    def _extension(parameters: RTCRtpSendParameters) -> bytes:
+        """The header extension block every packet carries: the mid, when negotiated (the
+        only extension install_passthrough leaves aiortc to offer for sent media)."""
         ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
-        elements = []
-        abs_id = ids.get(ABS_SEND_TIME)
-        if abs_id:
-            elements.append((abs_id, b"\0\0\0"))
-        if MID in ids and parameters.muxId:
-            elements.append((ids[MID], parameters.muxId.encode()))
-        self.with_abs_send_time = bool(abs_id)
-        if not elements:
-            self.extension_before, self.extension_after = b"", b""
-            return
-        profile, value = pack_header_extensions(elements)
-        block = struct.pack("!HH", profile, len(value) >> 2) + value
-        at = 4 + (1 if profile == 0xBEDE else 2)  # abs-send-time's data after its one/two-byte header
-        self.extension_before, self.extension_after = (block[:at], block[at + 3:]) if abs_id else (block, b"")
-
-    def _extension(self, ntp_time: int) -> bytes:
-        if self.with_abs_send_time:
-            return self.extension_before + ((ntp_time >> 14) & 0xFFFFFF).to_bytes(3, "big") + self.extension_after
-        return self.extension_before
+        if MID not in ids or not parameters.muxId:
+            return b""
+        profile, value = pack_header_extensions([(ids[MID], parameters.muxId.encode())])
+        return struct.pack("!HH", profile, len(value) >> 2) + value
 
     def _connected(self) -> bool:
         """Whether DTLS is up and ICE has a nominated pair; follows that pair as it changes."""
@@ -159,56 +223,40 @@ class LeanRtpSender:
             except (OSError, ValueError):
                 pass  # packets go one by one through the transport
 
-    def _buffer_for(self, size: int):
-        """The sender's own packet buffer (and its cffi pointer), at least `size` bytes."""
-        if size > len(self._buffer):
-            self._buffer = bytearray(max(size, 2 * len(self._buffer)))
-            self._pointer = ffi.from_buffer(self._buffer)
-        return self._buffer, self._pointer
-
-    def send(self, payloads: list[bytes], timestamp: int) -> bool:
-        """Send one frame's payloads; False if the peer's socket is too far behind to take it."""
+    def send(self, frame: RtpFrame, timestamp: int) -> bool:
+        """Send one frame at this peer's `timestamp`; False if the peer's socket is too far
+        behind to take it."""
         if (self.dtls._state is not State.CONNECTED or self.ice._nominated.get(1) is not self._pair) \
                 and not self._connected():
             return True  # not (or no longer) connected: the frame is dropped, as aiortc does
         backlog = self._backlog()
         if backlog > MAX_BUFFERED_BYTES:
             return False
-        ntp_time = ntp_now()
-        extension = self._extension(ntp_time)
+        layout = frame.layouts.get(self.shape)
+        if layout is None:
+            layout = frame.layouts[self.shape] = PacketLayout(frame.payloads, *self.shape)
         timestamp = (self.timestamp_origin + timestamp) & 0xFFFFFFFF
-        first = self.sequence
-        # Every packet starts as this header; only its sequence number (and the last one's
-        # marker) differ.
-        header = RTP_HEADER.pack(0x90 if extension else 0x80, self.payload_type, 0, timestamp, self.ssrc) + extension
-        header_size = len(header)
-        count = len(payloads)
-        octets = sum(map(len, payloads))
-        # All packets one after the other in one buffer, each protected where it lies.
-        buffer, pointer = self._buffer_for(octets + count * (header_size + SRTP_TRAILER))
+        data = layout.data
+        buffer, pointer = SEND_BUFFER.at_least(len(data))
+        buffer[:len(data)] = data
         protect, context, length = libsrtp.srtp_protect, self.srtp_context, self.srtp_length
-        pack_sequence = RTP_SEQUENCE.pack_into
-        last = count - 1
-        ends = []
-        end = 0
-        for i, payload in enumerate(payloads):
-            start = end
-            body = start + header_size
-            end = body + len(payload)
-            buffer[start:body] = header
-            pack_sequence(buffer, start + 2, (first + i) & 0xFFFF)
-            buffer[body:end] = payload
-            length[0] = end - start
-            if i == last:
-                buffer[start + 1] |= 0x80  # marker: the frame's last packet
-            if protect(context, pointer + start, length):
+        fill, payload_type, ssrc = RTP_FIELDS.pack_into, self.payload_type, self.ssrc
+        first = sequence = self.sequence
+        for offset, size, marker in layout.packets:
+            fill(buffer, offset + 1, payload_type | marker, sequence, timestamp, ssrc)
+            length[0] = size
+            if protect(context, pointer + offset, length):
                 return True  # libsrtp refused (session torn down): drop the frame
-            end = start + length[0]
-            ends.append(end)
-        self.sequence = (first + count) & 0xFFFF
-        self._remember(first, count, (first, timestamp, payloads))
+            sequence = (sequence + 1) & 0xFFFF
+        if length[0] != size + layout.tag:
+            raise RuntimeError(f"SRTP added {length[0] - size} bytes, not the profile's {layout.tag}")
+        self.sequence = sequence
+        count = len(layout.packets)
+        if self.keeps_history:
+            self._remember(first, count, (first, timestamp, frame.payloads))
+        ends = layout.datagrams.ends
         # Nothing may overtake what the transport holds: then everything goes through it.
-        sent = self._batch.send(pointer, ends) if self._batch is not None and not backlog else 0
+        sent = self._batch.send(pointer, layout.datagrams) if self._batch is not None and not backlog else 0
         if sent < count:
             sendto, address = self._sendto, self._address
             view = memoryview(buffer)
@@ -216,7 +264,12 @@ class LeanRtpSender:
             for end in ends[sent:]:
                 sendto(bytes(view[start:end]), address)  # a copy: the transport may queue it, a TURN relay keep it
                 start = end
-        self._count(count, octets, end, ntp_time, timestamp)
+        self.packet_count += count
+        self.octet_count += layout.octets
+        self.sent_bytes += ends[-1]
+        now = time.time()
+        if now >= self.next_report:
+            self._report(now, timestamp)
         return True
 
     def _remember(self, first: int, count: int, frame: tuple[int, int, list[bytes]]) -> None:
@@ -229,16 +282,25 @@ class LeanRtpSender:
             for sequence in range(first, first + count):
                 history[sequence % RTP_HISTORY_SIZE] = frame
 
-    def _count(self, packets: int, octets: int, sent: int, ntp_time: int, timestamp: int) -> None:
-        """What aiortc's sender and DTLS transport would have counted (RTCP SR, getStats)."""
+    def _report(self, now: float, timestamp: int) -> None:
+        """An RTCP sender report for what was sent up to the frame just sent (at `timestamp`),
+        as aiortc's RTCP task makes it, and its counters in aiortc's sender and transport."""
+        self.next_report = now + 0.5 + random.random()
+        ntp_time = ntp_now()
         sender, dtls = self.sender, self.dtls
         sender._RTCRtpSender__ntp_timestamp = ntp_time
         sender._RTCRtpSender__rtp_timestamp = timestamp
-        sender._RTCRtpSender__octet_count += octets
-        sender._RTCRtpSender__packet_count += packets
+        sender._RTCRtpSender__octet_count = self.octet_count
+        sender._RTCRtpSender__packet_count = self.packet_count
+        report = bytes(RtcpSrPacket(ssrc=self.ssrc, sender_info=RtcpSenderInfo(
+            ntp_timestamp=ntp_time, rtp_timestamp=timestamp,
+            packet_count=self.packet_count & 0xFFFFFFFF, octet_count=self.octet_count & 0xFFFFFFFF)))
+        data = dtls._tx_srtp.protect_rtcp(report + self.sdes)
+        self._sendto(data, self._address)
         if self.counts_transport:
-            dtls._RTCDtlsTransport__tx_packets += packets
-            dtls._RTCDtlsTransport__tx_bytes += sent
+            dtls._RTCDtlsTransport__tx_packets += self.packet_count - self.reported_packets + 1
+            dtls._RTCDtlsTransport__tx_bytes += self.sent_bytes - self.reported_bytes + len(data)
+            self.reported_packets, self.reported_bytes = self.packet_count, self.sent_bytes
 
     async def retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, wrapped in RTX when RTX was negotiated (RFC 4588)."""
@@ -250,7 +312,7 @@ class LeanRtpSender:
         if index >= len(payloads):
             return  # long gone: the slot holds a newer frame
         payload, marker = payloads[index], 0x80 if index == len(payloads) - 1 else 0
-        extension = self._extension(ntp_now())
+        extension = self.extension
         first_byte = 0x90 if extension else 0x80
         if self.rtx_payload_type is None:
             header = RTP_HEADER.pack(first_byte, self.payload_type | marker, sequence, timestamp, self.ssrc)

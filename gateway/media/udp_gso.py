@@ -8,7 +8,8 @@ sees ordinary datagrams. The RTP packets of one H.264 slice (FU-A fragments of e
 same header and SRTP tag length) are such a run; a STAP-A or an audio packet is a run of
 one. The system call, the largest cost of sending WebRTC media from Python, and most of
 it per call rather than per byte, becomes one per frame instead of one per packet (or per
-slice, with GSO alone through `socket.sendmsg`).
+slice, with GSO alone through `socket.sendmsg`). Where the runs are is worked out once
+per frame (`Datagrams`), since every peer lays a frame's packets out alike.
 
 Python's socket module has `sendmsg` but not `sendmmsg`: it is called through cffi (which
 pylibsrtp already loads), with the structures declared as Linux lays them out.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-import sys
 
 import cffi
 
@@ -73,6 +73,37 @@ def sockaddr(sock: socket.socket, address: tuple) -> bytes:
     raise ValueError(f"not an IP socket: {family}")
 
 
+class Datagrams:
+    """Where datagrams lying one after the other in a buffer end, and how they go out as
+    sendmmsg messages, worked out once for every socket that sends datagrams laid out so
+    (every peer of a stream sends a frame's packets at the same offsets)."""
+
+    def __init__(self, ends: list[int]):
+        self.ends = ends
+        self._plans: dict[bool, list[tuple[int, int, int, int]]] = {}
+
+    def plan(self, gso: bool) -> list[tuple[int, int, int, int]]:
+        """The messages as (start, length, segment size or 0 for one datagram, first datagram):
+        with GSO, each run of equal sizes (a shorter last one may close it) as one message."""
+        plan = self._plans.get(gso)
+        if plan is None:
+            plan = self._plans[gso] = []
+            ends, count = self.ends, len(self.ends)
+            i, start = 0, 0
+            while i < count:
+                size = ends[i] - start
+                j = i + 1
+                if gso:
+                    limit = min(count, i + MAX_SEGMENTS, i + MAX_BUFFER // size)
+                    while j < limit and ends[j] - ends[j - 1] == size:
+                        j += 1
+                    if j < limit and ends[j] - ends[j - 1] < size:
+                        j += 1  # a shorter datagram may close the run
+                plan.append((start, ends[j - 1] - start, size if j - i > 1 else 0, i))
+                i, start = j, ends[j - 1]
+        return plan
+
+
 class DatagramBatch:
     """sendmmsg for one socket and destination, its message structures made once."""
 
@@ -94,50 +125,40 @@ class DatagramBatch:
             cmsg = ffi.cast("struct cmsghdr *", header.msg_control)
             cmsg.cmsg_len, cmsg.cmsg_level, cmsg.cmsg_type = CMSG_HEADER + 2, socket.SOL_UDP, UDP_SEGMENT
 
-    def send(self, packets, ends: list[int]) -> int:
+    def send(self, packets, datagrams: Datagrams) -> int:
         """Send the datagrams lying one after the other from the cffi pointer `packets`
-        (each ending at `ends[i]`), in order; return how many the kernel took: all, or
+        (laid out as `datagrams` says), in order; return how many the kernel took: all, or
         fewer when the socket's buffer is full or the kernel refused one (the caller sends
         the rest its own way, which queues them or reports the error).
 
         If the kernel refuses GSO itself (e.g. no checksum offload on the route's device),
         the datagrams go one per message from then on.
         """
-        count = len(ends)
+        ends = datagrams.ends
         messages, iov, control = self.messages, self.iov, self.control
-        if count == 1:  # one datagram (audio, a lone packet): no runs to look for
+        if len(ends) == 1:  # one datagram (audio, a lone packet): no runs to look for
             iov[0].iov_base, iov[0].iov_len = packets, ends[0]
             messages[0].msg_hdr.msg_controllen = 0
             return max(libc.sendmmsg(self.fd, messages, 1, 0), 0)
-        sent, start = 0, 0  # datagrams taken, and where the next one starts
-        while sent < count:
-            firsts = []  # per message, its first datagram
-            i, message_start = sent, start
-            while i < count and len(firsts) < MAX_MESSAGES:
-                size = ends[i] - message_start
-                j = i + 1
-                if self.gso:
-                    limit = min(count, i + MAX_SEGMENTS, i + MAX_BUFFER // size)
-                    while j < limit and ends[j] - ends[j - 1] == size:
-                        j += 1
-                    if j < limit and ends[j] - ends[j - 1] < size:
-                        j += 1  # a shorter datagram may close the run
-                m = len(firsts)
-                iov[m].iov_base, iov[m].iov_len = packets + message_start, ends[j - 1] - message_start
-                if j - i > 1:
+        plan = datagrams.plan(self.gso)
+        next_message = 0
+        while next_message < len(plan):
+            batch = plan[next_message:next_message + MAX_MESSAGES]
+            for m, (start, length, segment, _) in enumerate(batch):
+                iov[m].iov_base, iov[m].iov_len = packets + start, length
+                if segment:
                     messages[m].msg_hdr.msg_controllen = CMSG_SPACE
-                    SEGMENT_SIZE.pack_into(control, m * CMSG_SPACE + CMSG_HEADER, size)
+                    SEGMENT_SIZE.pack_into(control, m * CMSG_SPACE + CMSG_HEADER, segment)
                 else:
                     messages[m].msg_hdr.msg_controllen = 0
-                firsts.append(i)
-                i, message_start = j, ends[j - 1]
-            taken = libc.sendmmsg(self.fd, messages, len(firsts), 0)
+            taken = libc.sendmmsg(self.fd, messages, len(batch), 0)
             if taken < 0:
-                if ffi.errno not in BLOCKED and messages[0].msg_hdr.msg_controllen:
+                if ffi.errno not in BLOCKED and batch[0][2]:
                     self.gso = False  # refused for its UDP_SEGMENT: again, one datagram per message
+                    plan, next_message = datagrams.plan(False), batch[0][3]
                     continue
-                return sent
-            if taken < len(firsts):
-                return firsts[taken]
-            sent, start = i, message_start
-        return sent
+                return batch[0][3]
+            if taken < len(batch):
+                return batch[taken][3]
+            next_message += taken
+        return len(ends)

@@ -1,9 +1,10 @@
 """WebRTC output: the camera's H.264 (and G.711) sent to aiortc peers without re-encoding.
 
 Per stream, one RtcFeed turns each frame into RTP payloads once (rtp_h264.packetize,
-SPS+PPS ahead of every IDR) and hands the same payload list to every peer; per peer only
-the RTP header, SRTP and the system call remain, done by LeanRtpSender (rtp_sender.py) in
-one synchronous loop per frame as the frame arrives.
+SPS+PPS ahead of every IDR) and hands the same RtpFrame to every peer; its packets are
+laid out once for all peers alike, so per peer only the RTP header fields, SRTP and the
+system call remain, done by LeanRtpSender (rtp_sender.py) in one synchronous loop per
+frame as the frame arrives.
 
 How aiortc is bent to this, in one place (`install_passthrough`):
 - Once aiortc has started a sender for one of our tracks (`RTCRtpSender.send`: its RTCP
@@ -11,7 +12,10 @@ How aiortc is bent to this, in one place (`install_passthrough`):
   LeanRtpSender, and NACKs are answered from that sender's history. aiortc's per-packet
   coroutine chain cost ~3 % of a core per 4 Mbit/s peer. aiortc's own RTP loop still runs
   and waits on the track (recv), so aiortc stops it as usual; if aiortc's or aioice's
-  internals are not as LeanRtpSender expects, the track serves that loop instead.
+  internals are not as LeanRtpSender expects, the track serves that loop instead. The
+  peer's incoming RTCP is read as it arrives by RtcpReader (rtcp_reader.py), which leaves
+  aiortc only what the gateway acts on (NACK, PLI, FIR, BYE); sender reports go out with
+  the frames (rtp_sender.py), so aiortc's RTCP task (`run_rtcp`) only sends the final BYE.
 - aiortc's sender asks `get_encoder(codec)` for an encoder and calls `encoder.pack(item)`
   for anything a track returns that is not a decoded Frame (only on that fallback path).
   We hand it PassthroughEncoder, whose pack() returns the ready payloads: no encoder is
@@ -21,6 +25,9 @@ How aiortc is bent to this, in one place (`install_passthrough`):
   mislabelled. We add Main (4d001f) and High (64001f) to its codec table, and each peer
   prefers the profile the camera really sends, or the nearest one the browser offers
   (`video_preferences`).
+- aiortc offers the abs-send-time header extension for video; it is taken out (it only
+  serves the browser's bandwidth estimate, which a gateway that never re-encodes cannot
+  act on), so a frame's packets are the same for every peer but for the header fields.
 - aioice leaves out 127.0.0.1 from host candidates; we gather on the address the gateway
   listens on (all addresses, loopback included, for 0.0.0.0), so local clients connect.
   Its consent checks are made faster, so a vanished peer is cleaned up in ~5 s.
@@ -37,9 +44,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aioice.ice
@@ -56,19 +65,22 @@ from aiortc import (
 )
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.sdp import SessionDescription, candidate_from_sdp
-from aiortc.codecs import CODECS
+from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
+from aiortc.rtp import RtcpByePacket
 
 from . import h264
 from .audio import OpusTranscoder
 from .hub import Stream
 from .packet import MediaPacket, StreamParams
 from .rtp_h264 import packetize
-from .rtp_sender import LeanRtpSender, ntp_now
+from .rtcp_reader import RtcpReader
+from .rtp_sender import LeanRtpSender, RtpFrame, ntp_now
 
 log = logging.getLogger(__name__)
 
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MAX_QUEUED_FRAMES = 75  # ~3 s of video: a peer further behind skips to the next keyframe
 RESYNC_MIN_INTERVAL = 1.0  # seconds between two GOP replays for one peer
 # Camera profile_idc -> profile-level-ids to offer/accept, best first.
@@ -80,19 +92,10 @@ PROFILE_ORDER = {
 
 
 @dataclass(frozen=True, slots=True)
-class RtpFrame:
-    """One frame as RTP payloads, made once per stream; `timestamp` on the media clock."""
-
-    payloads: list[bytes]
-    timestamp: int
-    keyframe: bool
-
-
-@dataclass(frozen=True, slots=True)
 class PeerItem:
-    """What a peer's track gives aiortc: shared payloads, this peer's RTP timestamp."""
+    """What a peer's track gives aiortc: a shared frame, this peer's RTP timestamp."""
 
-    payloads: list[bytes]
+    frame: RtpFrame
     timestamp: int
 
 
@@ -100,7 +103,7 @@ class PassthroughEncoder:
     """Stands in for aiortc's encoders: the payloads are already made."""
 
     def pack(self, item: PeerItem) -> tuple[list[bytes], int]:
-        return item.payloads, item.timestamp
+        return item.frame.payloads, item.timestamp
 
     def encode(self, frame, force_keyframe: bool = False):
         raise RuntimeError("h5ss never re-encodes video or audio for WebRTC")
@@ -131,6 +134,8 @@ def install_passthrough(host_addresses: list[str]) -> None:
             ]
             payload_type += 2
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(_installed_addresses or [])
+        # abs-send-time: see the module docstring.
+        HEADER_EXTENSIONS["video"][:] = [e for e in HEADER_EXTENSIONS["video"] if e.uri != ABS_SEND_TIME]
         # aiortc reads its NTP clock through datetime objects (RTCP; per packet on its own
         # RTP path); the same 64-bit NTP time straight from time.time() costs far less.
         aiortc.clock.current_ntp_time = ntp_now
@@ -144,11 +149,30 @@ def install_passthrough(host_addresses: list[str]) -> None:
                 lean = LeanRtpSender.for_sender(sender, parameters)
                 if lean is not None:
                     sender._retransmit = lean.retransmit  # NACK: from the lean sender's history
+                    RtcpReader.install(sender.transport)
                     track.start(lean)
                 else:
                     log.warning("aiortc/aioice internals not as expected: RTP goes through aiortc")
 
         aiortc.RTCRtpSender.send = send
+        aiortc_run_rtcp = aiortc.RTCRtpSender._run_rtcp
+
+        async def run_rtcp(sender: aiortc.RTCRtpSender) -> None:
+            """aiortc's RTCP task; for a lean sender (reports go out with its frames) only
+            its start and, when aiortc stops the sender, the BYE."""
+            track = sender.track
+            if not (isinstance(track, PeerTrack) and track.lean is not None):
+                await aiortc_run_rtcp(sender)
+                return
+            sender._RTCRtpSender__rtcp_started.set()
+            try:
+                await asyncio.get_running_loop().create_future()  # until aiortc cancels it
+            except asyncio.CancelledError:
+                pass
+            await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+            sender._RTCRtpSender__rtcp_exited.set()
+
+        aiortc.RTCRtpSender._run_rtcp = run_rtcp
         # A viewer that vanishes (tab closed, network gone) is noticed by ICE consent
         # checks: every second, given up after 4 misses, instead of aioice's 5 s x 6.
         aioice.ice.CONSENT_INTERVAL = 1
@@ -201,19 +225,19 @@ class PeerTrack(MediaStreamTrack):
         self.lean = lean
         self._flush()
 
-    def push(self, payloads: list[bytes], timestamp: int, keyframe: bool) -> None:
+    def push(self, frame: RtpFrame, timestamp: int) -> None:
         if len(self.queue) >= MAX_QUEUED_FRAMES:
             if self.kind == "audio":  # audio frames stand alone: just drop the oldest
                 self.queue.popleft()
             else:
                 self._skip()
-        if self.skipping and not keyframe:
+        if self.skipping and not frame.keyframe:
             return
         self.skipping = False
         if self.lean is not None and not self.queue:
-            self._send(payloads, timestamp)  # the usual case: out at once, nothing waits
+            self._send(frame, timestamp)  # the usual case: out at once, nothing waits
             return
-        self.queue.append(PeerItem(payloads, timestamp))
+        self.queue.append(PeerItem(frame, timestamp))
         if self.lean is not None:
             self._flush()
         else:
@@ -228,13 +252,13 @@ class PeerTrack(MediaStreamTrack):
     def _flush(self) -> None:
         while self.queue:
             item = self.queue.popleft()
-            self._send(item.payloads, item.timestamp)
+            self._send(item.frame, item.timestamp)
 
-    def _send(self, payloads: list[bytes], timestamp: int) -> None:
+    def _send(self, frame: RtpFrame, timestamp: int) -> None:
         if self.readyState != "live":
             return
         try:
-            taken = self.lean.send(payloads, timestamp)
+            taken = self.lean.send(frame, timestamp)
         except Exception:  # one peer's failure must not reach the stream and its other viewers
             log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
             self.stop()
@@ -276,7 +300,7 @@ class PeerVideoTrack(PeerTrack):
             self.offset += self.last_timestamp + 1 - timestamp
             timestamp = self.last_timestamp + 1
         self.last_timestamp = timestamp
-        self.push(frame.payloads, timestamp, frame.keyframe)
+        self.push(frame, timestamp)
 
     def resync(self) -> None:
         """Replay the cached GOP from its keyframe, one tick apart, then go on live."""
@@ -288,9 +312,44 @@ class PeerVideoTrack(PeerTrack):
         self.skipping = False
         base = self.last_timestamp + 1
         for i, frame in enumerate(self.feed.gop):
-            self.push(frame.payloads, base + i, frame.keyframe)
+            self.push(frame, base + i)
         self.last_timestamp = base + len(self.feed.gop) - 1
         self.offset = self.last_timestamp - self.feed.gop[-1].timestamp
+
+
+class OpusWorker:
+    """AAC to Opus for one stream, in order, in its own thread (PyAV work stays out of the
+    event loop); each packet's Opus frames come back to the loop to be sent.
+
+    A plain thread and queue: run_in_executor's two futures, their chained callbacks and
+    the pool's semaphore, per 20 ms of audio, cost the loop more than the hand-off needs.
+    """
+
+    def __init__(self, name: str, deliver: Callable[[list[tuple[int, bytes]]], None]):
+        self.loop = asyncio.get_running_loop()
+        self.deliver = deliver
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, transcode: Callable[[MediaPacket], list[tuple[int, bytes]]], packet: MediaPacket) -> None:
+        self.queue.put((transcode, packet))
+
+    def stop(self) -> None:
+        self.queue.put(None)
+
+    def _run(self) -> None:
+        while (job := self.queue.get()) is not None:
+            transcode, packet = job
+            try:
+                frames = transcode(packet)
+            except Exception:  # one bad packet must not end the stream's audio
+                log.exception("Opus transcode failed")
+                continue
+            if frames:
+                try:
+                    self.loop.call_soon_threadsafe(self.deliver, frames)
+                except RuntimeError:  # loop closed during shutdown
+                    return
 
 
 class RtcFeed:
@@ -303,7 +362,7 @@ class RtcFeed:
         self.video_tracks: set[PeerVideoTrack] = set()
         self.audio_tracks: set[PeerTrack] = set()
         self.opus: OpusTranscoder | None = None
-        self._worker: ThreadPoolExecutor | None = None
+        self._worker: OpusWorker | None = None
 
     @classmethod
     def of(cls, stream: Stream) -> "RtcFeed":
@@ -329,7 +388,7 @@ class RtcFeed:
             self.stream.detach(self)
             self.params, self.gop, self.opus = None, [], None
             if self._worker is not None:
-                self._worker.shutdown(wait=False)
+                self._worker.stop()
                 self._worker = None
 
     def close(self) -> None:
@@ -355,22 +414,15 @@ class RtcFeed:
         elif packet.kind == "g711" and self.audio_tracks:
             self._send_audio([(packet.dts, packet.data)])
         elif packet.kind == "audio" and self.opus is not None and self.audio_tracks:
-            # PyAV work stays out of the event loop: one worker thread per stream keeps the
-            # Opus packets in order, and they come back to the loop to be sent.
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._opus_worker(), self.opus.transcode, packet)
-            future.add_done_callback(lambda done: self._send_audio(done.result()))
-
-    def _opus_worker(self) -> ThreadPoolExecutor:
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"opus-{self.stream.token}")
-        return self._worker
+            if self._worker is None:
+                self._worker = OpusWorker(f"opus-{self.stream.token}", self._send_audio)
+            self._worker.submit(self.opus.transcode, packet)
 
     def _send_audio(self, frames: list[tuple[int, bytes]]) -> None:
         for timestamp, data in frames:
-            payloads = [data]
+            frame = RtpFrame([data], timestamp, True)
             for track in self.audio_tracks:
-                track.push(payloads, timestamp, True)
+                track.push(frame, timestamp)
 
 
 def take_dtls_server_role(pc: RTCPeerConnection) -> None:
