@@ -61,9 +61,13 @@ class RtcpReader:
 
     @classmethod
     def install(cls, dtls: RTCDtlsTransport) -> None:
-        """Read this DTLS transport's RTCP (once: its video and audio senders share it)."""
-        if not isinstance(getattr(dtls.transport._connection.data_received, "__self__", None), cls):
-            cls(dtls)
+        """Read this DTLS transport's RTCP (once: its video and audio senders share it);
+        with another aiortc or aioice than expected, aiortc keeps reading it all."""
+        try:
+            if not isinstance(getattr(dtls.transport._connection.data_received, "__self__", None), cls):
+                cls(dtls)
+        except (AttributeError, IndexError, TypeError):
+            pass
 
     def data_received(self, data: bytes, component: int) -> None:
         length = len(data)
