@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Callable
@@ -39,6 +39,9 @@ _SPECIAL_FIELDS = re.compile(rb"\r\n(content-length|transfer-encoding|upgrade|ex
                              re.IGNORECASE)
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
 @dataclass(slots=True)
 class LeanRequest:
     method: str  # GET or HEAD
@@ -49,10 +52,18 @@ class LeanRequest:
 
 @dataclass(slots=True)
 class LeanResponse:
+    """An answer. Its head up to the Date line is made here, once: a response kept for
+    many clients (an LL-HLS part) costs each of them only the join of its pieces."""
+
     status: int
     content_type: str
     body: bytes
     headers: bytes = b""  # extra header lines, each ending in CRLF (see header_lines)
+    head: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.head = (f"HTTP/1.1 {self.status} {_PHRASES[self.status]}\r\nContent-Type: {self.content_type}\r\n"
+                     f"Content-Length: {len(self.body)}\r\n").encode("latin-1") + self.headers
 
 
 def header_lines(headers: dict[str, str]) -> bytes:
@@ -115,18 +126,18 @@ def parse_query(query: str) -> dict[str, str]:
     return values
 
 
-_date_cache = (0, "")
+_date_cache = (0, b"")
 
 
-def http_date() -> str:
+def date_line() -> bytes:
+    """The Date header line, made once a second."""
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True))
+        _date_cache = (now, f"Date: {formatdate(now, usegmt=True)}\r\n".encode("latin-1"))
     return _date_cache[1]
 
 
-_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 _KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
 _CLOSE = b"Connection: close\r\n\r\n"
 _received = memoryview(bytearray(65536))  # every connection reads into it and copies out at once
@@ -141,7 +152,7 @@ class HttpFront(asyncio.BufferedProtocol):
         self.site = site
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.busy = False  # a request is being answered LATER
+        self.answering: LeanRequest | None = None  # a request being answered LATER
         self.write_paused = False
         self.read_paused = False
         self.last_active = 0.0
@@ -159,7 +170,7 @@ class HttpFront(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.buffer += _received[:nbytes]
-        if not self.busy and not self.write_paused:
+        if self.answering is None and not self.write_paused:
             self._next()
         elif len(self.buffer) > MAX_PIPELINED and not self.read_paused and self.transport is not None:
             self.read_paused = True
@@ -174,14 +185,14 @@ class HttpFront(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if not self.busy:
+        if self.answering is None:
             self._next()
 
     # -- requests ------------------------------------------------------------------
 
     def _next(self) -> None:
         """Answer the complete requests in the buffer while they can be answered at once."""
-        while self.transport is not None and not self.busy and not self.write_paused:
+        while self.transport is not None and self.answering is None and not self.write_paused:
             end = self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
             if end < 0:
                 if len(self.buffer) > MAX_HEAD:
@@ -194,7 +205,7 @@ class HttpFront(asyncio.BufferedProtocol):
             answer = None
             if request is not None:
                 try:
-                    answer = self.site.route(request, lambda response, r=request: self._reply(r, response))
+                    answer = self.site.route(request, self._reply)
                 except Exception:
                     log.exception("unhandled error on %s", request.path)
                     answer = self.site.internal_error()
@@ -204,28 +215,30 @@ class HttpFront(asyncio.BufferedProtocol):
             del self.buffer[: end + 4]
             assert request is not None
             if answer is LATER:
-                self.busy = True
+                self.answering = request
             else:
                 self._write(request, answer)
 
-    def _reply(self, request: LeanRequest, response: LeanResponse) -> None:
+    def _reply(self, response: LeanResponse) -> None:
         """A LATER answer."""
-        if not self.busy or self.transport is None:
+        request = self.answering
+        if request is None or self.transport is None:
             return  # the connection is gone (or was handed on)
-        self.busy = False
+        self.answering = None
         self._write(request, response)
         self._next()
 
     def _write(self, request: LeanRequest, response: LeanResponse) -> None:
-        assert self.transport is not None
-        status = response.status
-        head = (f"HTTP/1.1 {status} {_PHRASES[status]}\r\nContent-Type: {response.content_type}\r\n"
-                f"Content-Length: {len(response.body)}\r\nDate: {http_date()}\r\n").encode("latin-1")
-        head += response.headers + (_KEEP_ALIVE if request.keep_alive else _CLOSE)
-        self.transport.write(head if request.method == "HEAD" else head + response.body)
+        transport = self.transport
+        assert transport is not None
+        end = _KEEP_ALIVE if request.keep_alive else _CLOSE
+        if request.method == "GET":
+            transport.write(b"".join((response.head, date_line(), end, response.body)))
+        else:
+            transport.write(response.head + date_line() + end)
         self.last_active = time.monotonic()
         if not request.keep_alive:
-            self.transport.close()
+            transport.close()
             self.transport = None
 
     def _hand_off(self) -> None:
@@ -244,7 +257,7 @@ class HttpFront(asyncio.BufferedProtocol):
         self.buffer.clear()
 
     def close_if_idle(self, now: float) -> None:
-        if self.transport is not None and not self.busy and now - self.last_active > KEEPALIVE_TIMEOUT:
+        if self.transport is not None and self.answering is None and now - self.last_active > KEEPALIVE_TIMEOUT:
             self.transport.close()
 
 

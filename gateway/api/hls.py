@@ -34,7 +34,7 @@ from ..auth import AuthError, Session
 from ..core import Gateway
 from ..http_front import LATER, FastRoute, LeanRequest, LeanResponse, Later, header_lines
 from ..media.hls import HlsSegmenter, Segment
-from ..media.hls_playlist import QUERY, master_playlist, media_playlist
+from ..media.hls_playlist import master_playlist, media_playlist
 from .v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
 from .ws import stream_socket
 
@@ -180,17 +180,25 @@ def internal_error() -> LeanResponse:
     return error_response(ApiError(500, "internal error (see the gateway log)"))
 
 
-def credential(ask: Ask) -> str:
-    """Check the request's session or hlstoken; the query its playlist's URIs should carry."""
-    if not ask.gw.config.get("http", "bAuth"):
-        return ""
+def check_credential(ask: Ask) -> None:
+    """The request's session or hlstoken must be valid (when the gateway asks for logins)."""
+    if not ask.gw.config.raw["http"]["bAuth"]:
+        return
     signed = ask.query.get("hlstoken")
     if signed is not None:
         ask.signer.check(signed, ask.token)
-        return "?hlstoken=" + url_value(signed)
-    session = ask.query.get("session")
-    ask.gw.auth.check(session)
-    return "?session=" + url_value(session or "")
+    else:
+        ask.gw.auth.check(ask.query.get("session"))
+
+
+def uri_query(ask: Ask) -> bytes:
+    """The query a playlist's URIs carry: the credential the playlist was asked with."""
+    if not ask.gw.config.raw["http"]["bAuth"]:
+        return b""
+    signed = ask.query.get("hlstoken")
+    if signed is not None:
+        return b"?hlstoken=" + url_value(signed).encode()
+    return b"?session=" + url_value(ask.query.get("session") or "").encode()
 
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -201,19 +209,21 @@ def url_value(value: str) -> str:
     return value if _URL_SAFE.fullmatch(value) else quote(value, safe="")
 
 
-def segmenter(ask: Ask) -> tuple[HlsSegmenter, str]:
-    """The stream's segmenter (started, or kept running) and the credential query."""
-    query = credential(ask)
+def segmenter(ask: Ask) -> HlsSegmenter:
+    """The stream's segmenter, started or kept running, once the credential is checked."""
+    check_credential(ask)
     gw, token = ask.gw, ask.token
     if token not in gw.config.sources:  # its tokens are valid ones
         raise ApiError(404, f"unknown token {token[:64]!r}")
-    stream = gw.stream(token)
+    stream = gw.streams.get(token)
     if stream is None:
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
-    hls = gw.config.raw["hls"]
-    seg = HlsSegmenter.of(stream, hls["nHLSSegmentNum"], hls["nHLSDuration"])
-    seg.touch()
-    return seg, query
+    seg = stream.output_registry.get("hls")
+    if seg is None:
+        hls = gw.config.raw["hls"]
+        seg = HlsSegmenter.of(stream, hls["nHLSSegmentNum"], hls["nHLSDuration"])
+    seg.touch()  # type: ignore[union-attr]
+    return seg  # type: ignore[return-value]
 
 
 def after(ask: Ask, seg: HlsSegmenter, ready: Callable[[], bool], timeout: float,
@@ -287,8 +297,8 @@ def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanRespon
     return after(ask, seg, ready, BLOCK_TIMEOUT * seg.target + (0 if seg.has_segments() else READY_TIMEOUT), answer, late)
 
 
-def playlist(text: str, query: str) -> LeanResponse:
-    return LeanResponse(200, PLAYLIST, text.replace(QUERY, query).encode(), HEADER_LINES)
+def playlist(body: bytes) -> LeanResponse:
+    return LeanResponse(200, PLAYLIST, body, HEADER_LINES)
 
 
 def media(data: bytes, content_type: str = "video/mp4") -> LeanResponse:
@@ -296,18 +306,20 @@ def media(data: bytes, content_type: str = "video/mp4") -> LeanResponse:
 
 
 def answer(ask: Ask) -> Answer:
-    seg, query = segmenter(ask)
+    seg = segmenter(ask)
     name = ask.name
     if name == "index.m3u8" and ask.variant == "ll":
-        return first_segments(ask, seg, lambda: playlist(master_playlist(seg), query))
+        return first_segments(ask, seg, lambda: playlist(master_playlist(seg, uri_query(ask))))
     if name == ("stream.m3u8" if ask.variant == "ll" else "hls.m3u8"):
-        return blocking_reload(ask, seg, lambda: playlist(media_playlist(seg, ask.variant), query))
+        return blocking_reload(ask, seg, lambda: playlist(media_playlist(seg, ask.variant, uri_query(ask))))
     return media_file(ask, seg)
 
 
 def media_file(ask: Ask, seg: HlsSegmenter) -> Answer:
     """An init segment, a segment (TS or fMP4) or a part; the next part is waited for."""
     name = ask.name
+    if m := _PART.fullmatch(name):
+        return part_file(ask, seg, int(m[1]), int(m[2]))
     if m := _INIT.fullmatch(name):
         data = seg.inits.get(int(m[1]))
         if data is None:
@@ -320,20 +332,36 @@ def media_file(ask: Ask, seg: HlsSegmenter) -> Answer:
         if m[2] == "ts":
             return media(s.ts, "video/mp2t") if s.ts is not None else ts_segment(ask, seg, s)
         return media(s.data)
-    if m := _PART.fullmatch(name):
-        msn, index = int(m[1]), int(m[2])
-
-        def found() -> LeanResponse:
-            data = part_of(seg.segment(msn), index)
-            if data is None:
-                raise ApiError(404, f"{name} is not available{window(seg)}")
-            return media(data)
-
-        if (msn, index) in upcoming_parts(seg):  # a preload hint: answer when the part is there
-            return after(ask, seg, lambda: part_of(seg.segment(msn), index) is not None or seg.part_gone(msn, index),
-                         BLOCK_TIMEOUT * seg.target, found)
-        return found()
     raise ApiError(404, f"no such HLS file {name[:64]!r}")
+
+
+def part_file(ask: Ask, seg: HlsSegmenter, msn: int, index: int) -> Answer:
+    """An LL-HLS part; the next part (a preload hint) is waited for."""
+    response = part_response(seg, msn, index)
+    if response is not None:
+        return response
+
+    def found() -> LeanResponse:
+        response = part_response(seg, msn, index)
+        if response is None:
+            raise ApiError(404, f"{ask.name} is not available{window(seg)}")
+        return response
+
+    if (msn, index) in upcoming_parts(seg):
+        return after(ask, seg, lambda: part_of(seg.segment(msn), index) is not None or seg.part_gone(msn, index),
+                     BLOCK_TIMEOUT * seg.target, found)
+    return found()
+
+
+def part_response(seg: HlsSegmenter, msn: int, index: int) -> LeanResponse | None:
+    """The answer for an existing part, made once for all its clients."""
+    s = seg.segment(msn)
+    if s is None or index >= len(s.parts):
+        return None
+    part = s.parts[index]
+    if part.response is None:
+        part.response = media(part.data)
+    return part.response  # type: ignore[return-value]
 
 
 def ts_segment(ask: Ask, seg: HlsSegmenter, s: Segment) -> Answer:

@@ -55,6 +55,7 @@ class Part:
     duration: float
     independent: bool
     data: bytes
+    response: object = None  # the HTTP layer's answer, made at the first request (all clients get the same)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class HlsSegmenter:
         self.segments: list[Segment] = []  # oldest first; the last one may be open
         self.inits: dict[int, bytes] = {}
         self.params: StreamParams | None = None
-        self.rendered: dict[str, tuple[int, str]] = {}
+        self.rendered: dict[str, tuple[int, list[bytes]]] = {}  # playlists (hls_playlist.py), per version
         self._pending: list[MediaPacket] = []  # the open part, in arrival order
         self._discontinuity = False
         self._session: float | None = None

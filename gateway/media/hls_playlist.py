@@ -1,8 +1,9 @@
 """HLS playlists (RFC 8216 and the LL-HLS additions of its second edition) from a segmenter.
 
-Child URIs are relative and end with QUERY, a marker the HTTP layer replaces by the
-request's own credential (`?session=…` or `?hlstoken=…`). So each playlist is rendered
-once per segmenter change, whatever the number of clients polling it.
+Child URIs are relative and end with the request's own credential (`?session=…` or
+`?hlstoken=…`). Each playlist is rendered once per segmenter change, whatever the number
+of clients polling it, as bytes cut where the credential goes: a request's playlist is
+then one join.
 
 Variants: "v1" MPEG-TS segments (version 3, as h5stream's sample), "v2" fMP4 segments
 (version 7), "ll" fMP4 segments plus parts, preload hint and blocking reload (version 9).
@@ -12,32 +13,33 @@ A player without LL support reads the "ll" playlist as a regular fMP4 one.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Callable
-
 from .hls import HlsSegmenter, Segment
 
-QUERY = "\x00"
+QUERY = "\x00"  # marks where a request's credential goes while rendering
 VERSIONS = {"v1": 3, "v2": 7, "ll": 9}
 PARTS_WINDOW = 3  # target durations from the live edge whose segments keep EXT-X-PART lines
 HOLD_BACK_PARTS = 3  # PART-HOLD-BACK in part targets (the spec asks for at least 2, advises 3)
 
 
-def _cached(seg: HlsSegmenter, key: str, render: Callable[[], str]) -> str:
-    version, text = seg.rendered.get(key, (-1, ""))
-    if version != seg.version:
-        text = render()
-        seg.rendered[key] = (seg.version, text)
-    return text
+def media_playlist(seg: HlsSegmenter, variant: str, query: bytes) -> bytes:
+    """The media playlist of a variant, its URIs ending in `query`; needs at least one
+    complete segment."""
+    rendered = seg.rendered.get(variant)
+    if rendered is None or rendered[0] != seg.version:
+        rendered = seg.rendered[variant] = (seg.version, _pieces(_render_media(seg, variant)))
+    return query.join(rendered[1])
 
 
-def media_playlist(seg: HlsSegmenter, variant: str) -> str:
-    """The media playlist of a variant; needs at least one complete segment."""
-    return _cached(seg, variant, lambda: _render_media(seg, variant))
-
-
-def master_playlist(seg: HlsSegmenter) -> str:
+def master_playlist(seg: HlsSegmenter, query: bytes) -> bytes:
     """The LL-HLS entry point: one variant, with the CODECS a browser needs to decide."""
-    return _cached(seg, "master", lambda: _render_master(seg))
+    rendered = seg.rendered.get("master")
+    if rendered is None or rendered[0] != seg.version:
+        rendered = seg.rendered["master"] = (seg.version, _pieces(_render_master(seg)))
+    return query.join(rendered[1])
+
+
+def _pieces(text: str) -> list[bytes]:
+    return text.encode().split(QUERY.encode())
 
 
 def _date(timestamp: float) -> str:
