@@ -12,22 +12,31 @@ servers that do nothing else, each in its own process, clients in 4 other proces
   asyncio protocol   a bare asyncio.Protocol answering every request with fixed bytes: the
                      event loop and the kernel's TCP work, no HTTP library at all
 
-If the bare protocol alone costs about as much as the target, no HTTP server in this
-process can meet it at this request rate.
+Then the LL-HLS pattern itself: a bare asyncio.Protocol that imitates an LL-HLS origin
+(a new part every 200 ms; blocking playlist requests held and all answered when it
+comes; parts of --size bytes; canned bytes, no parsing beyond the request line) against
+hls_cpu.py's own LL players. Its requests come in bursts, so the loop serves several per
+wake-up and the floor is lower than for evenly spread requests: this is the floor under
+hls_cpu.py's LL row, the rest of that row is the camera and the gateway's own work.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import cpu_percent, machine_note
 from tests.fixtures.net import free_port, wait_port
 
 SERVERS = ("aiohttp app", "aiohttp low-level", "asyncio protocol")
+LL = "asyncio LL imitation"
+PART_SECONDS = 0.2
+PARTS_PER_SEGMENT = 10
 
 
 async def serve(kind: str, port: int, size: int) -> None:
@@ -39,7 +48,9 @@ async def serve(kind: str, port: int, size: int) -> None:
         return web.Response(body=body, content_type="video/mp4", headers={"Cache-Control": "no-cache"})
 
     loop = asyncio.get_running_loop()
-    if kind == "aiohttp app":
+    if kind == LL:
+        await serve_ll(port, size)
+    elif kind == "aiohttp app":
         app = web.Application()
         app.router.add_get("/{token}/{name}", handler)
         runner = web.AppRunner(app, access_log=None)
@@ -86,6 +97,54 @@ async def clients(port: int, count: int, interval: float, seconds: float) -> Non
     print(done, flush=True)
 
 
+async def serve_ll(port: int, size: int) -> None:
+    """The LL-HLS imitation: parts on a timer, held playlist requests answered at each."""
+    part = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size
+    edge = [100, 0]  # the part to come: msn, index
+    held: list[asyncio.Transport] = []
+
+    def playlist() -> bytes:
+        msn, index = edge
+        lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{msn - 3}"]
+        for back in range(3 * PARTS_PER_SEGMENT, 0, -1):  # the parts of the last 6 s
+            m, i = divmod(msn * PARTS_PER_SEGMENT + index - back, PARTS_PER_SEGMENT)
+            lines.append(f'#EXT-X-PART:DURATION=0.200,URI="part{m}.{i}.m4s?session=x"')
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part{msn}.{index}.m4s?session=x"')
+        body = ("\n".join(lines) + "\n").encode()
+        return b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.apple.mpegurl\r\nContent-Length: %d\r\n\r\n" % len(
+            body) + body
+
+    class Origin(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport, self.buffer = transport, b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while b"\r\n\r\n" in self.buffer:
+                head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+                line = head.split(b"\r\n", 1)[0]
+                if b".m3u8" not in line:
+                    self.transport.write(part)  # type: ignore[attr-defined]
+                elif b"_HLS_msn" in line:
+                    held.append(self.transport)  # type: ignore[arg-type]
+                else:
+                    self.transport.write(playlist())  # type: ignore[attr-defined]
+
+    def new_part() -> None:
+        msn, index = divmod(edge[0] * PARTS_PER_SEGMENT + edge[1] + 1, PARTS_PER_SEGMENT)
+        edge[:] = [msn, index]
+        answer = playlist()
+        for transport in held:
+            transport.write(answer)
+        held.clear()
+        loop.call_later(PART_SECONDS, new_part)
+
+    loop = asyncio.get_running_loop()
+    await loop.create_server(Origin, "127.0.0.1", port)
+    loop.call_later(PART_SECONDS, new_part)
+    await asyncio.Event().wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
@@ -104,22 +163,31 @@ def main() -> None:
         return
 
     print(machine_note())
-    print(f"{args.clients} clients, one {args.size} B request each every {args.interval * 1000:.0f} ms")
-    print(f"{'server':>18} {'req/s':>6} {'CPU %':>6} {'us/request':>10}")
+    print(f"{args.clients} clients; evenly spread: one {args.size} B request each every {args.interval * 1000:.0f} ms; "
+          f"LL: hls_cpu.py's LL players ({args.size} B parts every {PART_SECONDS * 1000:.0f} ms)")
+    print(f"{'server':>20} {'req/s':>6} {'CPU %':>6} {'us/request':>10}")
     settle, procs = 3.0, 4
-    for kind in SERVERS:
+    sizes = [args.clients // procs + (i < args.clients % procs) for i in range(procs)]
+    for kind in SERVERS + (LL,):
         port = free_port()
         server = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port), str(args.size)])
         try:
             wait_port(port, 10)
             total = settle + args.seconds + 1
-            sizes = [args.clients // procs + (i < args.clients % procs) for i in range(procs)]
-            loaders = [subprocess.Popen([sys.executable, __file__, "--client", str(port), str(n), str(args.interval),
-                                         str(total)], stdout=subprocess.PIPE, text=True) for n in sizes if n]
+            if kind == LL:  # {"requests": ...} from each
+                command = [sys.executable, str(Path(__file__).with_name("hls_cpu.py")), "--client",
+                           f"http://127.0.0.1:{port}", "x", "ll"]
+                loaders = [subprocess.Popen(command + [str(n), str(total)], stdout=subprocess.PIPE, text=True)
+                           for n in sizes if n]
+            else:  # a request count from each
+                loaders = [subprocess.Popen([sys.executable, __file__, "--client", str(port), str(n), str(args.interval),
+                                             str(total)], stdout=subprocess.PIPE, text=True) for n in sizes if n]
             time.sleep(settle)
             cpu = cpu_percent(server.pid, args.seconds)
-            rate = sum(int(p.communicate(timeout=60)[0].split()[-1]) for p in loaders) / total
-            print(f"{kind:>18} {rate:>6.0f} {cpu:>6.1f} {cpu * 1e4 / max(rate, 1):>10.0f}")
+            outputs = [p.communicate(timeout=60)[0].strip().splitlines()[-1] for p in loaders]
+            done = sum(json.loads(o)["requests"] if kind == LL else int(o) for o in outputs)
+            rate = done / total
+            print(f"{kind:>20} {rate:>6.0f} {cpu:>6.1f} {cpu * 1e4 / max(rate, 1):>10.0f}")
         finally:
             server.kill()
             server.wait()
