@@ -219,11 +219,11 @@ def segmenter(ask: Ask) -> HlsSegmenter:
     if stream is None:
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
     seg = stream.output_registry.get("hls")
-    if seg is None:
+    if not isinstance(seg, HlsSegmenter):
         hls = gw.config.raw["hls"]
         seg = HlsSegmenter.of(stream, hls["nHLSSegmentNum"], hls["nHLSDuration"])
-    seg.touch()  # type: ignore[union-attr]
-    return seg  # type: ignore[return-value]
+    seg.touch()
+    return seg
 
 
 def after(ask: Ask, seg: HlsSegmenter, ready: Callable[[], bool], timeout: float,

@@ -17,8 +17,8 @@ from .packet import AudioParams, MediaPacket
 TRANSCODED_CODECS = ("pcm_alaw", "pcm_mulaw")
 AAC_RATE = 16000  # G.711 is 8 kHz; 16 kHz AAC keeps all of it and every browser decodes it.
 # FFmpeg's "fast" AAC coder, not its default "twoloop": on microphone-like audio (noise,
-# voice) it costs a third as much and comes closer to the G.711 input; only a pure tone
-# costs the same and gets fewer bits (bench/audio_transcode.py).
+# voice) it costs a third to a half as much and comes closer to the G.711 input; only a
+# pure tone costs the same and gets fewer bits (bench/audio_transcode.py).
 AAC_CODER = "fast"
 OPUS_RATE = 48000
 OPUS_FRAME = 960  # 20 ms
