@@ -17,10 +17,9 @@ aligning the encoder delay). No gateway, no network: in-process, single-threaded
 from __future__ import annotations
 
 import argparse
-import time
-from fractions import Fraction
-from pathlib import Path
 import sys
+import time
+from pathlib import Path
 
 import av
 import numpy as np
