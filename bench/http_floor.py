@@ -18,6 +18,11 @@ comes; parts of --size bytes; canned bytes, no parsing beyond the request line) 
 hls_cpu.py's own LL players. Its requests come in bursts, so the loop serves several per
 wake-up and the floor is lower than for evenly spread requests: this is the floor under
 hls_cpu.py's LL row, the rest of that row is the camera and the gateway's own work.
+
+Last, the same imitation served from inside a gateway process (gateway.app.serve, in the
+same event loop) that pulls hls_cpu.py's camera (640x360 x264, G.711 -> AAC, H5_ALWAYS):
+what hls_cpu.py's LL row would cost "in all" if the gateway's own HLS code took no time.
+The camera alone is measured first in that process, before the players come.
 """
 
 from __future__ import annotations
@@ -27,19 +32,21 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_percent, machine_note
+from common import Gateway, RtspCamera, cpu_percent, machine_note
 from tests.fixtures.net import free_port, wait_port
 
 SERVERS = ("aiohttp app", "aiohttp low-level", "asyncio protocol")
 LL = "asyncio LL imitation"
+LL_CAMERA = "imitation + camera"
 PART_SECONDS = 0.2
 PARTS_PER_SEGMENT = 10
 
 
-async def serve(kind: str, port: int, size: int) -> None:
+async def serve(kind: str, port: int, size: int, conf: str = "") -> None:
     from aiohttp import web
 
     body = b"x" * size
@@ -50,6 +57,8 @@ async def serve(kind: str, port: int, size: int) -> None:
     loop = asyncio.get_running_loop()
     if kind == LL:
         await serve_ll(port, size)
+    elif kind == LL_CAMERA:
+        await serve_ll_in_gateway(port, size, conf)
     elif kind == "aiohttp app":
         app = web.Application()
         app.router.add_get("/{token}/{name}", handler)
@@ -145,17 +154,29 @@ async def serve_ll(port: int, size: int) -> None:
     await asyncio.Event().wait()
 
 
+async def serve_ll_in_gateway(port: int, size: int, conf: str) -> None:
+    """The gateway of `conf` (its sources pulled, its HTTP port open) and the imitation, one loop."""
+    from gateway.app import prepare
+    from gateway.app import serve as serve_gateway
+    from gateway.config import load_config
+
+    config = load_config(conf)
+    prepare(config)
+    await serve_gateway(config)
+    await serve_ll(port, size)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between one client's requests")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--size", type=int, default=25000, help="body bytes (a 200 ms part at 1 Mbit/s)")
-    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve[0], int(args.serve[1]), int(args.serve[2])))
+        asyncio.run(serve(args.serve[0], int(args.serve[1]), int(args.serve[2]), *args.serve[3:]))
         return
     if args.client:
         port, count, interval, seconds = args.client
@@ -168,29 +189,44 @@ def main() -> None:
     print(f"{'server':>20} {'req/s':>6} {'CPU %':>6} {'us/request':>10}")
     settle, procs = 3.0, 4
     sizes = [args.clients // procs + (i < args.clients % procs) for i in range(procs)]
-    for kind in SERVERS + (LL,):
-        port = free_port()
-        server = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port), str(args.size)])
-        try:
-            wait_port(port, 10)
-            total = settle + args.seconds + 1
-            if kind == LL:  # {"requests": ...} from each
-                command = [sys.executable, str(Path(__file__).with_name("hls_cpu.py")), "--client",
-                           f"http://127.0.0.1:{port}", "x", "ll"]
-                loaders = [subprocess.Popen(command + [str(n), str(total)], stdout=subprocess.PIPE, text=True)
-                           for n in sizes if n]
-            else:  # a request count from each
-                loaders = [subprocess.Popen([sys.executable, __file__, "--client", str(port), str(n), str(args.interval),
-                                             str(total)], stdout=subprocess.PIPE, text=True) for n in sizes if n]
-            time.sleep(settle)
-            cpu = cpu_percent(server.pid, args.seconds)
-            outputs = [p.communicate(timeout=60)[0].strip().splitlines()[-1] for p in loaders]
-            done = sum(json.loads(o)["requests"] if kind == LL else int(o) for o in outputs)
-            rate = done / total
-            print(f"{kind:>20} {rate:>6.0f} {cpu:>6.1f} {cpu * 1e4 / max(rate, 1):>10.0f}")
-        finally:
-            server.kill()
-            server.wait()
+    camera = RtspCamera(width=640, height=360, fps=25, gop=25, bitrate=1000, audio="pcma")  # hls_cpu.py's
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = {"strName": "cpu", "strToken": "cpu", "strUrl": camera.url, "nConnectType": "H5_ALWAYS"}
+            conf = Gateway(Path(tmp), sources=[source], system__strLogLevel="warning").conf_path
+            for kind in SERVERS + (LL, LL_CAMERA):
+                measure(kind, args, sizes, settle, [str(conf)] if kind == LL_CAMERA else [])
+    finally:
+        camera.stop()
+
+
+def measure(kind: str, args: argparse.Namespace, sizes: list[int], settle: float, extra: list[str]) -> None:
+    """Start one server, load it, print its row."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port), str(args.size), *extra])
+    try:
+        wait_port(port, 30)
+        if kind == LL_CAMERA:
+            time.sleep(settle)  # the camera connects
+            print(f"{'camera alone':>20} {'':>6} {cpu_percent(server.pid, args.seconds):>6.1f}")
+        total = settle + args.seconds + 1
+        if kind in (LL, LL_CAMERA):  # {"requests": ...} from each
+            command = [sys.executable, str(Path(__file__).with_name("hls_cpu.py")), "--client",
+                       f"http://127.0.0.1:{port}", "x", "ll"]
+            loaders = [subprocess.Popen(command + [str(n), str(total)], stdout=subprocess.PIPE, text=True)
+                       for n in sizes if n]
+        else:  # a request count from each
+            loaders = [subprocess.Popen([sys.executable, __file__, "--client", str(port), str(n), str(args.interval),
+                                         str(total)], stdout=subprocess.PIPE, text=True) for n in sizes if n]
+        time.sleep(settle)
+        cpu = cpu_percent(server.pid, args.seconds)
+        outputs = [p.communicate(timeout=60)[0].strip().splitlines()[-1] for p in loaders]
+        done = sum(json.loads(o)["requests"] if kind in (LL, LL_CAMERA) else int(o) for o in outputs)
+        rate = done / total
+        print(f"{kind:>20} {rate:>6.0f} {cpu:>6.1f} {cpu * 1e4 / max(rate, 1):>10.0f}")
+    finally:
+        server.kill()
+        server.wait()
 
 
 if __name__ == "__main__":
