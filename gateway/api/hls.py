@@ -348,7 +348,7 @@ def part_file(ask: Ask, seg: HlsSegmenter, msn: int, index: int) -> Answer:
         return response
 
     if (msn, index) in upcoming_parts(seg):
-        return after(ask, seg, lambda: part_of(seg.segment(msn), index) is not None or seg.part_gone(msn, index),
+        return after(ask, seg, lambda: part_response(seg, msn, index) is not None or seg.part_gone(msn, index),
                      BLOCK_TIMEOUT * seg.target, found)
     return found()
 
@@ -375,10 +375,6 @@ def upcoming_parts(seg: HlsSegmenter) -> list[tuple[int, int]]:
     """The part the open segment makes next, and the first part of the segment after it."""
     open_seg = seg.open_segment
     return [(seg.next_msn, 0)] + ([(open_seg.msn, len(open_seg.parts))] if open_seg is not None else [])
-
-
-def part_of(s: Segment | None, index: int) -> bytes | None:
-    return s.parts[index].data if s is not None and index < len(s.parts) else None
 
 
 def window(seg: HlsSegmenter) -> str:
