@@ -11,8 +11,8 @@ import logging
 import signal
 import sys
 
-from .app import prepare, serve
-from .config import ConfigError, load_config
+from gateway.app import prepare, serve
+from gateway.config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:

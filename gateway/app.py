@@ -8,15 +8,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .api import hikvision, onvif, record, v1, ws  # noqa: F401  (hikvision, onvif, record register their commands with v1)
-from .api import rtc
-from .api import hls
-from .api import mediastore
-from .auth import upgrade_users
-from .config import Config
-from .core import Gateway
-from .http_front import FrontSite
-from .sample import SAMPLE_NAME, ensure_sample
+from gateway.api import hikvision, onvif, record, v1, ws  # noqa: F401  (hikvision, onvif, record register their commands with v1)
+from gateway.api import rtc
+from gateway.api import hls
+from gateway.api import mediastore
+from gateway.auth import upgrade_users
+from gateway.config import Config
+from gateway.core import Gateway
+from gateway.http_front import FrontSite
+from gateway.sample import SAMPLE_NAME, ensure_sample
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .hikvision.client import platform_url
+from gateway.hikvision.client import platform_url
 
 SOURCE_TYPES = ("H5_FILE", "H5_STREAM", "H5_ONVIF", "H5_HIKVISION")
 CONNECT_TYPES = ("H5_ONDEMAND", "H5_ALWAYS", "H5_AUTO")

@@ -10,17 +10,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .auth import Auth
-from .config import Config, SourceConf
-from .hikvision.client import HikClient, PlatformSettings, platform_url
-from .media.hub import Stream, StreamManager
-from .mediastore import MediaStore
-from .runinfo import RunInfo
-from .sources import Source, SourceError, make_source
-from .store.index import MediaIndex
+from gateway.auth import Auth
+from gateway.config import Config, SourceConf
+from gateway.hikvision.client import HikClient, PlatformSettings, platform_url
+from gateway.media.hub import Stream, StreamManager
+from gateway.mediastore import MediaStore
+from gateway.runinfo import RunInfo
+from gateway.sources import Source, SourceError, make_source
+from gateway.store.index import MediaIndex
 
 if TYPE_CHECKING:
-    from .media.webrtc import RtcPeer
+    from gateway.media.webrtc import RtcPeer
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from .config import Config
-from .media.hub import Stream, StreamManager
-from .media.recorder import Recorder, StoreContext
-from .media.snapshot import Snapshotter
-from .store.index import MediaEntry, MediaIndex
-from .store.layout import Place
-from .store.reconcile import TEMP_PREFIX, reconcile
-from .store.retention import retention_pass
+from gateway.config import Config
+from gateway.media.hub import Stream, StreamManager
+from gateway.media.recorder import Recorder, StoreContext
+from gateway.media.snapshot import Snapshotter
+from gateway.store.index import MediaEntry, MediaIndex
+from gateway.store.layout import Place
+from gateway.store.reconcile import TEMP_PREFIX, reconcile
+from gateway.store.retention import retention_pass
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import Session
-from ..hikvision.client import HikError
-from ..hikvision.importer import import_cameras
-from . import v1
-from .v1 import ApiError, command, gateway, ok
+from gateway.auth import Session
+from gateway.hikvision.client import HikError
+from gateway.hikvision.importer import import_cameras
+from gateway.api import v1
+from gateway.api.v1 import ApiError, command, gateway, ok
 
 
 @command("AddDeviceHik", role="Administrator")

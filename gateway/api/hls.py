@@ -30,13 +30,13 @@ from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
-from ..auth import AuthError, Session
-from ..core import Gateway
-from ..http_front import LATER, FastRoute, LeanRequest, LeanResponse, Later, header_lines
-from ..media.hls import HlsSegmenter, Segment
-from ..media.hls_playlist import master_playlist, media_playlist
-from .v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
-from .ws import stream_socket
+from gateway.auth import AuthError, Session
+from gateway.core import Gateway
+from gateway.http_front import LATER, FastRoute, LeanRequest, LeanResponse, Later, header_lines
+from gateway.media.hls import HlsSegmenter, Segment
+from gateway.media.hls_playlist import master_playlist, media_playlist
+from gateway.api.v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
+from gateway.api.ws import stream_socket
 
 READY_TIMEOUT = 15.0  # a cold stream's connect and first keyframe
 START_SEGMENTS = 3  # players start 3 target durations from the end: a first playlist has them

@@ -20,11 +20,11 @@ from pathlib import Path, PurePosixPath
 import av
 from aiohttp import web
 
-from ..auth import AuthError, Session
-from ..media.stitch import stitch
-from ..store.timefmt import format_time, parse_offset
-from .playback import RangeError, record_range
-from .v1 import GATEWAY_KEY, command, fail, gateway, session_from
+from gateway.auth import AuthError, Session
+from gateway.media.stitch import stitch
+from gateway.store.timefmt import format_time, parse_offset
+from gateway.api.playback import RangeError, record_range
+from gateway.api.v1 import GATEWAY_KEY, command, fail, gateway, session_from
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..auth import Session
-from ..config import RTSP_TYPES, SourceConf
-from ..onvif import discovery
-from ..onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
-from ..sources.onvif import OnvifSource
-from ..sources.stream import redact
-from .v1 import ApiError, _common_source_fields, command, enum_param, gateway, ok, param, token_param
+from gateway.auth import Session
+from gateway.config import RTSP_TYPES, SourceConf
+from gateway.onvif import discovery
+from gateway.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
+from gateway.sources.onvif import OnvifSource
+from gateway.sources.stream import redact
+from gateway.api.v1 import ApiError, _common_source_fields, command, enum_param, gateway, ok, param, token_param
 
 # action -> (pan, tilt, zoom) direction; the speed scales it.
 MOVES = {

@@ -24,13 +24,13 @@ from datetime import datetime
 
 from aiohttp import WSMsgType, web
 
-from ..auth import AuthError
-from ..config import valid_token
-from ..core import Gateway
-from ..media.playback import SPEEDS, Playback, PlaybackControl, PlaybackStopped, Segment
-from ..store.index import MediaEntry
-from ..store.timefmt import TimeFormatError, parse_time
-from .v1 import GATEWAY_KEY, session_from
+from gateway.auth import AuthError
+from gateway.config import valid_token
+from gateway.core import Gateway
+from gateway.media.playback import SPEEDS, Playback, PlaybackControl, PlaybackStopped, Segment
+from gateway.store.index import MediaEntry
+from gateway.store.timefmt import TimeFormatError, parse_time
+from gateway.api.v1 import GATEWAY_KEY, session_from
 
 log = logging.getLogger(__name__)
 

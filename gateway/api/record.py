@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import Session
-from ..media.hub import Stream, StreamNotReady
-from ..store.index import KINDS, MediaEntry
-from ..store.layout import Place, check_name
-from ..store.timefmt import format_epoch, parse_time
-from .v1 import SNAPSHOT_TIMEOUT, ApiError, bool_param, command, enum_param, gateway, ok, param, token_param
+from gateway.auth import Session
+from gateway.media.hub import Stream, StreamNotReady
+from gateway.store.index import KINDS, MediaEntry
+from gateway.store.layout import Place, check_name
+from gateway.store.timefmt import format_epoch, parse_time
+from gateway.api.v1 import SNAPSHOT_TIMEOUT, ApiError, bool_param, command, enum_param, gateway, ok, param, token_param
 
 MAX_RECORD_SECONDS = 86400
 STREAM_READY_TIMEOUT = 10.0

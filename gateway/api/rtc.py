@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from ..auth import AuthError, Session
-from ..config import valid_token
-from ..core import Gateway
-from ..media.hub import Stream, StreamNotReady
-from .v1 import GATEWAY_KEY, fail
-from .ws import CLOSE_NOT_READY, CLOSE_POLICY, refuse, stream_socket
+from gateway.auth import AuthError, Session
+from gateway.config import valid_token
+from gateway.core import Gateway
+from gateway.media.hub import Stream, StreamNotReady
+from gateway.api.v1 import GATEWAY_KEY, fail
+from gateway.api.ws import CLOSE_NOT_READY, CLOSE_POLICY, refuse, stream_socket
 
 if TYPE_CHECKING:
-    from ..media.webrtc import RtcPeer
+    from gateway.media.webrtc import RtcPeer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ async def new_peer(gw: Gateway, stream: Stream, audio: bool = True) -> "RtcPeer"
     """A set-up peer for a ready stream (`audio`: the client takes audio too);
     StreamNotReady if the source gives no video."""
     # aiortc is imported on the first WebRTC viewer: ~20 MB a gateway without one never needs.
-    from ..media.webrtc import RtcPeer, ice_host_addresses, install_passthrough
+    from gateway.media.webrtc import RtcPeer, ice_host_addresses, install_passthrough
 
     install_passthrough(ice_host_addresses(gw.config.get("http", "strBindAddress")))
     stream.acquire()  # hold the stream while waiting, so an on-demand source starts

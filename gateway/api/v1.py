@@ -15,14 +15,14 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from .. import __version__
-from ..auth import AuthError, Session, allowed
-from ..config import CONNECT_TYPES, RTSP_TYPES, ConfigError, SourceConf, valid_token
-from ..core import Gateway
-from ..media.hub import StreamNotReady
-from ..media.snapshot import Snapshotter
-from ..sources import SourceError
-from ..sources.stream import redact
+from gateway import __version__
+from gateway.auth import AuthError, Session, allowed
+from gateway.config import CONNECT_TYPES, RTSP_TYPES, ConfigError, SourceConf, valid_token
+from gateway.core import Gateway
+from gateway.media.hub import StreamNotReady
+from gateway.media.snapshot import Snapshotter
+from gateway.sources import SourceError
+from gateway.sources.stream import redact
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from ..auth import AuthError, Session
-from ..config import valid_token
-from ..media.fanout import TransportViewer
-from ..media.fmp4_feed import Fmp4Feed
-from ..media.hub import Stream, StreamNotReady
-from .playback import playback_socket
-from .v1 import GATEWAY_KEY, session_from
+from gateway.auth import AuthError, Session
+from gateway.config import valid_token
+from gateway.media.fanout import TransportViewer
+from gateway.media.fmp4_feed import Fmp4Feed
+from gateway.media.hub import Stream, StreamNotReady
+from gateway.api.playback import playback_socket
+from gateway.api.v1 import GATEWAY_KEY, session_from
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError, SourceConf, valid_token
-from ..core import Gateway
-from .client import Camera, HikClient, HikError, HikUnavailable
+from gateway.config import ConfigError, SourceConf, valid_token
+from gateway.core import Gateway
+from gateway.hikvision.client import Camera, HikClient, HikError, HikUnavailable
 
 SOURCE_TYPE = "H5_HIKVISION"
 _running = asyncio.Lock()  # one import at a time

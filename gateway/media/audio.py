@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import av
 
-from .packet import AudioParams, MediaPacket
+from gateway.media.packet import AudioParams, MediaPacket
 
 TRANSCODED_CODECS = ("pcm_alaw", "pcm_mulaw")
 AAC_RATE = 16000  # G.711 is 8 kHz; 16 kHz AAC keeps all of it and every browser decodes it.

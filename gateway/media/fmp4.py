@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from .packet import AudioParams, MediaPacket, StreamParams, VideoParams
-from . import h264
+from gateway.media.packet import AudioParams, MediaPacket, StreamParams, VideoParams
+from gateway.media import h264
 
 VIDEO_TRACK_ID = 1
 AUDIO_TRACK_ID = 2

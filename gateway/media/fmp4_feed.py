@@ -10,10 +10,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .fanout import TransportViewer
-from .fmp4 import fragment, init_segment
-from .hub import Stream
-from .packet import MediaPacket, StreamParams
+from gateway.media.fanout import TransportViewer
+from gateway.media.fmp4 import fragment, init_segment
+from gateway.media.hub import Stream
+from gateway.media.packet import MediaPacket, StreamParams
 
 
 def ws_binary_message(payload: bytes) -> bytes:

@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .fmp4 import fragment_tracks, init_segment
-from .hub import Stream
-from .mpegts import TsWriter
-from .packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
+from gateway.media.fmp4 import fragment_tracks, init_segment
+from gateway.media.hub import Stream
+from gateway.media.mpegts import TsWriter
+from gateway.media.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 
 PART_TARGET = 0.2  # seconds: LL-HLS part length (a part may be cut short by a keyframe)
 CLIENT_TIMEOUT = 3  # target durations without a request before the segmenter stops

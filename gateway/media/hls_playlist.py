@@ -13,7 +13,7 @@ A player without LL support reads the "ll" playlist as a regular fMP4 one.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from .hls import HlsSegmenter, Segment
+from gateway.media.hls import HlsSegmenter, Segment
 
 QUERY = "\x00"  # marks where a request's credential goes while rendering
 VERSIONS = {"v1": 3, "v2": 7, "ll": 9}

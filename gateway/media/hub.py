@@ -14,10 +14,10 @@ import logging
 import time
 from typing import Callable, Protocol, TypeVar
 
-from ..config import SourceConf
-from ..sources import Source
-from .packet import MediaPacket, StreamParams
-from .source import DemuxThread
+from gateway.config import SourceConf
+from gateway.sources import Source
+from gateway.media.packet import MediaPacket, StreamParams
+from gateway.media.source import DemuxThread
 
 log = logging.getLogger(__name__)
 

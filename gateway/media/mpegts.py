@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import struct
 
-from . import h264
-from .packet import AudioParams, MediaPacket, StreamParams
+from gateway.media import h264
+from gateway.media.packet import AudioParams, MediaPacket, StreamParams
 
 PACKET_SIZE = 188
 PAT_PID = 0x0000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import h264
+from gateway.media import h264
 
 VIDEO_TIMESCALE = 90000
 

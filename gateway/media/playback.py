@@ -22,9 +22,9 @@ from typing import Callable, Iterator
 
 import av
 
-from .fmp4 import fragment, init_segment
-from .packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
-from .source import _Session as DemuxSession
+from gateway.media.fmp4 import fragment, init_segment
+from gateway.media.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
+from gateway.media.source import _Session as DemuxSession
 
 log = logging.getLogger(__name__)
 

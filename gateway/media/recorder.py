@@ -21,11 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from ..store.index import MediaEntry, MediaIndex
-from ..store.layout import Place
-from .fmp4 import MOVIE_TIMESCALE, duration_field_offsets, fragment_tracks, init_segment
-from .hub import Stream
-from .packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
+from gateway.store.index import MediaEntry, MediaIndex
+from gateway.store.layout import Place
+from gateway.media.fmp4 import MOVIE_TIMESCALE, duration_field_offsets, fragment_tracks, init_segment
+from gateway.media.hub import Stream
+from gateway.media.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import struct
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtp import is_rtcp
 
-from .rtp_sender import ffi, libsrtp
+from gateway.media.rtp_sender import ffi, libsrtp
 
 RTCP_HEADER = struct.Struct("!BBH")  # V P count/format | packet type | length in 32-bit words - 1
 RTCP_RR, RTCP_SDES, RTCP_PSFB = 201, 202, 206

@@ -45,7 +45,7 @@ from aiortc.rtp import (RTP_HISTORY_SIZE, RtcpSdesPacket, RtcpSenderInfo, RtcpSo
                         pack_header_extensions)
 from aiortc.utils import random32
 
-from . import udp_gso
+from gateway.media import udp_gso
 
 try:
     from pylibsrtp._binding import ffi, lib as libsrtp

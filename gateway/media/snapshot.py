@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import av
 
-from . import h264
-from .hub import Stream
-from .packet import MediaPacket, VideoParams
+from gateway.media import h264
+from gateway.media.hub import Stream
+from gateway.media.packet import MediaPacket, VideoParams
 
 
 def encode_keyframe_jpeg(params: VideoParams, keyframe: MediaPacket, quality: int = 5) -> bytes:

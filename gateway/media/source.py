@@ -20,10 +20,10 @@ from typing import Callable, Iterator, Protocol
 
 import av
 
-from . import h264
-from .audio import TRANSCODED_CODECS, AacTranscoder
-from .packet import VIDEO_TIMESCALE, AudioParams, MediaPacket, StreamParams, VideoParams
-from ..sources.base import InputSpec, Source, SourceError
+from gateway.media import h264
+from gateway.media.audio import TRANSCODED_CODECS, AacTranscoder
+from gateway.media.packet import VIDEO_TIMESCALE, AudioParams, MediaPacket, StreamParams, VideoParams
+from gateway.sources.base import InputSpec, Source, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from .playback import Segment, first_frame, seek_file
+from gateway.media.playback import Segment, first_frame, seek_file
 
 log = logging.getLogger(__name__)
 

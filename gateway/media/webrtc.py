@@ -70,13 +70,13 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtcpFeedback
 from aiortc.rtp import RtcpByePacket
 
-from . import h264
-from .audio import OpusTranscoder
-from .hub import Stream
-from .packet import MediaPacket, StreamParams
-from .rtp_h264 import packetize
-from .rtcp_reader import RtcpReader
-from .rtp_sender import LeanRtpSender, RtpFrame, ntp_now
+from gateway.media import h264
+from gateway.media.audio import OpusTranscoder
+from gateway.media.hub import Stream
+from gateway.media.packet import MediaPacket, StreamParams
+from gateway.media.rtp_h264 import packetize
+from gateway.media.rtcp_reader import RtcpReader
+from gateway.media.rtp_sender import LeanRtpSender, RtpFrame, ntp_now
 
 log = logging.getLogger(__name__)
 

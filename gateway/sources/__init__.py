@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..config import Config, SourceConf
-from ..hikvision.client import HikClient
-from .base import InputSpec, Source, SourceError
-from .file import FileSource
-from .hikvision import HikvisionSource
-from .onvif import OnvifSource
-from .stream import StreamSource
+from gateway.config import Config, SourceConf
+from gateway.hikvision.client import HikClient
+from gateway.sources.base import InputSpec, Source, SourceError
+from gateway.sources.file import FileSource
+from gateway.sources.hikvision import HikvisionSource
+from gateway.sources.onvif import OnvifSource
+from gateway.sources.stream import StreamSource
 
 
 def make_source(conf: SourceConf, config: Config, hikvision: HikClient | None = None) -> Source:

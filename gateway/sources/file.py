@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import InputSpec, SourceError
+from gateway.sources.base import InputSpec, SourceError
 
 FILE_EXTENSIONS = (".mp4", ".mkv", ".ts", ".flv", ".mov", ".m4v")
 

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import SourceConf
-from ..hikvision.client import HikClient, HikError
-from .base import InputSpec, SourceError
-from .stream import check_url, input_options
+from gateway.config import SourceConf
+from gateway.hikvision.client import HikClient, HikError
+from gateway.sources.base import InputSpec, SourceError
+from gateway.sources.stream import check_url, input_options
 
 RETRY_FIRST = 1.0
 RETRY_CAP = 10.0

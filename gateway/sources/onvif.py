@@ -10,10 +10,10 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from ..config import SourceConf
-from ..onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
-from .base import InputSpec, SourceError
-from .stream import check_url, input_options, redact, with_credentials
+from gateway.config import SourceConf
+from gateway.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
+from gateway.sources.base import InputSpec, SourceError
+from gateway.sources.stream import check_url, input_options, redact, with_credentials
 
 # The demux thread reads H.264 only, so only such profiles are picked automatically.
 PLAYABLE_CODECS = ("H264",)

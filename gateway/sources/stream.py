@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from .base import InputSpec, SourceError
+from gateway.sources.base import InputSpec, SourceError
 
 # FFmpeg protocols each scheme may pull in underneath (RTSP over UDP opens rtp/udp).
 PROTOCOLS = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .timefmt import TimeFormatError, format_offset, parse_offset
+from gateway.store.timefmt import TimeFormatError, format_offset, parse_offset
 
 EXTENSIONS = {"record": "mp4", "snapshot": "jpg"}
 

@@ -13,9 +13,9 @@ import logging
 import os
 from pathlib import Path
 
-from .fmp4_scan import media_duration
-from .index import MediaEntry, MediaIndex
-from .layout import parse_path
+from gateway.store.fmp4_scan import media_duration
+from gateway.store.index import MediaEntry, MediaIndex
+from gateway.store.layout import parse_path
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .index import MediaEntry, MediaIndex
+from gateway.store.index import MediaEntry, MediaIndex
 
 log = logging.getLogger(__name__)
 
