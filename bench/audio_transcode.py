@@ -2,7 +2,7 @@
 
 Usage: python3 bench/audio_transcode.py [--seconds 20]
 
-Runs gateway.media.audio.AacTranscoder (what a G.711 camera's demux thread runs) on
+Runs gateway.formats.audio_transcode.AacTranscoder (what a G.711 camera's demux thread runs) on
 G.711 A-law made here from three kinds of 8 kHz audio, once with each of FFmpeg's AAC
 coders: the shipped one (AAC_CODER) and the other. For each it prints the encoder's CPU
 per 40 ms G.711 packet (thread CPU time; a camera sends 25 such packets a second), the
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.media import audio  # noqa: E402
+from gateway.formats import audio_transcode as audio  # noqa: E402
 
 RATE = 8000
 PACKET = 320  # samples: 40 ms, as the test camera sends

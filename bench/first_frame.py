@@ -14,7 +14,7 @@ Each case is measured --runs times, in two clients:
   ws       a plain aiohttp client: from starting the connect to the handshake, the MIME
            frame, the init segment, the first moof and the first video (key) moof.
 For the cold case the camera's own cost is shown too: PyAV opening the camera with the
-gateway's input options (gateway.sources.stream.input_options) until the first keyframe.
+gateway's input options (gateway.ingest.stream.input_options) until the first keyframe.
 Target: live first frame in the browser <= 300 ms (median).
 """
 
@@ -132,7 +132,7 @@ def direct_open(url: str) -> dict:
     """PyAV opening the camera as the gateway does: ms to av.open and to the first keyframe."""
     import av
 
-    from gateway.sources.stream import input_options
+    from gateway.ingest.stream import input_options
 
     t0 = time.perf_counter()
     container = av.open(url, options=input_options(url), timeout=(5, 5))

@@ -158,7 +158,7 @@ async def serve_ll_in_gateway(port: int, size: int, conf: str) -> None:
     """The gateway of `conf` (its sources pulled, its HTTP port open) and the imitation, one loop."""
     from gateway.app import prepare
     from gateway.app import serve as serve_gateway
-    from gateway.config import load_config
+    from gateway.config.file import load_config
 
     config = load_config(conf)
     prepare(config)

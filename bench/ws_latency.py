@@ -45,11 +45,11 @@ TARGET_P50_MS = 200
 # changes the AAC rate G.711 is transcoded to; nothing on disk outside the temp dir changes.
 AAC_PATCH = """
 import os, sys
-import gateway.media.audio as audio
+import gateway.formats.audio_transcode as audio
 if hasattr(audio, "AAC_RATE"):
     audio.AAC_RATE = int(os.environ["BENCH_AAC_RATE"])
 else:
-    print("bench: gateway.media.audio.AAC_RATE is gone; --aac-rate has no effect", file=sys.stderr)
+    print("bench: gateway.formats.audio_transcode.AAC_RATE is gone; --aac-rate has no effect", file=sys.stderr)
 """
 
 

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from gateway.app import prepare, serve
-from gateway.config import ConfigError, load_config
+from gateway.config.file import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:

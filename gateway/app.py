@@ -8,14 +8,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.api import hikvision, onvif, record, v1, ws  # noqa: F401  (hikvision, onvif, record register their commands with v1)
-from gateway.api import rtc
-from gateway.api import hls
-from gateway.api import mediastore
+from gateway.api import hikvision, onvif, record, v1  # noqa: F401  (hikvision, onvif, record register their commands with v1)
+
+from gateway.outputs.ws_fmp4 import socket as ws
+from gateway.outputs.webrtc import signalling as rtc
+from gateway.outputs.hls import http as hls
+from gateway.playback import files as mediastore
 from gateway.auth import upgrade_users
-from gateway.config import Config
+from gateway.config.file import Config
 from gateway.core import Gateway
-from gateway.http_front import FrontSite
+from gateway.web.front import FrontSite
 from gateway.sample import SAMPLE_NAME, ensure_sample
 
 log = logging.getLogger(__name__)

@@ -11,16 +11,16 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Auth
-from gateway.config import Config, SourceConf
-from gateway.hikvision.client import HikClient, PlatformSettings, platform_url
-from gateway.media.hub import Stream, StreamManager
-from gateway.mediastore import MediaStore
+from gateway.config.file import Config, SourceConf
+from gateway.vendors.hikvision.client import HikClient, PlatformSettings, platform_url
+from gateway.hub.stream import Stream, StreamManager
+from gateway.outputs.record.jobs import MediaStore
 from gateway.runinfo import RunInfo
-from gateway.sources import Source, SourceError, make_source
+from gateway.ingest import Source, SourceError, make_source
 from gateway.store.index import MediaIndex
 
 if TYPE_CHECKING:
-    from gateway.media.webrtc import RtcPeer
+    from gateway.outputs.webrtc.peer import RtcPeer
 
 log = logging.getLogger(__name__)
 

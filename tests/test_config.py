@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config
+from gateway.config.file import ConfigError, load_config
 from tests.fixtures.gateway import REPO
 
 

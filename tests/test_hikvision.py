@@ -2,7 +2,7 @@
 HTTP on 127.0.0.1) whose RTMP URLs really expire (nginx-rtmp asks the emulator on play and
 every second while playing, and cuts a player whose URL expired).
 
-Client tests drive gateway.hikvision.client against the emulator directly; the others run
+Client tests drive gateway.vendors.hikvision.client against the emulator directly; the others run
 the real gateway process, import the cameras and watch them over h5swsapi.
 """
 
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway.hikvision.client import HikClient, HikError, HikUnavailable, PlatformSettings
+from gateway.vendors.hikvision.client import HikClient, HikError, HikUnavailable, PlatformSettings
 from tests.fixtures.hikcentral import HikCentralEmulator
 from tests.fixtures.net import run_async
 from tests.fixtures.rtmp_origin import RtmpOrigin

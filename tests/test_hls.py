@@ -18,15 +18,16 @@ import aiohttp
 import av
 import pytest
 
-from gateway.api.hls import HlsSigner
+from gateway.outputs.hls.http import HlsSigner
 from gateway.auth import AuthError
-from gateway.config import SourceConf
-from gateway.media import h264, mpegts
-from gateway.media.hls import HlsSegmenter
-from gateway.media.hls_playlist import media_playlist
-from gateway.media.hub import Stream
-from gateway.media.packet import MediaPacket, StreamParams, VideoParams
-from gateway.media.source import aac_params
+from gateway.config.file import SourceConf
+from gateway.formats import h264
+from gateway.formats import mpegts
+from gateway.outputs.hls.segmenter import HlsSegmenter
+from gateway.outputs.hls.playlist import media_playlist
+from gateway.hub.stream import Stream
+from gateway.hub.packet import MediaPacket, StreamParams, VideoParams
+from gateway.ingest.demux import aac_params
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.net import run_async

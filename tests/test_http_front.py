@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from gateway.http_front import LeanRequest, parse_head
+from gateway.web.front import LeanRequest, parse_head
 
 
 def head(*lines: str) -> bytes:

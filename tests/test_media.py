@@ -9,13 +9,13 @@ from pathlib import Path
 import av
 import pytest
 
-from gateway.media import h264
-from gateway.config import SourceConf
-from gateway.media.fanout import TransportViewer
-from gateway.media.hub import Stream
-from gateway.media.fmp4 import fragment, init_segment
-from gateway.media.packet import VideoParams, StreamParams
-from gateway.media.source import _Session
+from gateway.formats import h264
+from gateway.config.file import SourceConf
+from gateway.outputs.ws_fmp4.viewer import TransportViewer
+from gateway.hub.stream import Stream
+from gateway.formats.fmp4 import fragment, init_segment
+from gateway.hub.packet import VideoParams, StreamParams
+from gateway.ingest.demux import _Session
 from gateway.sample import make_sample
 
 

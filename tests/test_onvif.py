@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from gateway.config import ConfigError, load_config
-from gateway.onvif.discovery import PROBE, parse_matches
+from gateway.config.file import ConfigError, load_config
+from gateway.vendors.onvif.discovery import PROBE, parse_matches
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import ADMIN_MD5, md5
 from tests.fixtures.onvif_device import OnvifDevice, Profile
@@ -24,7 +24,7 @@ from tests.fixtures.wsd_responder import WsdResponder
 from tests.test_browser import wait_playing
 
 SECRET = "Cam-pa55:@/x"  # needs percent-encoding in an RTSP URL
-DEVICE_TIMEOUT = 5.0  # gateway.onvif.client.DEFAULT_TIMEOUT
+DEVICE_TIMEOUT = 5.0  # gateway.vendors.onvif.client.DEFAULT_TIMEOUT
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from gateway.media.audio import AAC_RATE
+from gateway.formats.audio_transcode import AAC_RATE
 from gateway.store.index import MediaEntry, MediaIndex
 
 SEARCH_ALL = {"start": "2000-01-01T000000Z", "end": "2100-01-01T000000Z"}

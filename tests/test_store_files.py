@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.media.fmp4 import fragment_tracks, init_segment
-from gateway.media.packet import AudioParams, MediaPacket, StreamParams, VideoParams
-from gateway.media.recorder import RecordFile
+from gateway.formats.fmp4 import fragment_tracks, init_segment
+from gateway.hub.packet import AudioParams, MediaPacket, StreamParams, VideoParams
+from gateway.outputs.record.recorder import RecordFile
 from gateway.store.fmp4_scan import media_duration
 from gateway.store.layout import LayoutError, Place, check_name, parse_path
 

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from gateway.media import udp_gso
+from gateway.outputs.webrtc import udp_gso
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def test_passthrough_encoder_never_encodes():
     import aiortc.rtcrtpsender
     from aiortc.codecs import CODECS
 
-    from gateway.media.webrtc import PassthroughEncoder, install_passthrough
+    from gateway.outputs.webrtc.peer import PassthroughEncoder, install_passthrough
 
     install_passthrough(["127.0.0.1"])
     encoder = aiortc.rtcrtpsender.get_encoder(next(c for c in CODECS["video"] if c.mimeType == "video/H264"))

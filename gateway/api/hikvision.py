@@ -10,8 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth import Session
-from gateway.hikvision.client import HikError
-from gateway.hikvision.importer import import_cameras
+from gateway.vendors.hikvision.client import HikError
+from gateway.vendors.hikvision.importer import import_cameras
 from gateway.api import v1
 from gateway.api.v1 import ApiError, command, gateway, ok
 

@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth import Session
-from gateway.config import RTSP_TYPES, SourceConf
-from gateway.onvif import discovery
-from gateway.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
-from gateway.sources.onvif import OnvifSource
-from gateway.sources.stream import redact
+from gateway.config.file import RTSP_TYPES, SourceConf
+from gateway.vendors.onvif import discovery
+from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
+from gateway.ingest.onvif import OnvifSource
+from gateway.ingest.stream import redact
 from gateway.api.v1 import ApiError, _common_source_fields, command, enum_param, gateway, ok, param, token_param
 
 # action -> (pan, tilt, zoom) direction; the speed scales it.

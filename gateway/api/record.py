@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth import Session
-from gateway.media.hub import Stream, StreamNotReady
+from gateway.hub.stream import Stream, StreamNotReady
 from gateway.store.index import KINDS, MediaEntry
 from gateway.store.layout import Place, check_name
 from gateway.store.timefmt import format_epoch, parse_time

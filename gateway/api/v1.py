@@ -17,12 +17,12 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.auth import AuthError, Session, allowed
-from gateway.config import CONNECT_TYPES, RTSP_TYPES, ConfigError, SourceConf, valid_token
+from gateway.config.file import CONNECT_TYPES, RTSP_TYPES, ConfigError, SourceConf, valid_token
 from gateway.core import Gateway
-from gateway.media.hub import StreamNotReady
-from gateway.media.snapshot import Snapshotter
-from gateway.sources import SourceError
-from gateway.sources.stream import redact
+from gateway.hub.stream import StreamNotReady
+from gateway.outputs.snapshot.snapshotter import Snapshotter
+from gateway.ingest import SourceError
+from gateway.ingest.stream import redact
 
 log = logging.getLogger(__name__)
 

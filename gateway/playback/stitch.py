@@ -1,0 +1,79 @@
+"""One MP4 from the recordings of a time range: remuxed (never decoded) across segments.
+
+The output starts at the keyframe at or before the range's start (a player cannot begin
+elsewhere without decoding) and ends with the last packet before the range's end. Each
+file is placed by its index start time, so a gap between recordings stays a gap.
+Blocking (PyAV): run it in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+
+from gateway.playback.pacer import Segment, first_frame, seek_file
+
+log = logging.getLogger(__name__)
+
+
+def stitch(segments: list[Segment], length: float, out_path: Path) -> float:
+    """Write `segments` (offsets in seconds from the range's start) up to `length` seconds
+    into `out_path` (MP4, moov first); returns the seconds of media written."""
+    with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        outputs: dict[str, av.stream.Stream] = {}
+        extradata: dict[str, bytes] = {}
+        origin: float | None = None  # range seconds of the first keyframe written: output's 0
+        last_dts: dict[str, int] = {}
+        written = 0.0
+        for segment in segments:
+            if segment.end <= 0 or segment.offset >= length:
+                continue
+            with av.open(str(segment.path)) as container:
+                inputs = {"video": container.streams.video[0] if container.streams.video else None,
+                          "audio": container.streams.audio[0] if container.streams.audio else None}
+                video = inputs["video"]
+                if video is None:
+                    continue
+                if not outputs:
+                    for kind, stream in inputs.items():
+                        if stream is not None:
+                            outputs[kind] = out.add_stream_from_template(stream)
+                            extradata[kind] = bytes(stream.codec_context.extradata or b"")
+                if bytes(video.codec_context.extradata or b"") != extradata["video"]:
+                    log.warning("download: %s has other video parameters; left out", segment.path.name)
+                    continue
+                start = first_frame(video)
+                if segment.offset < 0:
+                    seek_file(container, video, start - segment.offset)
+                started = False
+                for packet in container.demux([s for s in inputs.values() if s is not None]):
+                    kind = "video" if packet.stream is video else "audio"
+                    if packet.dts is None or kind not in outputs:
+                        continue
+                    at = segment.offset + float(packet.dts * packet.time_base) - start
+                    if kind == "video" and not started:
+                        if not packet.is_keyframe:
+                            continue
+                        started = True
+                        if origin is None:
+                            origin = at
+                    if not started or origin is None:
+                        continue
+                    if at >= length:
+                        if kind == "video":
+                            break
+                        continue
+                    shift = round((segment.offset - start - origin) / packet.time_base)
+                    dts, pts = packet.dts + shift, (packet.pts if packet.pts is not None else packet.dts) + shift
+                    if dts < 0 or dts <= last_dts.get(kind, -1):
+                        continue  # before the output's start, or overlapping the previous file
+                    packet.dts, packet.pts = dts, pts
+                    last_dts[kind] = dts
+                    packet.stream = outputs[kind]
+                    out.mux(packet)
+                    written = max(written, at - origin)
+        if not outputs:
+            raise ValueError("no video in the recordings")
+    return written
