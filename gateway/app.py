@@ -9,16 +9,15 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.api import hikvision, onvif, record, v1  # noqa: F401  (hikvision, onvif, record register their commands with v1)
-
-from gateway.outputs.ws_fmp4 import socket as ws
-from gateway.outputs.webrtc import signalling as rtc
-from gateway.outputs.hls import http as hls
-from gateway.playback import files as mediastore
 from gateway.auth import upgrade_users
 from gateway.config.file import Config
 from gateway.core import Gateway
-from gateway.web.front import FrontSite
+from gateway.outputs.hls import http as hls
+from gateway.outputs.webrtc import signalling as rtc
+from gateway.outputs.ws_fmp4 import socket as ws
+from gateway.playback import files as mediastore
 from gateway.sample import SAMPLE_NAME, ensure_sample
+from gateway.web.front import FrontSite
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +93,9 @@ async def serve(config: Config) -> web.AppRunner:
     bind = config.get("http", "strBindAddress")
 
     def site(port: int, context: ssl.SSLContext | None = None) -> FrontSite:
-        return FrontSite(runner, bind, port, route=hls.fast_route(app), internal_error=hls.internal_error,
-                         ssl_context=context)
+        return FrontSite(
+            runner, bind, port, route=hls.fast_route(app), internal_error=hls.internal_error, ssl_context=context
+        )
 
     http_port, https_port = config.get("http", "nHTTPPort"), config.get("http", "nHTTPSPort")
     if http_port:

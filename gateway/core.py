@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Auth
 from gateway.config.file import Config, SourceConf
-from gateway.vendors.hikvision.client import HikClient, PlatformSettings, platform_url
 from gateway.hub.stream import Stream, StreamManager
+from gateway.ingest import Source, SourceError, make_source
 from gateway.outputs.record.jobs import MediaStore
 from gateway.runinfo import RunInfo
-from gateway.ingest import Source, SourceError, make_source
 from gateway.store.index import MediaIndex
+from gateway.vendors.hikvision.client import HikClient, PlatformSettings, platform_url
 
 if TYPE_CHECKING:
     from gateway.outputs.webrtc.peer import RtcPeer
@@ -149,7 +149,9 @@ def hikvision_client(config: Config) -> HikClient | None:
         return None
     base_url = platform_url(hik["strHost"])
     if base_url.startswith("http://"):
-        log.warning("hikvision.strHost is plain http: keys and tokens travel unencrypted (for a local test "
-                    "platform only)")
-    return HikClient(PlatformSettings(base_url, hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"],
-                                      hik["strQuality"]))
+        log.warning(
+            "hikvision.strHost is plain http: keys and tokens travel unencrypted (for a local test platform only)"
+        )
+    return HikClient(
+        PlatformSettings(base_url, hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"], hik["strQuality"])
+    )

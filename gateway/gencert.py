@@ -23,7 +23,7 @@ def make_cert(directory: Path, names: list[str]) -> tuple[Path, Path]:
         except ValueError:
             alt_names.append(x509.DNSName(name))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

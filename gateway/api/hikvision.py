@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.api import v1
+from gateway.api.v1 import ApiError, command, gateway, ok
 from gateway.auth import Session
 from gateway.vendors.hikvision.client import HikError
 from gateway.vendors.hikvision.importer import import_cameras
-from gateway.api import v1
-from gateway.api.v1 import ApiError, command, gateway, ok
 
 
 @command("AddDeviceHik", role="Administrator")
@@ -26,8 +26,11 @@ async def add_device_hik(request: web.Request, _: Session | None) -> web.Respons
     except HikError as e:
         raise ApiError(502, str(e)) from None
     answer = report.answer()
-    return ok(f"{answer['nAdded']} added, {answer['nUpdated']} updated, {answer['nUnchanged']} unchanged, "
-              f"{answer['nFailed']} failed, {answer['nGone']} gone", **answer)
+    return ok(
+        f"{answer['nAdded']} added, {answer['nUpdated']} updated, {answer['nUnchanged']} unchanged, "
+        f"{answer['nFailed']} failed, {answer['nGone']} gone",
+        **answer,
+    )
 
 
 async def initialize(request: web.Request) -> web.StreamResponse:

@@ -12,18 +12,22 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.v1 import ApiError, _common_source_fields, command, enum_param, gateway, ok, param, token_param
 from gateway.auth import Session
 from gateway.config.file import RTSP_TYPES, SourceConf
-from gateway.vendors.onvif import discovery
-from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
 from gateway.ingest.onvif import OnvifSource
 from gateway.ingest.stream import redact
-from gateway.api.v1 import ApiError, _common_source_fields, command, enum_param, gateway, ok, param, token_param
+from gateway.vendors.onvif import discovery
+from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
 
 # action -> (pan, tilt, zoom) direction; the speed scales it.
 MOVES = {
-    "up": (0, 1, 0), "down": (0, -1, 0), "left": (-1, 0, 0), "right": (1, 0, 0),
-    "zoomin": (0, 0, 1), "zoomout": (0, 0, -1),
+    "up": (0, 1, 0),
+    "down": (0, -1, 0),
+    "left": (-1, 0, 0),
+    "right": (1, 0, 0),
+    "zoomin": (0, 0, 1),
+    "zoomout": (0, 0, -1),
 }
 PTZ_ACTIONS = (*MOVES, "stop", "preset")
 SEARCH_DEFAULT, SEARCH_MIN, SEARCH_MAX = 5.0, 0.5, 30.0
@@ -113,12 +117,20 @@ async def onvif_probe(request: web.Request, _: Session | None) -> web.Response:
                     url = await device.stream_uri(profile.token)
                 except OnvifError:
                     url = ""  # some profiles (JPEG, audio only) have no RTSP stream
-                found.append({
-                    "strToken": profile.token, "strName": profile.name, "strCodecName": profile.codec,
-                    "strRtspUrl": redact(url), "nWidth": profile.width, "nHeight": profile.height,
-                    "nFps": profile.fps, "nBandwidth": profile.bitrate, "bGotUrl": bool(url),
-                    "bPtz": profile.ptz,
-                })
+                found.append(
+                    {
+                        "strToken": profile.token,
+                        "strName": profile.name,
+                        "strCodecName": profile.codec,
+                        "strRtspUrl": redact(url),
+                        "nWidth": profile.width,
+                        "nHeight": profile.height,
+                        "nFps": profile.fps,
+                        "nBandwidth": profile.bitrate,
+                        "bGotUrl": bool(url),
+                        "bPtz": profile.ptz,
+                    }
+                )
     except OnvifError as e:
         raise device_failed(e) from None
     return ok(profile=found)
@@ -132,10 +144,12 @@ async def onvif_search(request: web.Request, _: Session | None) -> web.Response:
         devices = await discovery.search(timeout, (host, int(port)))
     except discovery.DiscoveryError as e:
         raise ApiError(503, str(e)) from None
-    return ok(device=[
-        {"strIp": d.ip, "strPort": str(d.port), "strOnvifAddr": d.path, "strModel": d.model, "strName": d.name}
-        for d in devices
-    ])
+    return ok(
+        device=[
+            {"strIp": d.ip, "strPort": str(d.port), "strOnvifAddr": d.path, "strModel": d.model, "strName": d.name}
+            for d in devices
+        ]
+    )
 
 
 # -- PTZ -------------------------------------------------------------------------------

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.api.v1 import SNAPSHOT_TIMEOUT, ApiError, bool_param, command, enum_param, gateway, ok, param, token_param
 from gateway.auth import Session
 from gateway.hub.stream import Stream, StreamNotReady
 from gateway.store.index import KINDS, MediaEntry
 from gateway.store.layout import Place, check_name
 from gateway.store.timefmt import format_epoch, parse_time
-from gateway.api.v1 import SNAPSHOT_TIMEOUT, ApiError, bool_param, command, enum_param, gateway, ok, param, token_param
 
 MAX_RECORD_SECONDS = 86400
 STREAM_READY_TIMEOUT = 10.0
@@ -43,8 +43,9 @@ def _duration(request: web.Request, required: bool = True) -> int | None:
 
 
 def _given_place(request: web.Request, kind: str, token: str) -> Place:
-    return Place.given(kind, token, param(request, "start1", max_len=16), param(request, "start2", max_len=16),
-                       request.query.get("tz"))
+    return Place.given(
+        kind, token, param(request, "start1", max_len=16), param(request, "start2", max_len=16), request.query.get("tz")
+    )
 
 
 async def _until_ready(stream: Stream) -> None:

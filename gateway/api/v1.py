@@ -10,8 +10,9 @@ import hashlib
 import logging
 import platform
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -20,9 +21,9 @@ from gateway.auth import AuthError, Session, allowed
 from gateway.config.file import CONNECT_TYPES, RTSP_TYPES, ConfigError, SourceConf, valid_token
 from gateway.core import Gateway
 from gateway.hub.stream import StreamNotReady
-from gateway.outputs.snapshot.snapshotter import Snapshotter
 from gateway.ingest import SourceError
 from gateway.ingest.stream import redact
+from gateway.outputs.snapshot.snapshotter import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,13 @@ async def login(request: web.Request, _: Session | None) -> web.Response:
     except AuthError as e:
         return fail(401, str(e))
     return web.json_response(
-        {"bStatus": True, "strCode": "ok", "strSession": session.id, "nTimeout": gw.auth.timeout,
-         "strUserType": session.role}
+        {
+            "bStatus": True,
+            "strCode": "ok",
+            "strSession": session.id,
+            "nTimeout": gw.auth.timeout,
+            "strUserType": session.role,
+        }
     )
 
 
@@ -220,9 +226,23 @@ async def get_run_info(request: web.Request, _: Session | None) -> web.Response:
 # -- sources --------------------------------------------------------------------------
 
 SRC_FIELDS = (
-    "nType", "strName", "strToken", "strUrl", "strUser", "bPasswdEncrypt", "bEnableAudio", "nConnectType",
-    "nRTSPType", "strSrcIpAddress", "strSrcPort", "nChannelNumber", "bOnvifProfileAuto", "strOnvifAddr",
-    "strOnvifProfileMain", "strOnvifProfileSub", "bRec",
+    "nType",
+    "strName",
+    "strToken",
+    "strUrl",
+    "strUser",
+    "bPasswdEncrypt",
+    "bEnableAudio",
+    "nConnectType",
+    "nRTSPType",
+    "strSrcIpAddress",
+    "strSrcPort",
+    "nChannelNumber",
+    "bOnvifProfileAuto",
+    "strOnvifAddr",
+    "strOnvifProfileMain",
+    "strOnvifProfileSub",
+    "bRec",
 )
 
 

@@ -123,7 +123,7 @@ class SourceConf:
     }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any], where: str) -> "SourceConf":
+    def from_json(cls, raw: dict[str, Any], where: str) -> SourceConf:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected an object")
         for name, (kind, default) in cls.FIELDS.items():
@@ -270,8 +270,13 @@ def load_config(path: str | Path) -> Config:
     if hik["nUrlValiditySec"] < HIK_MIN_VALIDITY:
         raise ConfigError(f"hikvision.nUrlValiditySec: must be at least {HIK_MIN_VALIDITY} seconds")
 
-    for section, key in (("system", "nRecordSegmentSec"), ("system", "nSessionTimeout"), ("system", "nLoginFailLimit"), ("hls", "nHLSSegmentNum"),
-                         ("hls", "nHLSDuration")):
+    for section, key in (
+        ("system", "nRecordSegmentSec"),
+        ("system", "nSessionTimeout"),
+        ("system", "nLoginFailLimit"),
+        ("hls", "nHLSSegmentNum"),
+        ("hls", "nHLSDuration"),
+    ):
         if raw[section][key] <= 0:
             raise ConfigError(f"{section}.{key}: must be greater than 0")
 

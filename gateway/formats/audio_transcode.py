@@ -27,8 +27,17 @@ OPUS_FRAME = 960  # 20 ms
 class _Transcoder:
     """Decode, resample to the encoder's frame size, encode, on a continuous sample clock."""
 
-    def __init__(self, decoder: av.CodecContext, codec: str, rate: int, layout: str, fmt: str, bit_rate: int,
-                 frame_size: int | None = None, options: dict[str, str] | None = None):
+    def __init__(
+        self,
+        decoder: av.CodecContext,
+        codec: str,
+        rate: int,
+        layout: str,
+        fmt: str,
+        bit_rate: int,
+        frame_size: int | None = None,
+        options: dict[str, str] | None = None,
+    ):
         self.decoder = decoder
         self.encoder = av.CodecContext.create(codec, "w")
         self.encoder.sample_rate = rate
@@ -38,8 +47,9 @@ class _Transcoder:
         self.encoder.time_base = Fraction(1, rate)
         self.encoder.options = options or {}
         self.encoder.open()
-        self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate,
-                                           frame_size=frame_size or self.encoder.frame_size)
+        self.resampler = av.AudioResampler(
+            format=fmt, layout=layout, rate=rate, frame_size=frame_size or self.encoder.frame_size
+        )
         self.next_pts: int | None = None
 
     def _run(self, packet: av.Packet, pts: int) -> list[tuple[int, bytes]]:
@@ -74,8 +84,15 @@ class AacTranscoder(_Transcoder):
     """G.711 to AAC 16 kHz mono."""
 
     def __init__(self, codec_name: str, sample_rate: int, channels: int):
-        super().__init__(_decoder(codec_name, sample_rate, channels), "aac", AAC_RATE, "mono", "fltp", 32000,
-                         options={"aac_coder": AAC_CODER})
+        super().__init__(
+            _decoder(codec_name, sample_rate, channels),
+            "aac",
+            AAC_RATE,
+            "mono",
+            "fltp",
+            32000,
+            options={"aac_coder": AAC_CODER},
+        )
         self.params = AudioParams("aac", AAC_RATE, 1, bytes(self.encoder.extradata or b""))
 
     def transcode(self, packet: av.Packet, pts: int) -> list[tuple[int, bytes]]:

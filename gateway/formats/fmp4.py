@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from gateway.hub.packet import AudioParams, MediaPacket, StreamParams, VideoParams
 from gateway.formats import h264
+from gateway.hub.packet import AudioParams, MediaPacket, StreamParams, VideoParams
 
 VIDEO_TRACK_ID = 1
 AUDIO_TRACK_ID = 2

@@ -146,7 +146,7 @@ class SpsInfo:
         self.bit_depth_chroma = bit_depth_chroma
 
     @classmethod
-    def parse(cls, sps: bytes) -> "SpsInfo":
+    def parse(cls, sps: bytes) -> SpsInfo:
         r = _Bits(_unescape(sps[1:]))
         profile_idc = r.bits(8)
         r.bits(16)  # constraint flags, level_idc

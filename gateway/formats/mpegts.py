@@ -52,13 +52,15 @@ def crc32_mpeg2(data: bytes) -> int:
 def _timestamp(prefix: int, value: int) -> bytes:
     """A 33-bit PES PTS/DTS in its 5-byte form with marker bits."""
     value %= WRAP
-    return bytes([
-        (prefix << 4) | ((value >> 29) & 0x0E) | 1,
-        (value >> 22) & 0xFF,
-        ((value >> 14) & 0xFE) | 1,
-        (value >> 7) & 0xFF,
-        ((value << 1) & 0xFE) | 1,
-    ])
+    return bytes(
+        [
+            (prefix << 4) | ((value >> 29) & 0x0E) | 1,
+            (value >> 22) & 0xFF,
+            ((value >> 14) & 0xFE) | 1,
+            (value >> 7) & 0xFF,
+            ((value << 1) & 0xFE) | 1,
+        ]
+    )
 
 
 def _pcr(value: int) -> bytes:
@@ -71,15 +73,17 @@ def adts_header(audio: AudioParams, payload_size: int) -> bytes:
     object_type = audio.config[0] >> 3 if audio.config else 2
     rate_index = AAC_RATES.index(audio.sample_rate) if audio.sample_rate in AAC_RATES else 8
     length = payload_size + 7
-    return bytes([
-        0xFF,
-        0xF1,  # MPEG-4, layer 0, no CRC
-        ((object_type - 1) & 3) << 6 | rate_index << 2 | (audio.channels >> 2) & 1,
-        (audio.channels & 3) << 6 | (length >> 11) & 3,
-        (length >> 3) & 0xFF,
-        (length & 7) << 5 | 0x1F,
-        0xFC,  # buffer fullness 0x7FF (VBR), one raw data block
-    ])
+    return bytes(
+        [
+            0xFF,
+            0xF1,  # MPEG-4, layer 0, no CRC
+            ((object_type - 1) & 3) << 6 | rate_index << 2 | (audio.channels >> 2) & 1,
+            (audio.channels & 3) << 6 | (length >> 11) & 3,
+            (length >> 3) & 0xFF,
+            (length & 7) << 5 | 0x1F,
+            0xFC,  # buffer fullness 0x7FF (VBR), one raw data block
+        ]
+    )
 
 
 def _section(table_id: int, table_id_ext: int, body: bytes) -> bytes:

@@ -23,7 +23,7 @@ class VideoParams:
     height: int
 
     @classmethod
-    def from_h264(cls, sps: bytes, pps: bytes) -> "VideoParams":
+    def from_h264(cls, sps: bytes, pps: bytes) -> VideoParams:
         info = h264.SpsInfo.parse(sps)
         return cls("h264", sps, pps, info.width, info.height)
 
@@ -63,7 +63,7 @@ class StreamParams:
     # which carries G.711 as it is. Packets of kind "g711" run on an 8 kHz clock.
     g711: str | None = None
 
-    def without_audio(self) -> "StreamParams":
+    def without_audio(self) -> StreamParams:
         return StreamParams(self.video, None, None)
 
     @property

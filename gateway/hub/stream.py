@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from gateway.config.file import SourceConf
-from gateway.ingest import Source
 from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.ingest import Source
 from gateway.ingest.demux import DemuxThread
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Stream:
         """Parameters once the stream has a keyframe; StreamNotReady after `timeout`."""
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reason = self.last_error or "no video from the source yet"
             raise StreamNotReady(f"stream {self.token} not ready: {reason}") from None
         assert self.params is not None
@@ -137,7 +138,7 @@ class Stream:
 
     # -- outputs -------------------------------------------------------------------
 
-    def output(self, name: str, factory: Callable[["Stream"], T]) -> T:
+    def output(self, name: str, factory: Callable[[Stream], T]) -> T:
         """The stream's one output of a kind (made on first use), e.g. its fMP4 feed."""
         if name not in self.output_registry:
             self.output_registry[name] = factory(self)
@@ -240,7 +241,9 @@ class Stream:
         packet.dts += offset
         packet.pts += offset
         last = self._last_dts.get(packet.kind)
-        if packet.kind != "video" and (packet.dts < self._floor[packet.kind] or last is not None and packet.dts <= last):
+        if packet.kind != "video" and (
+            packet.dts < self._floor[packet.kind] or (last is not None and packet.dts <= last)
+        ):
             return False  # audio from before this session's first keyframe, or overlapping
         if last is not None and packet.dts <= last:
             shift = last + 1 - packet.dts  # never let decode time go backwards

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from gateway.config.file import Config, SourceConf
-from gateway.vendors.hikvision.client import HikClient
 from gateway.ingest.base import InputSpec, Source, SourceError
 from gateway.ingest.file import FileSource
 from gateway.ingest.hikvision import HikvisionSource
 from gateway.ingest.onvif import OnvifSource
 from gateway.ingest.stream import StreamSource
+from gateway.vendors.hikvision.client import HikClient
 
 
 def make_source(conf: SourceConf, config: Config, hikvision: HikClient | None = None) -> Source:

@@ -15,8 +15,9 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import av
 
@@ -230,8 +231,9 @@ class _Input:
             # FLV announces streams as they come, and an RTMP origin may hold video back
             # until its next keyframe: a short probe then sees audio only. Look longer.
             self.container.close()
-            self.container, self.session = self._open(spec.options | {"analyzeduration": str(LONG_PROBE_US)},
-                                                      enable_audio)
+            self.container, self.session = self._open(
+                spec.options | {"analyzeduration": str(LONG_PROBE_US)}, enable_audio
+            )
         if self.session.video_stream is None:
             self.container.close()
             raise SourceError(f"{spec.label}: no H.264 video stream")
@@ -278,7 +280,11 @@ class _Input:
         """One read through the input, as one session of the hub: it starts at a keyframe."""
         session = self.session
         streams = [s for s in (session.video_stream, session.audio_stream) if s is not None]
-        rates = {"video": VIDEO_TIMESCALE, "audio": session.audio.sample_rate if session.audio else 1, "g711": G711_RATE}
+        rates = {
+            "video": VIDEO_TIMESCALE,
+            "audio": session.audio.sample_rate if session.audio else 1,
+            "g711": G711_RATE,
+        }
         started = False
         clock_start = first_seconds = 0.0
         for packet in self.container.demux(streams):
@@ -322,7 +328,7 @@ class _Renewal:
     """A fresh input opened beside the current one, in its own thread, and read up to
     its first keyframe; the demux thread then switches over to it (make-before-break)."""
 
-    def __init__(self, owner: "DemuxThread"):
+    def __init__(self, owner: DemuxThread):
         self.owner = owner
         self.input: _Input | None = None
         self.events: Iterator[Event] | None = None
@@ -383,7 +389,9 @@ class _Renewal:
 class DemuxThread:
     """Runs one source until stopped: resolve, open, demux, renew, reconnect."""
 
-    def __init__(self, name: str, source: Source, sink: SourceSink, loop: asyncio.AbstractEventLoop, enable_audio: bool):
+    def __init__(
+        self, name: str, source: Source, sink: SourceSink, loop: asyncio.AbstractEventLoop, enable_audio: bool
+    ):
         self.name = name
         self.source = source
         self.sink = sink
@@ -494,16 +502,21 @@ class DemuxThread:
                     if not renewal.done.is_set():
                         continue
                     if renewal.input is None:
-                        log.info("source %s: renewal failed (%s); using %s a while longer",
-                                 self.name, renewal.error, current.spec.label)
+                        log.info(
+                            "source %s: renewal failed (%s); using %s a while longer",
+                            self.name,
+                            renewal.error,
+                            current.spec.label,
+                        )
                         current.renew_at = time.time() + max(RENEW_RETRY, renewal.retry_after)
                         renewal = None
                         continue
                 assert renewal is not None and renewal.input is not None and renewal.events is not None
                 current.close()
                 current, events, params, renewal = renewal.input, renewal.events, renewal.params, None
-                log.info("source %s: switched to %s (opened in %.3f s)", self.name, current.spec.label,
-                         current.opened_in)
+                log.info(
+                    "source %s: switched to %s (opened in %.3f s)", self.name, current.spec.label, current.opened_in
+                )
                 self._emit(start, params)
             return got_media
         finally:

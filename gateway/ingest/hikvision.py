@@ -12,14 +12,14 @@ device serial, camera id and when the current URL expires).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.config.file import SourceConf
-from gateway.vendors.hikvision.client import HikClient, HikError
 from gateway.ingest.base import InputSpec, SourceError
 from gateway.ingest.stream import check_url, input_options
+from gateway.vendors.hikvision.client import HikClient, HikError
 
 RETRY_FIRST = 1.0
 RETRY_CAP = 10.0
@@ -37,7 +37,7 @@ class HikvisionSource:
         self._failures = 0
 
     @classmethod
-    def from_conf(cls, conf: SourceConf, client: HikClient | None) -> "HikvisionSource":
+    def from_conf(cls, conf: SourceConf, client: HikClient | None) -> HikvisionSource:
         if client is None:
             raise SourceError("HikCentral Connect is not configured (hikvision.strHost, strAppKey, strSecretKey)")
         return cls(client, conf["strHikDeviceSerial"], conf["strHikCameraId"])
@@ -68,7 +68,7 @@ class HikvisionSource:
         """What GetSrc adds: the current URL's expiry (never the URL itself)."""
         expires = ""
         if self.expires_at is not None:
-            expires = datetime.fromtimestamp(self.expires_at, timezone.utc).isoformat(timespec="seconds")
+            expires = datetime.fromtimestamp(self.expires_at, UTC).isoformat(timespec="seconds")
         return {
             "strHikUrlExpires": expires,
             "nHikUrlsFetched": self.urls_fetched,

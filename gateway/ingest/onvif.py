@@ -7,13 +7,14 @@ The camera credentials serve both ONVIF (WS-Security digest) and the RTSP connec
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from gateway.config.file import SourceConf
-from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
 from gateway.ingest.base import InputSpec, SourceError
 from gateway.ingest.stream import check_url, input_options, redact, with_credentials
+from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
 
 # The demux thread reads H.264 only, so only such profiles are picked automatically.
 PLAYABLE_CODECS = ("H264",)
@@ -33,8 +34,9 @@ def choose(profiles: list[Profile], wanted: str, auto: bool, other_than: Profile
 
 
 class OnvifSource:
-    def __init__(self, endpoint: Endpoint, main: str = "", sub: str = "", auto: bool = True,
-                 rtsp_type: str = "H5_RTSP_TCP"):
+    def __init__(
+        self, endpoint: Endpoint, main: str = "", sub: str = "", auto: bool = True, rtsp_type: str = "H5_RTSP_TCP"
+    ):
         if not (main or auto):
             raise SourceError("strOnvifProfileMain is empty and bOnvifProfileAuto is false: name a profile")
         self.endpoint = endpoint
@@ -45,17 +47,27 @@ class OnvifSource:
         self.url = ""  # the main profile's RTSP URI as the camera last gave it
 
     @classmethod
-    def from_conf(cls, conf: SourceConf) -> "OnvifSource":
+    def from_conf(cls, conf: SourceConf) -> OnvifSource:
         port = conf["strSrcPort"] or "80"
         if not port.isdigit():
             raise SourceError(f"strSrcPort {port!r} is not a port number")
         try:
-            endpoint = Endpoint(conf["strSrcIpAddress"], int(port), conf["strUser"], conf["strPasswd"],
-                                conf["strOnvifAddr"] or DEFAULT_PATH)
+            endpoint = Endpoint(
+                conf["strSrcIpAddress"],
+                int(port),
+                conf["strUser"],
+                conf["strPasswd"],
+                conf["strOnvifAddr"] or DEFAULT_PATH,
+            )
         except ValueError as e:
             raise SourceError(f"bad ONVIF address: {e}") from None
-        return cls(endpoint, conf["strOnvifProfileMain"], conf["strOnvifProfileSub"], conf["bOnvifProfileAuto"],
-                   conf["nRTSPType"])
+        return cls(
+            endpoint,
+            conf["strOnvifProfileMain"],
+            conf["strOnvifProfileSub"],
+            conf["bOnvifProfileAuto"],
+            conf["nRTSPType"],
+        )
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[OnvifDevice, Profile]]:

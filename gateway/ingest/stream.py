@@ -36,7 +36,9 @@ def check_url(url: str) -> str:
     except ValueError:
         raise SourceError("url port must be a number from 1 to 65535") from None
     if parts.scheme.lower() not in PROTOCOLS:
-        raise SourceError(f"url scheme {parts.scheme + ':' if parts.scheme else '(none)'} is not allowed; use {', '.join(PROTOCOLS)}")
+        raise SourceError(
+            f"url scheme {parts.scheme + ':' if parts.scheme else '(none)'} is not allowed; use {', '.join(PROTOCOLS)}"
+        )
     if not parts.hostname:
         raise SourceError("url has no host")
     if port == 0:

@@ -1,11 +1,11 @@
 """The media store over HTTP: its files, and MP4 downloads of a time range.
 
-  GET /mediastore/record/...mp4, /mediastore/snapshot/...jpg   (?session=S)
-      a file of the store, with Range requests (206); only under record/ and snapshot/,
-      never the index, never a directory listing, nothing outside the store.
-  GET /api/v1/DownloadRecord?token&start&end&session[&filename]
-      one MP4 of a token's recordings between two instants (ISO 8601 as Search takes
-      them), stitched across segments by remuxing; at most 24 hours.
+GET /mediastore/record/...mp4, /mediastore/snapshot/...jpg   (?session=S)
+    a file of the store, with Range requests (206); only under record/ and snapshot/,
+    never the index, never a directory listing, nothing outside the store.
+GET /api/v1/DownloadRecord?token&start&end&session[&filename]
+    one MP4 of a token's recordings between two instants (ISO 8601 as Search takes
+    them), stitched across segments by remuxing; at most 24 hours.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path, PurePosixPath
 import av
 from aiohttp import web
 
+from gateway.api.v1 import GATEWAY_KEY, command, fail, gateway, session_from
 from gateway.auth import AuthError, Session
+from gateway.playback.socket import RangeError, record_range
 from gateway.playback.stitch import stitch
 from gateway.store.timefmt import format_time, parse_offset
-from gateway.playback.socket import RangeError, record_range
-from gateway.api.v1 import GATEWAY_KEY, command, fail, gateway, session_from
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,13 @@ async def download_record(request: web.Request, _: Session | None) -> web.Stream
         size = os.fstat(handle.fileno()).st_size
         # Named by the range's start in the zone the recordings' paths are written in.
         begin = format_time(datetime.fromtimestamp(wanted.begin, parse_offset(wanted.entries[0].tz)))
-        response = web.StreamResponse(headers={
-            "Content-Type": "video/mp4",
-            "Content-Length": str(size),
-            "Content-Disposition": f'attachment; filename="{wanted.token}-{begin}.mp4"',
-        })
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "video/mp4",
+                "Content-Length": str(size),
+                "Content-Disposition": f'attachment; filename="{wanted.token}-{begin}.mp4"',
+            }
+        )
         await response.prepare(request)
         while chunk := await asyncio.to_thread(handle.read, CHUNK):
             await response.write(chunk)

@@ -16,9 +16,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import av
 
@@ -136,8 +136,14 @@ class Playback:
     """Plays `segments` (sorted, on a timeline whose 0 is the requested begin) up to `length`
     seconds, through `send`. Runs in its own thread; `done` is called when it ends."""
 
-    def __init__(self, segments: list[Segment], length: float, control: PlaybackControl, send: Send,
-                 done: Callable[[str | None], None]):
+    def __init__(
+        self,
+        segments: list[Segment],
+        length: float,
+        control: PlaybackControl,
+        send: Send,
+        done: Callable[[str | None], None],
+    ):
         self.segments = segments
         self.length = length
         self.control = control
@@ -241,8 +247,9 @@ class Playback:
         return None
 
     @staticmethod
-    def _in_time_order(container: av.container.InputContainer, session: DemuxSession,
-                       shift: float) -> Iterator[tuple[float, MediaPacket]]:
+    def _in_time_order(
+        container: av.container.InputContainer, session: DemuxSession, shift: float
+    ) -> Iterator[tuple[float, MediaPacket]]:
         """The file's packets from its first keyframe on, as (timeline second, packet) in
         time order: an fMP4 fragment stores its video run before its audio run, and sent
         in file order the audio would trail the video by a whole fragment."""

@@ -24,13 +24,13 @@ from datetime import datetime
 
 from aiohttp import WSMsgType, web
 
+from gateway.api.v1 import GATEWAY_KEY, session_from
 from gateway.auth import AuthError
 from gateway.config.file import valid_token
 from gateway.core import Gateway
 from gateway.playback.pacer import SPEEDS, Playback, PlaybackControl, PlaybackStopped, Segment
 from gateway.store.index import MediaEntry
 from gateway.store.timefmt import TimeFormatError, parse_time
-from gateway.api.v1 import GATEWAY_KEY, session_from
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
         def finish() -> None:
             if not finished.done():
                 finished.set_result(error)
+
         try:
             loop.call_soon_threadsafe(finish)
         except RuntimeError:  # loop closed at shutdown

@@ -31,8 +31,10 @@ def stitch(segments: list[Segment], length: float, out_path: Path) -> float:
             if segment.end <= 0 or segment.offset >= length:
                 continue
             with av.open(str(segment.path)) as container:
-                inputs = {"video": container.streams.video[0] if container.streams.video else None,
-                          "audio": container.streams.audio[0] if container.streams.audio else None}
+                inputs = {
+                    "video": container.streams.video[0] if container.streams.video else None,
+                    "audio": container.streams.audio[0] if container.streams.audio else None,
+                }
                 video = inputs["video"]
                 if video is None:
                     continue

@@ -8,8 +8,9 @@ mdat running past the end of the file) is not counted: players stop before it to
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 
 def _box_at(head: bytes, pos: int, end: int) -> tuple[bytes, int, int] | None:
@@ -32,7 +33,7 @@ def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tupl
     """(type, payload start, payload end) of each box in data[start:end]."""
     end = len(data) if end is None else end
     pos = start
-    while pos + 8 <= end and (box := _box_at(data[pos:min(pos + 16, end)], pos, end)) is not None:
+    while pos + 8 <= end and (box := _box_at(data[pos : min(pos + 16, end)], pos, end)) is not None:
         yield box
         pos = box[2]
 
@@ -62,7 +63,7 @@ def _traf_span(moof: bytes, start: int, end: int) -> tuple[int, int, int] | None
     """(track id, base decode time, total sample duration) of one traf."""
     track_id, base, default_duration, total = 0, None, 0, 0
     for kind, s, e in _boxes(moof, start, end):
-        flags = int.from_bytes(moof[s + 1:s + 4], "big")
+        flags = int.from_bytes(moof[s + 1 : s + 4], "big")
         if kind == b"tfhd":
             track_id = struct.unpack_from(">I", moof, s + 4)[0]
             pos = s + 8

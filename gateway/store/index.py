@@ -9,8 +9,9 @@ step with the files it creates, grows and deletes. Paths are relative to the sto
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 KINDS = ("record", "snapshot")
 

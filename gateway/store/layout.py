@@ -51,14 +51,13 @@ class Place:
     tz: str  # +HHMM
 
     @classmethod
-    def at(cls, kind: str, token: str, when: datetime) -> "Place":
+    def at(cls, kind: str, token: str, when: datetime) -> Place:
         """The place for a file starting at `when` (aware), in `when`'s zone."""
         assert when.tzinfo is not None
-        return cls(kind, token, when.strftime("%Y-%m-%d"), when.strftime("%H-%M-%S"),
-                   format_offset(when.tzinfo, when))  # type: ignore[arg-type]
+        return cls(kind, token, when.strftime("%Y-%m-%d"), when.strftime("%H-%M-%S"), format_offset(when.tzinfo, when))  # type: ignore[arg-type]
 
     @classmethod
-    def given(cls, kind: str, token: str, day: str, clock: str, tz: str | None) -> "Place":
+    def given(cls, kind: str, token: str, day: str, clock: str, tz: str | None) -> Place:
         """PathRecord/PathSnapshot's `start1` (Y-M-D), `start2` (h-m-s) and `tz`."""
         match = _DAY.match(day)
         try:

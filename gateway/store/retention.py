@@ -38,8 +38,9 @@ def _delete(root: Path, index: MediaIndex, entry: MediaEntry) -> None:
         parent = parent.parent
 
 
-def retention_pass(root: Path, index: MediaIndex, days: dict[str, int], full_percent: int,
-                   busy: set[str], now: float | None = None) -> int:
+def retention_pass(
+    root: Path, index: MediaIndex, days: dict[str, int], full_percent: int, busy: set[str], now: float | None = None
+) -> int:
     """Delete what the rules say; the number of files deleted."""
     now = time.time() if now is None else now
     deleted = 0

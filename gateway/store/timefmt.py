@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 
 _ISO = re.compile(
@@ -28,12 +28,12 @@ def parse_offset(text: str) -> timezone:
     """`+08`, `-0530`, `+05:30`, `8`, `Z` or `UTC` → a fixed zone (±14 h at most)."""
     text = text.strip()
     if text.upper() in ("Z", "UTC"):
-        return timezone.utc
+        return UTC
     match = _OFFSET.match(text)
     if not match:
         raise TimeFormatError(f"bad time zone {text!r} (expected e.g. +08 or -05:30)")
     hours, minutes = int(match["h"]), int(match["m"] or 0)
-    if hours > 14 or minutes >= 60 or hours == 14 and minutes:
+    if hours > 14 or minutes >= 60 or (hours == 14 and minutes):
         raise TimeFormatError(f"bad time zone {text!r} (offset out of range)")
     offset = timedelta(hours=hours, minutes=minutes)
     return timezone(-offset if match["sign"] == "-" else offset)
@@ -45,8 +45,14 @@ def parse_time(text: str, default_tz: timezone | None = None) -> datetime:
     if not match:
         raise TimeFormatError(f"bad time {text!r} (expected ISO 8601, e.g. 2018-03-07T120101+08)")
     try:
-        naive = datetime(int(match["y"]), int(match["mo"]), int(match["d"]),
-                         int(match["h"] or 0), int(match["mi"] or 0), int(match["s"] or 0))
+        naive = datetime(
+            int(match["y"]),
+            int(match["mo"]),
+            int(match["d"]),
+            int(match["h"] or 0),
+            int(match["mi"] or 0),
+            int(match["s"] or 0),
+        )
     except ValueError as e:
         raise TimeFormatError(f"bad time {text!r} ({e})") from None
     if match["tz"]:

@@ -16,10 +16,10 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Callable
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
@@ -35,8 +35,9 @@ SWEEP_INTERVAL = 10.0
 # Python was a third of an HLS request's cost.
 _HEAD = re.compile(rb"(GET|HEAD) (/[!-~]*) HTTP/1\.([01])((?:\r\n[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ -~]*)*)")
 # The fields that decide whether the front may answer, and how the connection goes on.
-_SPECIAL_FIELDS = re.compile(rb"\r\n(content-length|transfer-encoding|upgrade|expect|connection):([ -~]*)",
-                             re.IGNORECASE)
+_SPECIAL_FIELDS = re.compile(
+    rb"\r\n(content-length|transfer-encoding|upgrade|expect|connection):([ -~]*)", re.IGNORECASE
+)
 
 
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
@@ -62,8 +63,10 @@ class LeanResponse:
     head: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.head = (f"HTTP/1.1 {self.status} {_PHRASES[self.status]}\r\nContent-Type: {self.content_type}\r\n"
-                     f"Content-Length: {len(self.body)}\r\n").encode("latin-1") + self.headers
+        self.head = (
+            f"HTTP/1.1 {self.status} {_PHRASES[self.status]}\r\nContent-Type: {self.content_type}\r\n"
+            f"Content-Length: {len(self.body)}\r\n"
+        ).encode("latin-1") + self.headers
 
 
 def header_lines(headers: dict[str, str]) -> bytes:
@@ -106,8 +109,9 @@ def parse_head(head: bytes) -> LeanRequest | None:
             path = unquote(path, errors="strict")
         except UnicodeDecodeError:
             return None
-    return LeanRequest("GET" if method == b"GET" else "HEAD", path.partition("#")[0],
-                       parse_query(query.partition("#")[0]), keep_alive)
+    return LeanRequest(
+        "GET" if method == b"GET" else "HEAD", path.partition("#")[0], parse_query(query.partition("#")[0]), keep_alive
+    )
 
 
 def parse_query(query: str) -> dict[str, str]:
@@ -148,7 +152,7 @@ class HttpFront(asyncio.BufferedProtocol):
     is not one; then hands the connection to aiohttp. (Buffered: a plain Protocol's
     transport allocates a 256 kB bytes object per read, for requests of 200 bytes.)"""
 
-    def __init__(self, site: "FrontSite"):
+    def __init__(self, site: FrontSite):
         self.site = site
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -264,8 +268,16 @@ class HttpFront(asyncio.BufferedProtocol):
 class FrontSite(web.TCPSite):
     """A TCPSite whose connections start with HttpFront instead of aiohttp's protocol."""
 
-    def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, route: FastRoute,
-                 internal_error: InternalError, ssl_context=None):
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str | None,
+        port: int,
+        *,
+        route: FastRoute,
+        internal_error: InternalError,
+        ssl_context=None,
+    ):
         super().__init__(runner, host, port, ssl_context=ssl_context)
         self.route = route
         self.internal_error = internal_error
@@ -280,8 +292,9 @@ class FrontSite(web.TCPSite):
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers with the runner, as TCPSite.start does
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: HttpFront(self), self._host, self._port,
-                                                ssl=self._ssl_context, backlog=self._backlog)
+        self._server = await loop.create_server(
+            lambda: HttpFront(self), self._host, self._port, ssl=self._ssl_context, backlog=self._backlog
+        )
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 

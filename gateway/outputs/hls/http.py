@@ -24,19 +24,19 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
+from gateway.api.v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
 from gateway.auth import AuthError, Session
 from gateway.core import Gateway
-from gateway.web.front import LATER, FastRoute, LeanRequest, LeanResponse, Later, header_lines
-from gateway.outputs.hls.segmenter import HlsSegmenter, Segment
 from gateway.outputs.hls.playlist import master_playlist, media_playlist
-from gateway.api.v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
+from gateway.outputs.hls.segmenter import HlsSegmenter, Segment
 from gateway.outputs.ws_fmp4.socket import stream_socket
+from gateway.web.front import LATER, FastRoute, Later, LeanRequest, LeanResponse, header_lines
 
 READY_TIMEOUT = 15.0  # a cold stream's connect and first keyframe
 START_SEGMENTS = 3  # players start 3 target durations from the end: a first playlist has them
@@ -93,8 +93,9 @@ def add_routes(app: web.Application) -> None:
     app[SIGNER_KEY] = HlsSigner(secrets.token_bytes(32))
     app.router.add_get("/api/v1/h5swscmnapi", h5swscmnapi)
     app.router.add_get("/hls/{variant:v1|v2}/{token}/{name}", aiohttp_route)
-    app.router.add_get(r"/{token}/{name:(?:index\.m3u8|stream\.m3u8|init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)}",
-                       aiohttp_route)
+    app.router.add_get(
+        r"/{token}/{name:(?:index\.m3u8|stream\.m3u8|init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)}", aiohttp_route
+    )
 
 
 async def aiohttp_route(request: web.Request) -> web.Response:
@@ -107,12 +108,20 @@ async def aiohttp_route(request: web.Request) -> web.Response:
         if not later.done():
             later.set_result(response)
 
-    ask = Ask(gateway(request), request.app[SIGNER_KEY], info.get("variant", "ll"), info["token"], info["name"],
-              request.query, reply)
+    ask = Ask(
+        gateway(request),
+        request.app[SIGNER_KEY],
+        info.get("variant", "ll"),
+        info["token"],
+        info["name"],
+        request.query,
+        reply,
+    )
     answered = json_errors(answer, ask)
     response = await later if answered is LATER else answered
-    return web.Response(status=response.status, body=response.body,
-                        headers={**HEADERS, "Content-Type": response.content_type})
+    return web.Response(
+        status=response.status, body=response.body, headers={**HEADERS, "Content-Type": response.content_type}
+    )
 
 
 _H5S_PATH = re.compile(r"/hls/(v1|v2)/([^/]+)/([^/]+)")
@@ -226,8 +235,14 @@ def segmenter(ask: Ask) -> HlsSegmenter:
     return seg
 
 
-def after(ask: Ask, seg: HlsSegmenter, ready: Callable[[], bool], timeout: float,
-          answer: Callable[[], LeanResponse], late: Callable[[], ApiError] | None = None) -> Answer:
+def after(
+    ask: Ask,
+    seg: HlsSegmenter,
+    ready: Callable[[], bool],
+    timeout: float,
+    answer: Callable[[], LeanResponse],
+    late: Callable[[], ApiError] | None = None,
+) -> Answer:
     """`answer()` once `ready()` holds: at once when it already does (most requests), else
     LATER, when the segmenter makes it so; on timeout the error `late()`, or without one answer() anyway."""
     if seg.active and ready():
@@ -248,8 +263,14 @@ def first_segments(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanRespons
     """Answer once the segments a player starts from exist (a shorter live playlist makes
     Chromium's own HLS fail to start), so no client gets an empty or too short playlist."""
     count = min(START_SEGMENTS, seg.segment_count)
-    return after(ask, seg, lambda: seg.has_segments(count), READY_TIMEOUT + (count + 1) * seg.target, answer,
-                 lambda: not_ready(seg))
+    return after(
+        ask,
+        seg,
+        lambda: seg.has_segments(count),
+        READY_TIMEOUT + (count + 1) * seg.target,
+        answer,
+        lambda: not_ready(seg),
+    )
 
 
 def not_ready(seg: HlsSegmenter) -> ApiError:
@@ -278,14 +299,17 @@ def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanRespon
     advance = math.ceil(ADVANCE_SECONDS / seg.part_target)
     open_seg = seg.open_segment
     parts_now = len(open_seg.parts) if open_seg is not None and open_seg.msn == msn else 0
-    if msn > seg.next_msn or part is not None and part >= parts_now + advance:
-        raise ApiError(400, f"_HLS_msn={msn} _HLS_part={part} is too far ahead of the live edge "
-                            f"(next segment {seg.next_msn})")
+    if msn > seg.next_msn or (part is not None and part >= parts_now + advance):
+        raise ApiError(
+            400, f"_HLS_msn={msn} _HLS_part={part} is too far ahead of the live edge (next segment {seg.next_msn})"
+        )
     if part is None:
+
         def ready() -> bool:
             s = seg.segment(msn)
             return seg.has_segments() and (s.complete if s is not None else msn < seg.segments[0].msn)
     else:
+
         def ready() -> bool:
             return seg.has_segments() and seg.has_part(msn, part)
 
@@ -294,7 +318,9 @@ def blocking_reload(ask: Ask, seg: HlsSegmenter, answer: Callable[[], LeanRespon
             return ApiError(503, f"segment {msn} part {part} did not come in time")
         return not_ready(seg)
 
-    return after(ask, seg, ready, BLOCK_TIMEOUT * seg.target + (0 if seg.has_segments() else READY_TIMEOUT), answer, late)
+    return after(
+        ask, seg, ready, BLOCK_TIMEOUT * seg.target + (0 if seg.has_segments() else READY_TIMEOUT), answer, late
+    )
 
 
 def playlist(body: bytes) -> LeanResponse:
@@ -327,7 +353,7 @@ def media_file(ask: Ask, seg: HlsSegmenter) -> Answer:
         return media(data)
     if m := _SEGMENT.fullmatch(name):
         s = seg.segment(int(m[1]))
-        if s is None or not s.complete or m[2] == "ts" and ask.variant != "v1":
+        if s is None or not s.complete or (m[2] == "ts" and ask.variant != "v1"):
             raise ApiError(404, f"{name} is not available{window(seg)}")
         if m[2] == "ts":
             return media(s.ts, "video/mp2t") if s.ts is not None else ts_segment(ask, seg, s)
@@ -348,8 +374,13 @@ def part_file(ask: Ask, seg: HlsSegmenter, msn: int, index: int) -> Answer:
         return response
 
     if (msn, index) in upcoming_parts(seg):
-        return after(ask, seg, lambda: part_response(seg, msn, index) is not None or seg.part_gone(msn, index),
-                     BLOCK_TIMEOUT * seg.target, found)
+        return after(
+            ask,
+            seg,
+            lambda: part_response(seg, msn, index) is not None or seg.part_gone(msn, index),
+            BLOCK_TIMEOUT * seg.target,
+            found,
+        )
     return found()
 
 

@@ -12,7 +12,8 @@ A player without LL support reads the "ll" playlist as a regular fMP4 one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
 from gateway.outputs.hls.segmenter import HlsSegmenter, Segment
 
 QUERY = "\x00"  # marks where a request's credential goes while rendering
@@ -43,7 +44,7 @@ def _pieces(text: str) -> list[bytes]:
 
 
 def _date(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _render_media(seg: HlsSegmenter, variant: str) -> str:
@@ -84,7 +85,9 @@ def _render_media(seg: HlsSegmenter, variant: str) -> str:
         if ll and s.msn in with_parts:
             for p in s.parts:
                 independent = ",INDEPENDENT=YES" if p.independent else ""
-                lines.append(f'#EXT-X-PART:DURATION={p.duration:.3f},URI="part{s.msn}.{p.index}.m4s{QUERY}"{independent}')
+                lines.append(
+                    f'#EXT-X-PART:DURATION={p.duration:.3f},URI="part{s.msn}.{p.index}.m4s{QUERY}"{independent}'
+                )
         if s.complete:
             lines += [f"#EXTINF:{s.duration:.3f},", f"seg{s.msn}.{ext}{QUERY}"]
     if ll:
@@ -102,6 +105,11 @@ def _render_master(seg: HlsSegmenter) -> str:
     info = f'BANDWIDTH={max(int(peak), 1)},CODECS="{codecs}"'
     if params.video is not None:
         info += f",RESOLUTION={params.video.width}x{params.video.height}"
-    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSIONS['ll']}", "#EXT-X-INDEPENDENT-SEGMENTS",
-             f"#EXT-X-STREAM-INF:{info}", f"stream.m3u8{QUERY}"]
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{VERSIONS['ll']}",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        f"#EXT-X-STREAM-INF:{info}",
+        f"stream.m3u8{QUERY}",
+    ]
     return "\n".join(lines) + "\n"

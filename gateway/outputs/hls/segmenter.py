@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from gateway.formats.fmp4 import fragment_tracks, init_segment
-from gateway.hub.stream import Stream
 from gateway.formats.mpegts import TsWriter
 from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
+from gateway.hub.stream import Stream
 
 PART_TARGET = 0.2  # seconds: LL-HLS part length (a part may be cut short by a keyframe)
 CLIENT_TIMEOUT = 3  # target durations without a request before the segmenter stops
@@ -104,7 +104,7 @@ class HlsSegmenter:
         self._clear()
 
     @classmethod
-    def of(cls, stream: Stream, segment_count: int, target_duration: int) -> "HlsSegmenter":
+    def of(cls, stream: Stream, segment_count: int, target_duration: int) -> HlsSegmenter:
         return stream.output("hls", lambda s: cls(s, segment_count, target_duration))
 
     def _clear(self) -> None:
@@ -304,7 +304,9 @@ class HlsSegmenter:
         if self._clock is None or self._discontinuity:
             self._clock = Clock(keyframe.dts, time.time())
         self._discontinuity = False
-        self.segments.append(Segment(self.next_msn, self.params, self.init_id, keyframe.dts, self._clock, discontinuity))
+        self.segments.append(
+            Segment(self.next_msn, self.params, self.init_id, keyframe.dts, self._clock, discontinuity)
+        )
         self.next_msn += 1
         self._notify()
 

@@ -95,8 +95,9 @@ class MediaStore:
 
     # -- recording jobs -----------------------------------------------------------------
 
-    def _job(self, stream: Stream, name: str, place: Place | None, duration: float | None,
-             segment: float | None) -> Recorder:
+    def _job(
+        self, stream: Stream, name: str, place: Place | None, duration: float | None, segment: float | None
+    ) -> Recorder:
         job = Recorder(self.ctx, stream, name, place, duration, segment, self._ended)
         self.jobs.add(job)
         job.start()

@@ -15,17 +15,17 @@ import logging
 import os
 import struct
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
+from gateway.formats.fmp4 import MOVIE_TIMESCALE, duration_field_offsets, fragment_tracks, init_segment
+from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
+from gateway.hub.stream import Stream
 from gateway.store.index import MediaEntry, MediaIndex
 from gateway.store.layout import Place
-from gateway.formats.fmp4 import MOVIE_TIMESCALE, duration_field_offsets, fragment_tracks, init_segment
-from gateway.hub.stream import Stream
-from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,16 @@ class Recorder:
     (later segments go where their own start time says).
     """
 
-    def __init__(self, ctx: StoreContext, stream: Stream, name: str, first_place: Place | None,
-                 duration: float | None, segment: float | None, on_end: Callable[["Recorder"], None]):
+    def __init__(
+        self,
+        ctx: StoreContext,
+        stream: Stream,
+        name: str,
+        first_place: Place | None,
+        duration: float | None,
+        segment: float | None,
+        on_end: Callable[[Recorder], None],
+    ):
         self.ctx = ctx
         self.stream = stream
         self.name = name
@@ -174,8 +182,12 @@ class Recorder:
         seg = self.current
         # Half a frame of slack, as the HLS segmenter has: a camera clock a hair slow must not
         # push the cut to the keyframe after (a 2 s segment of a 1 s GOP becoming 3 s).
-        if seg is not None and packet.keyframe and self.segment is not None and \
-                packet.dts - seg.video_base + packet.duration / 2 >= self.segment * VIDEO_TIMESCALE:
+        if (
+            seg is not None
+            and packet.keyframe
+            and self.segment is not None
+            and packet.dts - seg.video_base + packet.duration / 2 >= self.segment * VIDEO_TIMESCALE
+        ):
             self._finish()
             seg = None
         if seg is None:
@@ -251,8 +263,9 @@ class Recorder:
                 self.current = None
             self.stop()
             return
-        seg.entry = MediaEntry("record", seg.entry.token, seg.entry.path, seg.entry.start, seconds, seg.file.size,
-                               seg.entry.tz)
+        seg.entry = MediaEntry(
+            "record", seg.entry.token, seg.entry.path, seg.entry.start, seconds, seg.file.size, seg.entry.tz
+        )
         self.ctx.index.put(seg.entry)
         if last:
             self.ctx.busy.discard(seg.entry.path)

@@ -13,8 +13,8 @@ from fractions import Fraction
 import av
 
 from gateway.formats import h264
-from gateway.hub.stream import Stream
 from gateway.hub.packet import MediaPacket, VideoParams
+from gateway.hub.stream import Stream
 
 
 def encode_keyframe_jpeg(params: VideoParams, keyframe: MediaPacket, quality: int = 5) -> bytes:
@@ -46,7 +46,7 @@ class Snapshotter:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def of(cls, stream: Stream) -> "Snapshotter":
+    def of(cls, stream: Stream) -> Snapshotter:
         return stream.output("snapshot", cls)
 
     async def jpeg(self, timeout: float) -> bytes:

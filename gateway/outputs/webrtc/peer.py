@@ -63,20 +63,19 @@ from aiortc import (
     RTCRtpCodecParameters,
     RTCSessionDescription,
 )
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.sdp import SessionDescription, candidate_from_sdp
 from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpparameters import RTCRtcpFeedback
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpSendParameters
 from aiortc.rtp import RtcpByePacket
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from gateway.formats import h264
 from gateway.formats.audio_transcode import OpusTranscoder
-from gateway.hub.stream import Stream
-from gateway.hub.packet import MediaPacket, StreamParams
 from gateway.formats.rtp_h264 import packetize
-from gateway.outputs.webrtc.aiortc_compat.rtcp_reader import RtcpReader
+from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.hub.stream import Stream
 from gateway.outputs.webrtc.aiortc_compat.lean_sender import LeanRtpSender, RtpFrame, ntp_now
+from gateway.outputs.webrtc.aiortc_compat.rtcp_reader import RtcpReader
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,9 @@ def install_passthrough(host_addresses: list[str]) -> None:
                     parameters={"level-asymmetry-allowed": "1", "packetization-mode": "1", "profile-level-id": profile},
                 ),
                 RTCRtpCodecParameters(
-                    mimeType="video/rtx", clockRate=90000, payloadType=payload_type + 1,
+                    mimeType="video/rtx",
+                    clockRate=90000,
+                    payloadType=payload_type + 1,
                     parameters={"apt": payload_type},
                 ),
             ]
@@ -191,7 +192,8 @@ def video_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
     profile_idc = params.video.sps[1] if params.video else 66
     order = PROFILE_ORDER.get(profile_idc, PROFILE_ORDER[66])
     h264_codecs = [
-        c for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
+        c
+        for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
         if c.mimeType == "video/H264" and c.parameters.get("packetization-mode") == "1"
     ]
     h264_codecs.sort(key=lambda c: order.index(c.parameters.get("profile-level-id", "42e01f")))
@@ -283,7 +285,7 @@ class PeerTrack(MediaStreamTrack):
 class PeerVideoTrack(PeerTrack):
     """Video for one peer: its own RTP timestamp offset, so GOP replays stay in order."""
 
-    def __init__(self, feed: "RtcFeed"):
+    def __init__(self, feed: RtcFeed):
         super().__init__("video")
         self.feed = feed
         self.offset: int | None = None  # peer timestamp = stream timestamp + offset
@@ -365,7 +367,7 @@ class RtcFeed:
         self._worker: OpusWorker | None = None
 
     @classmethod
-    def of(cls, stream: Stream) -> "RtcFeed":
+    def of(cls, stream: Stream) -> RtcFeed:
         return stream.output("webrtc", cls)
 
     @property
@@ -475,8 +477,10 @@ class RtcPeer:
 
     async def setup(self, params: StreamParams) -> None:
         """Create the connection with H.264 (camera profile first) and G.711 senders."""
-        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-                   for s in self.ice_servers]
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in self.ice_servers
+        ]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.stream.acquire()
         self.video = PeerVideoTrack(self.feed)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from gateway.api.v1 import GATEWAY_KEY, fail
 from gateway.auth import AuthError, Session
 from gateway.config.file import valid_token
 from gateway.core import Gateway
 from gateway.hub.stream import Stream, StreamNotReady
-from gateway.api.v1 import GATEWAY_KEY, fail
 from gateway.outputs.ws_fmp4.socket import CLOSE_NOT_READY, CLOSE_POLICY, refuse, stream_socket
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def ice_servers(gw: Gateway) -> list[dict]:
     return [s for s in gw.config.raw.get("webrtc", {}).get("iceServers", []) if isinstance(s, dict) and s.get("urls")]
 
 
-async def new_peer(gw: Gateway, stream: Stream, audio: bool = True) -> "RtcPeer":
+async def new_peer(gw: Gateway, stream: Stream, audio: bool = True) -> RtcPeer:
     """A set-up peer for a ready stream (`audio`: the client takes audio too);
     StreamNotReady if the source gives no video."""
     # aiortc is imported on the first WebRTC viewer: ~20 MB a gateway without one never needs.
@@ -71,7 +71,7 @@ async def new_peer(gw: Gateway, stream: Stream, audio: bool = True) -> "RtcPeer"
     return peer
 
 
-async def _forget_when_closed(gw: Gateway, peer: "RtcPeer") -> None:
+async def _forget_when_closed(gw: Gateway, peer: RtcPeer) -> None:
     await peer.closed.wait()
     gw.rtc_peers.pop(peer.id, None)
 
@@ -86,7 +86,7 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
         return ws
     if not gw.config.get("webrtc", "bWebRTCSink"):
         return await refuse(ws, CLOSE_POLICY, DISABLED)
-    peer: "RtcPeer | None" = None
+    peer: RtcPeer | None = None
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -97,8 +97,9 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
                 continue
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "open" and peer is None:
-                await ws.send_str(json.dumps({"type": "iceserver", "iceServers": ice_servers(gw),
-                                              "iceTransportPolicy": "all"}))
+                await ws.send_str(
+                    json.dumps({"type": "iceserver", "iceServers": ice_servers(gw), "iceTransportPolicy": "all"})
+                )
                 try:
                     peer = await new_peer(gw, stream)
                 except StreamNotReady as e:
@@ -109,8 +110,9 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
                 await peer.accept_answer(str(message.get("sdp", "")))
             elif kind == "remoteice" and peer is not None:
                 try:
-                    await peer.add_candidate(str(message.get("candidate", "")), message.get("sdpMid"),
-                                             message.get("sdpMLineIndex"))
+                    await peer.add_candidate(
+                        str(message.get("candidate", "")), message.get("sdpMid"), message.get("sdpMLineIndex")
+                    )
                 except ValueError:
                     log.debug("ignoring unparsable candidate %.80r", message.get("candidate"))
     except ValueError as e:  # e.g. an answer SDP aiortc cannot use
@@ -123,7 +125,7 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: "RtcPeer") -> None:
+async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: RtcPeer) -> None:
     await peer.closed.wait()
     if not ws.closed:
         await ws.close(code=1000, message=b"webrtc connection ended")
@@ -180,7 +182,9 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
         await peer.close()
         return _with_cors(fail(400, "the offer has no H.264 (packetization-mode 1) to receive"))
     location = f"/{token}/whep/{peer.id}"
-    links = [f'<{s["urls"] if isinstance(s["urls"], str) else s["urls"][0]}>; rel="ice-server"' for s in ice_servers(gw)]
+    links = [
+        f'<{s["urls"] if isinstance(s["urls"], str) else s["urls"][0]}>; rel="ice-server"' for s in ice_servers(gw)
+    ]
     response = web.Response(status=201, text=answer, content_type="application/sdp", headers={"Location": location})
     if links:
         response.headers["Link"] = ", ".join(links)

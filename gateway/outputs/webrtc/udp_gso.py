@@ -62,14 +62,19 @@ def supported(sock: socket.socket) -> bool:
 def sockaddr(sock: socket.socket, address: tuple) -> bytes:
     """`address` as the kernel's sockaddr_in / sockaddr_in6 for this socket's family."""
     family = sock.family
-    host, port, *rest = socket.getaddrinfo(address[0], address[1], family, socket.SOCK_DGRAM, 0,
-                                           socket.AI_NUMERICHOST)[0][4]
+    host, port, *rest = socket.getaddrinfo(address[0], address[1], family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)[
+        0
+    ][4]
     if family == socket.AF_INET:
         return struct.pack("=H", family) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)
     if family == socket.AF_INET6:
         flow, scope = rest
-        return (struct.pack("=H", family) + struct.pack("!HI", port, flow)
-                + socket.inet_pton(family, host.split("%")[0]) + struct.pack("=I", scope))
+        return (
+            struct.pack("=H", family)
+            + struct.pack("!HI", port, flow)
+            + socket.inet_pton(family, host.split("%")[0])
+            + struct.pack("=I", scope)
+        )
     raise ValueError(f"not an IP socket: {family}")
 
 
@@ -143,7 +148,7 @@ class DatagramBatch:
         plan = datagrams.plan(self.gso)
         next_message = 0
         while next_message < len(plan):
-            batch = plan[next_message:next_message + MAX_MESSAGES]
+            batch = plan[next_message : next_message + MAX_MESSAGES]
             for m, (start, length, segment, _) in enumerate(batch):
                 iov[m].iov_base, iov[m].iov_len = packets + start, length
                 if segment:

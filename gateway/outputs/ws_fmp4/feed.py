@@ -10,10 +10,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.formats.fmp4 import fragment, init_segment
-from gateway.hub.stream import Stream
 from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.hub.stream import Stream
+from gateway.outputs.ws_fmp4.viewer import TransportViewer
 
 
 def ws_binary_message(payload: bytes) -> bytes:
@@ -60,7 +60,7 @@ class Fmp4Feed:
         self._pending_audio_dts: int | None = None
 
     @classmethod
-    def of(cls, stream: Stream) -> "Fmp4Feed":
+    def of(cls, stream: Stream) -> Fmp4Feed:
         return stream.output("fmp4", cls)
 
     # -- viewers -------------------------------------------------------------------

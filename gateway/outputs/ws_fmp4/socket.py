@@ -16,13 +16,13 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from gateway.api.v1 import GATEWAY_KEY, session_from
 from gateway.auth import AuthError, Session
 from gateway.config.file import valid_token
-from gateway.outputs.ws_fmp4.viewer import TransportViewer
-from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.hub.stream import Stream, StreamNotReady
+from gateway.outputs.ws_fmp4.feed import Fmp4Feed
+from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.playback.socket import playback_socket
-from gateway.api.v1 import GATEWAY_KEY, session_from
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSo
     return ws
 
 
-async def stream_socket(request: web.Request, max_msg_size: int = 64 * 1024) -> tuple[
-    web.WebSocketResponse, Stream | None, Session | None
-]:
+async def stream_socket(
+    request: web.Request, max_msg_size: int = 64 * 1024
+) -> tuple[web.WebSocketResponse, Stream | None, Session | None]:
     """Upgrade, then check the session and the token. On a problem the socket is already
     closed with a readable reason and the stream is None."""
     gw = request.app[GATEWAY_KEY]

@@ -97,7 +97,7 @@ class Device:
     serial: str
 
     @classmethod
-    def from_json(cls, item: dict[str, Any]) -> "Device":
+    def from_json(cls, item: dict[str, Any]) -> Device:
         return cls(str(item.get("id", "")), str(item.get("name", "")), str(item.get("serialNo", "")))
 
 
@@ -163,8 +163,14 @@ class HikClient:
     async def live_address(self, device_serial: str, camera_id: str) -> LiveAddress:
         """A fresh RTMP URL for the camera's live video, valid for the configured time."""
         validity = self.settings.url_validity
-        body = {"deviceSerial": device_serial, "resourceId": camera_id, "type": "1",
-                "protocol": LIVE_PROTOCOL_RTMP, "quality": QUALITY[self.settings.quality], "expireTime": validity}
+        body = {
+            "deviceSerial": device_serial,
+            "resourceId": camera_id,
+            "type": "1",
+            "protocol": LIVE_PROTOCOL_RTMP,
+            "quality": QUALITY[self.settings.quality],
+            "expireTime": validity,
+        }
         data = await self._call("live/address/get", LIVE_ADDRESS_PATH, body)
         url = data.get("url")
         if not isinstance(url, str) or not url:
@@ -251,7 +257,9 @@ class HikClient:
                 await asyncio.sleep(wait)
             self._next_slot = loop.time() + MIN_INTERVAL
 
-    async def _post(self, call: str, url: str, body: dict[str, Any], deadline: float, token: str | None) -> dict[str, Any]:
+    async def _post(
+        self, call: str, url: str, body: dict[str, Any], deadline: float, token: str | None
+    ) -> dict[str, Any]:
         """One call's envelope checked; 5xx, timeouts and refused connections retried."""
         if self._http is None:
             self._http = aiohttp.ClientSession(headers={"Content-Type": "application/json"})
@@ -274,7 +282,7 @@ class HikClient:
                             raise HikError(call, "bad answer", "not JSON") from None
                         break
                     problem = f"HTTP {response.status}"
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 problem = "timed out"
             except aiohttp.ClientError as e:
                 problem = f"cannot connect ({type(e).__name__})"

@@ -32,9 +32,15 @@ class ImportReport:
 
     def answer(self) -> dict[str, Any]:
         return {
-            "nAdded": len(self.added), "nUpdated": len(self.updated), "nUnchanged": len(self.unchanged),
-            "nFailed": len(self.failed), "nGone": len(self.gone),
-            "added": self.added, "updated": self.updated, "failed": self.failed, "gone": self.gone,
+            "nAdded": len(self.added),
+            "nUpdated": len(self.updated),
+            "nUnchanged": len(self.unchanged),
+            "nFailed": len(self.failed),
+            "nGone": len(self.gone),
+            "added": self.added,
+            "updated": self.updated,
+            "failed": self.failed,
+            "gone": self.gone,
         }
 
 
@@ -48,8 +54,9 @@ async def import_cameras(gw: Gateway, client: HikClient) -> ImportReport:
         unlisted: set[str] = set()  # device serials whose cameras we could not read
         for device in await client.devices():
             if not device.serial:
-                report.failed.append({"strToken": "", "strName": device.name,
-                                      "strReason": f"device {device.id} has no serial number"})
+                report.failed.append(
+                    {"strToken": "", "strName": device.name, "strReason": f"device {device.id} has no serial number"}
+                )
                 continue
             try:
                 found = await client.cameras(device.serial)
@@ -74,8 +81,7 @@ async def import_cameras(gw: Gateway, client: HikClient) -> ImportReport:
                 changes.append(conf)
 
         for conf in gw.config.sources.values():
-            if (conf.type == SOURCE_TYPE and conf.token not in cameras
-                    and conf["strHikDeviceSerial"] not in unlisted):
+            if conf.type == SOURCE_TYPE and conf.token not in cameras and conf["strHikDeviceSerial"] not in unlisted:
                 report.gone.append({"strToken": conf.token, "strName": conf.name})
         if changes:
             gw.put_sources(changes)
@@ -86,8 +92,13 @@ def _source_for(gw: Gateway, camera: Camera) -> tuple[SourceConf | None, str]:
     """(the new or updated source, "") or (None, "") when it is up to date, or (None, why not)."""
     if not valid_token(camera.id):
         return None, f"camera id {camera.id!r} cannot be a token (1-64 letters, digits, '-', '_' or '.')"
-    fields = {"strName": camera.name.strip() or camera.id, "strToken": camera.id, "nType": SOURCE_TYPE,
-              "strHikDeviceSerial": camera.device_serial, "strHikCameraId": camera.id}
+    fields = {
+        "strName": camera.name.strip() or camera.id,
+        "strToken": camera.id,
+        "nType": SOURCE_TYPE,
+        "strHikDeviceSerial": camera.device_serial,
+        "strHikCameraId": camera.id,
+    }
     existing = gw.config.sources.get(camera.id)
     if existing is not None and existing.type != SOURCE_TYPE:
         return None, f"token {camera.id!r} is already used by an {existing.type} source"

@@ -14,8 +14,9 @@ import functools
 import logging
 import os
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -146,7 +147,7 @@ class OnvifDevice:
         self._camera: Any = None
         self._deadline = 0.0
 
-    async def __aenter__(self) -> "OnvifDevice":
+    async def __aenter__(self) -> OnvifDevice:
         self._deadline = asyncio.get_running_loop().time() + self.timeout
         camera_class = await self._call("loading the ONVIF library", asyncio.to_thread(_camera_class))
         self._camera = camera_class(self.endpoint)
@@ -182,7 +183,9 @@ class OnvifDevice:
 
     async def stream_uri(self, profile: str) -> str:
         media = await self._service("media")
-        answer = await self._call("GetStreamUri", media.GetStreamUri({"StreamSetup": STREAM_SETUP, "ProfileToken": profile}))
+        answer = await self._call(
+            "GetStreamUri", media.GetStreamUri({"StreamSetup": STREAM_SETUP, "ProfileToken": profile})
+        )
         uri = getattr(answer, "Uri", None)
         if not uri:
             raise OnvifError(f"ONVIF device {self.endpoint.label} gave no stream URI for profile {profile!r}")

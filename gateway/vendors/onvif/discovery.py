@@ -80,19 +80,21 @@ def parse_matches(data: bytes, message_id: str) -> list[FoundDevice]:
             except ValueError:
                 continue
             if parts.scheme in ("http", "https") and parts.hostname:
-                found.append(FoundDevice(
-                    ip=parts.hostname,
-                    port=port,
-                    path=parts.path or "/onvif/device_service",
-                    model=_scope(scopes, MODEL_SCOPE),
-                    name=_scope(scopes, NAME_SCOPE),
-                ))
+                found.append(
+                    FoundDevice(
+                        ip=parts.hostname,
+                        port=port,
+                        path=parts.path or "/onvif/device_service",
+                        model=_scope(scopes, MODEL_SCOPE),
+                        name=_scope(scopes, NAME_SCOPE),
+                    )
+                )
                 break  # one address per device; cameras list the same service on each interface
     return found
 
 
 def _scope(scopes: list[str], prefix: str) -> str:
-    return next((unquote(s[len(prefix):]) for s in scopes if s.startswith(prefix)), "")
+    return next((unquote(s[len(prefix) :]) for s in scopes if s.startswith(prefix)), "")
 
 
 class _Collector(asyncio.DatagramProtocol):

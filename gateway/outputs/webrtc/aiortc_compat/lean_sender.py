@@ -41,27 +41,43 @@ from dataclasses import dataclass, field
 from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
-from aiortc.rtp import (RTP_HISTORY_SIZE, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket,
-                        pack_header_extensions)
+from aiortc.rtp import (
+    RTP_HISTORY_SIZE,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    pack_header_extensions,
+)
 from aiortc.utils import random32
 
 from gateway.outputs.webrtc import udp_gso
 
 try:
-    from pylibsrtp._binding import ffi, lib as libsrtp
+    from pylibsrtp._binding import ffi
+    from pylibsrtp._binding import lib as libsrtp
 except ImportError:  # pragma: no cover - another pylibsrtp: aiortc's path is used
     ffi = libsrtp = None
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 MAX_BUFFERED_BYTES = 1_000_000  # unsent bytes in the socket's asyncio buffer: the peer skips ahead
 # The SRTP tag each DTLS-SRTP profile adds to an RTP packet (RFC 5764, RFC 7714).
-SRTP_TAG_LENGTHS = {b"SRTP_AEAD_AES_128_GCM": 16, b"SRTP_AEAD_AES_256_GCM": 16,
-                    b"SRTP_AES128_CM_SHA1_80": 10, b"SRTP_AES128_CM_SHA1_32": 4}
+SRTP_TAG_LENGTHS = {
+    b"SRTP_AEAD_AES_128_GCM": 16,
+    b"SRTP_AEAD_AES_256_GCM": 16,
+    b"SRTP_AES128_CM_SHA1_80": 10,
+    b"SRTP_AES128_CM_SHA1_32": 4,
+}
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 # RTCRtpSender's private counters (getStats), and the events its RTCP task must set.
-SENDER_FIELDS = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
-                 "_RTCRtpSender__octet_count", "_RTCRtpSender__packet_count",
-                 "_RTCRtpSender__rtcp_started", "_RTCRtpSender__rtcp_exited")
+SENDER_FIELDS = (
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__rtcp_started",
+    "_RTCRtpSender__rtcp_exited",
+)
 TX_COUNTERS = ("_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
 
 RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X CC=0 | M PT | sequence | timestamp | SSRC
@@ -83,7 +99,7 @@ class RtpFrame:
     payloads: list[bytes]
     timestamp: int
     keyframe: bool
-    layouts: dict[tuple[bytes, int], "PacketLayout"] = field(default_factory=dict, compare=False)
+    layouts: dict[tuple[bytes, int], PacketLayout] = field(default_factory=dict, compare=False)
 
 
 class PacketLayout:
@@ -95,7 +111,7 @@ class PacketLayout:
     where each ends once protected, and the frame's sendmmsg messages.
     """
 
-    __slots__ = ("data", "packets", "datagrams", "octets", "tag")
+    __slots__ = ("data", "datagrams", "octets", "packets", "tag")
 
     def __init__(self, payloads: list[bytes], extension: bytes, tag: int):
         header = bytes([0x90 if extension else 0x80]) + bytes(11) + extension
@@ -155,16 +171,25 @@ class LeanRtpSender:
         # kept only when the peer may ask for packets again (NACK negotiated: video)
         self.history: list[tuple[int, int, list[bytes]] | None] = [None] * RTP_HISTORY_SIZE
         self.keeps_history = any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback)
-        self.rtx_payload_type = next((c.payloadType for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
-                                      and c.parameters.get("apt") == codec.payloadType), None)
+        self.rtx_payload_type = next(
+            (
+                c.payloadType
+                for c in parameters.codecs
+                if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == codec.payloadType
+            ),
+            None,
+        )
         self.rtx_ssrc = sender._rtx_ssrc
         self.rtx_sequence = random_sequence_number()
         self.srtp_context = self.dtls._tx_srtp._srtp[0]
         self.srtp_length = ffi.new("int *")
         self.counts_transport = all(hasattr(self.dtls, name) for name in TX_COUNTERS)
         cname = parameters.rtcp.cname
-        self.sdes = bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])])) \
-            if cname else b""
+        self.sdes = (
+            bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])]))
+            if cname
+            else b""
+        )
         self.packet_count = self.octet_count = self.sent_bytes = 0
         self.reported_packets = self.reported_bytes = 0  # of those, handed to the DTLS transport's counters
         self.next_report = time.time() + 0.5 + random.random()
@@ -175,7 +200,7 @@ class LeanRtpSender:
         self._batch: udp_gso.DatagramBatch | None = None
 
     @classmethod
-    def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> "LeanRtpSender | None":
+    def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> LeanRtpSender | None:
         """A lean sender for a sender aiortc has just started, or None to leave it to aiortc."""
         if ffi is None or not all(hasattr(sender, name) for name in SENDER_FIELDS):
             return None
@@ -226,8 +251,9 @@ class LeanRtpSender:
     def send(self, frame: RtpFrame, timestamp: int) -> bool:
         """Send one frame at this peer's `timestamp`; False if the peer's socket is too far
         behind to take it."""
-        if (self.dtls._state is not State.CONNECTED or self.ice._nominated.get(1) is not self._pair) \
-                and not self._connected():
+        if (
+            self.dtls._state is not State.CONNECTED or self.ice._nominated.get(1) is not self._pair
+        ) and not self._connected():
             return True  # not (or no longer) connected: the frame is dropped, as aiortc does
         backlog = self._backlog()
         if backlog > MAX_BUFFERED_BYTES:
@@ -238,7 +264,7 @@ class LeanRtpSender:
         timestamp = (self.timestamp_origin + timestamp) & 0xFFFFFFFF
         data = layout.data
         buffer, pointer = SEND_BUFFER.at_least(len(data))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         protect, context, length = libsrtp.srtp_protect, self.srtp_context, self.srtp_length
         fill, payload_type, ssrc = RTP_FIELDS.pack_into, self.payload_type, self.ssrc
         first = sequence = self.sequence
@@ -277,7 +303,7 @@ class LeanRtpSender:
         history = self.history
         slot = first % RTP_HISTORY_SIZE
         if slot + count <= RTP_HISTORY_SIZE:
-            history[slot:slot + count] = [frame] * count
+            history[slot : slot + count] = [frame] * count
         else:
             for sequence in range(first, first + count):
                 history[sequence % RTP_HISTORY_SIZE] = frame
@@ -292,9 +318,17 @@ class LeanRtpSender:
         sender._RTCRtpSender__rtp_timestamp = timestamp
         sender._RTCRtpSender__octet_count = self.octet_count
         sender._RTCRtpSender__packet_count = self.packet_count
-        report = bytes(RtcpSrPacket(ssrc=self.ssrc, sender_info=RtcpSenderInfo(
-            ntp_timestamp=ntp_time, rtp_timestamp=timestamp,
-            packet_count=self.packet_count & 0xFFFFFFFF, octet_count=self.octet_count & 0xFFFFFFFF)))
+        report = bytes(
+            RtcpSrPacket(
+                ssrc=self.ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp_time,
+                    rtp_timestamp=timestamp,
+                    packet_count=self.packet_count & 0xFFFFFFFF,
+                    octet_count=self.octet_count & 0xFFFFFFFF,
+                ),
+            )
+        )
         data = dtls._tx_srtp.protect_rtcp(report + self.sdes)
         self._sendto(data, self._address)
         if self.counts_transport:
@@ -317,8 +351,9 @@ class LeanRtpSender:
         if self.rtx_payload_type is None:
             header = RTP_HEADER.pack(first_byte, self.payload_type | marker, sequence, timestamp, self.ssrc)
         else:
-            header = RTP_HEADER.pack(first_byte, self.rtx_payload_type | marker, self.rtx_sequence, timestamp,
-                                     self.rtx_ssrc)
+            header = RTP_HEADER.pack(
+                first_byte, self.rtx_payload_type | marker, self.rtx_sequence, timestamp, self.rtx_ssrc
+            )
             payload = sequence.to_bytes(2, "big") + payload  # RTX: the original sequence number first
             self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
         self._sendto(self.dtls._tx_srtp.protect(header + extension + payload), self._address)

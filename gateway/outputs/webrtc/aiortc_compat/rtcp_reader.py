@@ -71,7 +71,11 @@ class RtcpReader:
 
     def data_received(self, data: bytes, component: int) -> None:
         length = len(data)
-        if not (127 < data[0] < 192 and is_rtcp(data)) or length > MAX_DATAGRAM or self.dtls._state is not State.CONNECTED:
+        if (
+            not (127 < data[0] < 192 and is_rtcp(data))
+            or length > MAX_DATAGRAM
+            or self.dtls._state is not State.CONNECTED
+        ):
             self.queue(data, component)  # not SRTCP (or not now): aiortc's path
             return
         if self.counts_transport:
