@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"h5ss: config error: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=config.get("system", "strLogLevel").upper(),
+        level=config.settings.system.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("libav").setLevel(logging.ERROR)

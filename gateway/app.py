@@ -1,23 +1,35 @@
-"""Builds the aiohttp application and owns the start-up and shutdown order."""
+"""The composition root: settings -> output registry -> gateway (hub, store) -> HTTP app
+-> listeners. It owns the start-up and shutdown order."""
 
 from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from gateway.api import hikvision, onvif, record, v1  # noqa: F401  (hikvision, onvif, record register their commands with v1)
+# The api modules register their commands with api.commands when imported.
+from gateway.api import commands, download, hikvision, onvif, record, session, sources, system  # noqa: F401
+from gateway.api import hls as hls_api  # noqa: F401
 from gateway.auth import upgrade_users
 from gateway.config.file import Config
+from gateway.config.settings import Settings
 from gateway.core import Gateway
+from gateway.hub.output import OutputRegistry
 from gateway.outputs.hls import http as hls
+from gateway.outputs.hls.segmenter import HlsSegmenter
+from gateway.outputs.snapshot.snapshotter import Snapshotter
 from gateway.outputs.webrtc import signalling as rtc
+from gateway.outputs.webrtc.feed import RtcFeed
 from gateway.outputs.ws_fmp4 import socket as ws
+from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.playback import files as mediastore
 from gateway.sample import SAMPLE_NAME, ensure_sample
+from gateway.web.errors import fail
 from gateway.web.front import FrontSite
+from gateway.web.request import GATEWAY_KEY
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +37,20 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 WWW_DIR = PROJECT_DIR / "www"
 
 
+def output_registry(settings: Settings) -> OutputRegistry:
+    """The outputs a stream can have, each made with its settings on first use."""
+    registry = OutputRegistry()
+    registry.register(Fmp4Feed, Fmp4Feed)
+    registry.register(HlsSegmenter, lambda stream: HlsSegmenter(stream, settings.hls))
+    registry.register(RtcFeed, RtcFeed)
+    registry.register(Snapshotter, Snapshotter)
+    return registry
+
+
 @web.middleware
-async def no_stack_traces(request: web.Request, handler):
+async def no_stack_traces(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Whatever breaks inside, a client gets a short JSON answer, never a traceback."""
     try:
         return await handler(request)
@@ -34,7 +58,7 @@ async def no_stack_traces(request: web.Request, handler):
         raise
     except Exception:
         log.exception("unhandled error on %s", request.path)
-        return v1.fail(500, "internal error (see the gateway log)")
+        return fail(500, "internal error (see the gateway log)")
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -43,11 +67,11 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(middlewares=[no_stack_traces])
-    app[v1.GATEWAY_KEY] = gateway
+    app[GATEWAY_KEY] = gateway
     app.router.add_get("/api/v1/h5swsapi", ws.h5swsapi)
     hls.add_routes(app)
     mediastore.add_routes(app)
-    app.router.add_get("/api/v1/{command}", v1.handle)
+    app.router.add_get("/api/v1/{command}", commands.handle)
     rtc.add_routes(app)
     hikvision.add_routes(app)
     app.router.add_get("/", index)
@@ -70,13 +94,13 @@ def prepare(config: Config) -> None:
     if upgrade_users(config.users):
         config.save()
         log.info("stored passwords upgraded to salted PBKDF2")
-    uses_sample = any(s.type == "H5_FILE" and s["strUrl"] == SAMPLE_NAME for s in config.sources.values())
+    uses_sample = any(s.type == "H5_FILE" and s.url == SAMPLE_NAME for s in config.sources.values())
     if uses_sample:
-        ensure_sample(config.media_dir)
+        ensure_sample(config.settings.system.media_dir)
 
 
-def tls_context(config: Config) -> ssl.SSLContext | None:
-    cert, key = config.root / "certs" / "server.crt", config.root / "certs" / "server.key"
+def tls_context(root: Path) -> ssl.SSLContext | None:
+    cert, key = root / "certs" / "server.crt", root / "certs" / "server.key"
     if not (cert.exists() and key.exists()):
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -86,28 +110,29 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 async def serve(config: Config) -> web.AppRunner:
     """Start the HTTP (and HTTPS, when certs exist) listeners; returns the runner."""
-    gateway = Gateway(config)
+    settings = config.settings
+    gateway = Gateway(config, output_registry(settings))
     runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=True)
     await runner.setup()
     app = runner.app
-    bind = config.get("http", "strBindAddress")
+    bind = settings.http.bind
 
     def site(port: int, context: ssl.SSLContext | None = None) -> FrontSite:
         return FrontSite(
             runner, bind, port, route=hls.fast_route(app), internal_error=hls.internal_error, ssl_context=context
         )
 
-    http_port, https_port = config.get("http", "nHTTPPort"), config.get("http", "nHTTPSPort")
+    http_port, https_port = settings.http.port, settings.http.https_port
     if http_port:
         await site(http_port).start()
         log.info("serving http://%s:%d/", bind, http_port)
     # MediaMTX gave viewers http://host:8889/{token}/; the same app on that port keeps
     # such links (and WHEP clients pointed there) working.
-    extra_port = config.get("webrtc", "nWebRTCPort")
+    extra_port = settings.webrtc.port
     if extra_port:
         await site(extra_port).start()
         log.info("serving the MediaMTX-style WebRTC URLs on http://%s:%d/{token}/", bind, extra_port)
-    context = tls_context(config)
+    context = tls_context(settings.root)
     if https_port and context is not None:
         await site(https_port, context).start()
         log.info("serving https://%s:%d/", bind, https_port)

@@ -6,17 +6,25 @@ answer always agree: validate first, then save, then start; nothing half-done on
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Auth
 from gateway.config.file import Config, SourceConf
-from gateway.hub.stream import Stream, StreamManager
+from gateway.config.settings import HikvisionSettings
+from gateway.hub.output import OutputRegistry
+from gateway.hub.stream import Stream
+from gateway.hub.streams import StreamManager
 from gateway.ingest import Source, SourceError, make_source
-from gateway.outputs.record.jobs import MediaStore
+from gateway.ingest.demux import SourceInput
+from gateway.outputs.record.jobs import RecordingJobs
 from gateway.runinfo import RunInfo
+from gateway.store.context import StoreContext
 from gateway.store.index import MediaIndex
+from gateway.store.reconcile import reconcile
+from gateway.store.retention import RetentionTimer
+from gateway.tasks import background
 from gateway.vendors.hikvision.client import HikClient, PlatformSettings, platform_url
 
 if TYPE_CHECKING:
@@ -26,36 +34,72 @@ log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, registry: OutputRegistry):
         self.config = config
-        system = config.raw["system"]
-        self.auth = Auth(config.users, system["nSessionTimeout"], system["nLoginFailLimit"], system["nLoginLockSec"])
-        self.streams = StreamManager(config.get("source", "nOnDemandLingerSec"))
-        self.runinfo = RunInfo(config.root)
-        self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (api/rtc.py); aiortc loads on first use
-        self.media_index = MediaIndex(config.mediastore_dir / "index.sqlite3")
-        self.mediastore = MediaStore(config, self.media_index, self.streams)
-        self.hikvision = hikvision_client(config)
+        self.settings = settings = config.settings
+        system = settings.system
+        self.auth = Auth(config.users, system.session_timeout, system.login_fail_limit, system.login_lock_seconds)
+        self.streams = StreamManager(settings.source, registry)
+        self.inputs: dict[str, Source] = {}  # each stream's input, by token (ONVIF PTZ asks it for its camera)
+        self.runinfo = RunInfo(settings.root)
+        self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (outputs/webrtc); aiortc loads on first use
+        self.media_index = MediaIndex(system.mediastore_dir / "index.sqlite3")
+        self.store = StoreContext(
+            system.mediastore_dir, self.media_index, ThreadPoolExecutor(1, thread_name_prefix="record-io")
+        )
+        self.recordings = RecordingJobs(self.store, system.record_segment_seconds)
+        self.retention = RetentionTimer(self.store, system)
+        self.hikvision = hikvision_client(settings.hikvision)
 
     def start(self) -> None:
-        """Create a stream for every configured source; a broken one is logged, not fatal."""
+        """Create a stream for every configured source (a broken one is logged, not fatal),
+        bring the store's index in step with its files before anything records, then start
+        continuous recordings, retention and the run-info sampler."""
         for conf in self.config.sources.values():
-            try:
-                self.streams.add(conf, make_source(conf, self.config, self.hikvision))
-            except SourceError as e:
-                log.error("source %s disabled: %s", conf.token, e)
-        self.mediastore.start()
+            self._add_stream(conf)
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        reconcile(self.store.root, self.media_index)
+        for conf in self.config.sources.values():
+            if conf.record:
+                self._record_continuously(conf.token, True)
+        self.retention.start()
         self.runinfo.start()
 
     async def stop(self) -> None:
         for peer in list(self.rtc_peers.values()):
             await peer.close()
-        await self.mediastore.stop()
+        self.retention.stop()
+        await self.recordings.stop()
+        self.store.io.shutdown()
         self.streams.stop_all()
         await self.runinfo.stop()
         self.media_index.close()
         if self.hikvision is not None:
             await self.hikvision.close()
+
+    def make_source(self, conf: SourceConf) -> Source:
+        """The source a config entry describes; SourceError says why it cannot be made."""
+        return make_source(conf, self.settings.system.media_dir, self.hikvision)
+
+    def _add_stream(self, conf: SourceConf, source: Source | None = None) -> Stream | None:
+        try:
+            source = source or self.make_source(conf)
+        except SourceError as e:
+            log.error("source %s disabled: %s", conf.token, e)
+            return None
+        self.inputs[conf.token] = source
+        return self.streams.add(conf, SourceInput(conf.token, source, conf.enable_audio))
+
+    def _remove_stream(self, token: str) -> None:
+        """Finish its recordings (the files stay), end its viewers, stop its input."""
+        self.recordings.forget(token)
+        self.streams.remove(token)  # its outputs end their viewers (WS sockets close)
+        self.inputs.pop(token, None)
+
+    def _record_continuously(self, token: str, enabled: bool) -> None:
+        stream = self.streams.get(token)
+        if stream is not None:
+            self.recordings.set_continuous(stream, enabled)
 
     def stream(self, token: str) -> Stream | None:
         return self.streams.get(token)
@@ -67,16 +111,16 @@ class Gateway:
         if token in self.config.sources:
             raise ValueError(f"token {token!r} already exists")
         conf = SourceConf.from_json(dict(fields), "source")
-        source = source or make_source(conf, self.config, self.hikvision)
+        source = source or self.make_source(conf)
         self.config.add_source(conf)
         try:
             self.config.save()
         except OSError as e:
             self.config.remove_source(conf.token)
             raise ValueError(f"cannot save the config: {e.strerror}") from None
-        self.streams.add(conf, source)
-        if conf["bRec"]:
-            self.mediastore.set_continuous(conf.token, True)
+        self._add_stream(conf, source)
+        if conf.record:
+            self._record_continuously(conf.token, True)
         return conf
 
     def delete_source(self, token: str) -> None:
@@ -86,10 +130,9 @@ class Gateway:
         except OSError as e:
             self.config.add_source(conf)
             raise ValueError(f"cannot save the config: {e.strerror}") from None
-        self.mediastore.forget(token)
-        self.streams.remove(token)  # its outputs end their viewers (WS sockets close)
+        self._remove_stream(token)
         for peer in [p for p in self.rtc_peers.values() if p.stream.token == token]:
-            asyncio.ensure_future(peer.close())
+            background(peer.close())
 
     def set_recording(self, token: str, enabled: bool) -> None:
         """Turn a source's continuous recording (bRec) on or off, saved in the config."""
@@ -101,7 +144,7 @@ class Gateway:
         except OSError as e:
             conf.raw["bRec"] = previous
             raise ValueError(f"cannot save the config: {e.strerror}") from None
-        self.mediastore.set_continuous(token, enabled)
+        self._record_continuously(token, enabled)
 
     def put_sources(self, confs: list[SourceConf]) -> None:
         """Add or replace several sources with one save (an import); nothing changes if
@@ -125,15 +168,9 @@ class Gateway:
             if previous is not None and stream is not None and same_stream(previous, conf):
                 stream.conf = conf
                 continue
-            self.mediastore.forget(conf.token)
-            self.streams.remove(conf.token)
-            try:
-                self.streams.add(conf, make_source(conf, self.config, self.hikvision))
-            except SourceError as e:
-                log.error("source %s disabled: %s", conf.token, e)
-                continue
-            if conf["bRec"]:
-                self.mediastore.set_continuous(conf.token, True)
+            self._remove_stream(conf.token)
+            if self._add_stream(conf) is not None and conf.record:
+                self._record_continuously(conf.token, True)
 
 
 def same_stream(a: SourceConf, b: SourceConf) -> bool:
@@ -142,16 +179,17 @@ def same_stream(a: SourceConf, b: SourceConf) -> bool:
     return {k: v for k, v in a.raw.items() if k != "strName"} == {k: v for k, v in b.raw.items() if k != "strName"}
 
 
-def hikvision_client(config: Config) -> HikClient | None:
+def hikvision_client(settings: HikvisionSettings) -> HikClient | None:
     """The HikCentral Connect client, when `hikvision.strHost` is set."""
-    hik = config.raw["hikvision"]
-    if not hik["strHost"]:
+    if not settings.host:
         return None
-    base_url = platform_url(hik["strHost"])
+    base_url = platform_url(settings.host)
     if base_url.startswith("http://"):
         log.warning(
             "hikvision.strHost is plain http: keys and tokens travel unencrypted (for a local test platform only)"
         )
     return HikClient(
-        PlatformSettings(base_url, hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"], hik["strQuality"])
+        PlatformSettings(
+            base_url, settings.app_key, settings.secret_key, settings.url_validity_seconds, settings.quality
+        )
     )

@@ -86,7 +86,8 @@ class RunInfo:
         disk = shutil.disk_usage(path)
         uptime = int(time.time() - self.started)
         return {
-            "strRunTime": f"{uptime // 86400}d {uptime % 86400 // 3600:02d}:{uptime % 3600 // 60:02d}:{uptime % 60:02d}",
+            "strRunTime": f"{uptime // 86400}d {uptime % 86400 // 3600:02d}:{uptime % 3600 // 60:02d}"
+            f":{uptime % 60:02d}",
             "nCPUUsage": self.rates.cpu_percent,
             "nMemoryUsage": round(100 * (total_mem - available) / total_mem),
             "nTotalMemoryByte": total_mem,

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from gateway.api.v1 import COMMANDS
+import gateway.app  # noqa: F401 - imports every api module, which registers its commands
+from gateway.api.commands import COMMANDS
 from tests.fixtures.gateway import ADMIN_MD5, md5
 
 

@@ -84,4 +84,4 @@ def test_save_keeps_comments_and_unknown_keys_and_is_atomic(tmp_path):
 def test_default_config_loads():
     config = load_config(REPO / "conf" / "h5ss.conf")
     assert list(config.sources) == ["token1"]
-    assert config.root == REPO
+    assert config.settings.root == REPO

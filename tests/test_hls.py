@@ -18,16 +18,17 @@ import aiohttp
 import av
 import pytest
 
-from gateway.outputs.hls.http import HlsSigner
+from gateway.outputs.hls.signer import HlsSigner
 from gateway.auth import AuthError
-from gateway.config.file import SourceConf
+from gateway.config.settings import HlsSettings
 from gateway.formats import h264
 from gateway.formats import mpegts
 from gateway.outputs.hls.segmenter import HlsSegmenter
 from gateway.outputs.hls.playlist import media_playlist
 from gateway.hub.stream import Stream
 from gateway.hub.packet import MediaPacket, StreamParams, VideoParams
-from gateway.ingest.demux import aac_params
+from gateway.formats.aac import aac_params
+from tests.fixtures.hub import bare_stream
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.net import run_async
@@ -82,8 +83,8 @@ def feed(stream: Stream, params: StreamParams, packets: list[MediaPacket], switc
 
 
 def segmenter(target: int = 1, count: int = 4) -> tuple[Stream, HlsSegmenter]:
-    stream = Stream(SourceConf.from_json({"strToken": "t"}, "t"), source=None, linger=1)
-    seg = HlsSegmenter(stream, count, target)
+    stream = bare_stream()
+    seg = HlsSegmenter(stream, HlsSettings(count, target))
     stream.attach(seg)  # what touch() does, minus starting a real source
     return stream, seg
 

@@ -10,12 +10,12 @@ import av
 import pytest
 
 from gateway.formats import h264
-from gateway.config.file import SourceConf
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.hub.stream import Stream
 from gateway.formats.fmp4 import fragment, init_segment
 from gateway.hub.packet import VideoParams, StreamParams
-from gateway.ingest.demux import _Session
+from gateway.ingest.packets import PacketReader
+from tests.fixtures.hub import bare_stream
 from gateway.sample import make_sample
 
 
@@ -67,8 +67,8 @@ def test_fmp4_writer_output_decodes_in_ffmpeg(tmp_path: Path):
     out = bytearray()
     sequence = 0
     with av.open(str(clip)) as container:
-        session = _Session(container, enable_audio=True)
-        hub = Stream(SourceConf.from_json({"strToken": "t"}, "t"), source=None, linger=1)
+        session = PacketReader(container, enable_audio=True)
+        hub = bare_stream()
         hub.params = session.params  # the hub's timeline: starts at 0, never goes back
         out += init_segment(session.params)
         video_frames = audio_frames = 0
@@ -81,9 +81,9 @@ def test_fmp4_writer_output_decodes_in_ffmpeg(tmp_path: Path):
             else:
                 items = session.audio_packets(packet)
             for item in items:
-                if hub._offset is None and not (item.kind == "video" and item.keyframe):
+                if not hub.timeline.connected and not (item.kind == "video" and item.keyframe):
                     continue  # as the demux thread does: a session starts at a keyframe
-                if not hub._rebase(item):
+                if not hub.timeline.place(item, hub.params):
                     continue
                 audio_frames += item.kind == "audio"
                 sequence += 1

@@ -348,7 +348,7 @@ def test_discovery_target_is_checked_at_start(tmp_path):
         with pytest.raises(ConfigError, match="onvif.strDiscoveryTarget"):
             load_config(path)
     path.write_text("{}")
-    assert load_config(path).get("onvif", "strDiscoveryTarget") == "239.255.255.250:3702"
+    assert load_config(path).settings.onvif.discovery_target == ("239.255.255.250", 3702)
 
 
 def wait_until(predicate, timeout: float = 5.0) -> bool:

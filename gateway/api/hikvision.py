@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import v1
-from gateway.api.v1 import ApiError, command, gateway, ok
+from gateway.api.commands import command, dispatch
 from gateway.auth import Session
 from gateway.vendors.hikvision.client import HikError
 from gateway.vendors.hikvision.importer import import_cameras
+from gateway.web.errors import ApiError, ok
+from gateway.web.request import gateway
 
 
 @command("AddDeviceHik", role="Administrator")
@@ -22,7 +23,7 @@ async def add_device_hik(request: web.Request, _: Session | None) -> web.Respons
     if gw.hikvision is None:
         raise ApiError(400, "HikCentral Connect is not configured (hikvision.strHost, strAppKey, strSecretKey)")
     try:
-        report = await import_cameras(gw, gw.hikvision)
+        report = await import_cameras(gw.hikvision, gw.config.sources, gw.put_sources)
     except HikError as e:
         raise ApiError(502, str(e)) from None
     answer = report.answer()
@@ -35,7 +36,7 @@ async def add_device_hik(request: web.Request, _: Session | None) -> web.Respons
 
 async def initialize(request: web.Request) -> web.StreamResponse:
     """POST /api/hikvision/initialize: AddDeviceHik under the old backend's path (session= as usual)."""
-    return await v1.dispatch(request, "AddDeviceHik")
+    return await dispatch(request, "AddDeviceHik")
 
 
 def add_routes(app: web.Application) -> None:

@@ -12,13 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.v1 import ApiError, _common_source_fields, command, enum_param, gateway, ok, param, token_param
+from gateway.api.commands import command, enum_param, param, token_param
+from gateway.api.sources import common_source_fields
 from gateway.auth import Session
 from gateway.config.file import RTSP_TYPES, SourceConf
 from gateway.ingest.onvif import OnvifSource
 from gateway.ingest.stream import redact
 from gateway.vendors.onvif import discovery
 from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
+from gateway.web.errors import ApiError, ok
+from gateway.web.request import gateway
 
 # action -> (pan, tilt, zoom) direction; the speed scales it.
 MOVES = {
@@ -63,10 +66,10 @@ def onvif_source(request: web.Request) -> OnvifSource:
     conf = gw.config.sources[token]
     if conf.type != "H5_ONVIF":
         raise ApiError(400, f"source {token} is not an ONVIF camera (nType {conf.type})")
-    stream = gw.stream(token)
-    if stream is None or not isinstance(stream.source, OnvifSource):
+    source = gw.inputs.get(token)
+    if not isinstance(source, OnvifSource):
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
-    return stream.source
+    return source
 
 
 def device_failed(e: OnvifError) -> ApiError:
@@ -81,7 +84,7 @@ async def add_src_onvif(request: web.Request, _: Session | None) -> web.Response
     gw = gateway(request)
     endpoint = endpoint_param(request)
     main, sub = param(request, "main", "", max_len=64), param(request, "sub", "", max_len=64)
-    fields = _common_source_fields(request) | {
+    fields = common_source_fields(request) | {
         "nType": "H5_ONVIF",
         "strUser": endpoint.user,
         "strPasswd": endpoint.password,
@@ -139,9 +142,8 @@ async def onvif_probe(request: web.Request, _: Session | None) -> web.Response:
 @command("OnvifSearch", role="Administrator")
 async def onvif_search(request: web.Request, _: Session | None) -> web.Response:
     timeout = number_param(request, "timeout", SEARCH_DEFAULT, SEARCH_MIN, SEARCH_MAX)
-    host, _, port = gateway(request).config.get("onvif", "strDiscoveryTarget").rpartition(":")
     try:
-        devices = await discovery.search(timeout, (host, int(port)))
+        devices = await discovery.search(timeout, gateway(request).settings.onvif.discovery_target)
     except discovery.DiscoveryError as e:
         raise ApiError(503, str(e)) from None
     return ok(

@@ -1,4 +1,4 @@
-"""h5stream's recording, snapshot and search commands (registered with api/v1).
+"""h5stream's recording, snapshot, image and search commands.
 
 Everything a client sends is checked before anything is written: a bad name, day, time,
 zone or duration is a 400 and leaves no file or directory behind. Files are answered as
@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api.v1 import SNAPSHOT_TIMEOUT, ApiError, bool_param, command, enum_param, gateway, ok, param, token_param
+from gateway.api.commands import bool_param, command, enum_param, param, token_param
 from gateway.auth import Session
 from gateway.hub.stream import Stream, StreamNotReady
+from gateway.outputs.snapshot.files import save_snapshot
+from gateway.outputs.snapshot.snapshotter import Snapshotter
 from gateway.store.index import KINDS, MediaEntry
 from gateway.store.layout import Place, check_name
 from gateway.store.timefmt import format_epoch, parse_time
+from gateway.web.errors import ApiError, ok
+from gateway.web.request import gateway
 
 MAX_RECORD_SECONDS = 86400
 STREAM_READY_TIMEOUT = 10.0
+SNAPSHOT_TIMEOUT = 10.0
 
 
 def media_url(path: str) -> str:
@@ -78,10 +83,11 @@ async def _record(request: web.Request, in_given_place: bool) -> web.Response:
     stream = _stream(request)
     place = _given_place(request, "record", stream.token) if in_given_place else None
     duration = _duration(request)
+    assert duration is not None  # required
     default_name = None if in_given_place else stream.token
     name = check_name(param(request, "filename", default_name, max_len=128), "record")
     await _until_ready(stream)
-    job = gateway(request).mediastore.record(stream, name, place, duration)  # type: ignore[arg-type]
+    job = gateway(request).recordings.record(stream, name, place, duration)
     return ok("recording", strPath=media_url(job.first_path or ""), nDuration=duration)
 
 
@@ -89,17 +95,17 @@ async def _record(request: web.Request, in_given_place: bool) -> web.Response:
 async def manual_record_start(request: web.Request, _: Session | None) -> web.Response:
     stream = _stream(request)
     duration = _duration(request, required=False)
-    if stream.token in gateway(request).mediastore.manual:
+    if stream.token in gateway(request).recordings.manual:
         raise ApiError(400, f"{stream.token} is already being recorded manually (ManualRecordStop first)")
     await _until_ready(stream)
-    job = gateway(request).mediastore.manual_start(stream, duration)
+    job = gateway(request).recordings.manual_start(stream, duration)
     return ok("recording", strPath=media_url(job.first_path or ""))
 
 
 @command("ManualRecordStop", role="Operator")
 async def manual_record_stop(request: web.Request, _: Session | None) -> web.Response:
     token = token_param(request)
-    paths = gateway(request).mediastore.manual_stop(token)
+    paths = gateway(request).recordings.manual_stop(token)
     return ok("stopped", strPath=media_url(paths[0]) if paths else "", path=[media_url(p) for p in paths])
 
 
@@ -117,7 +123,7 @@ async def set_rec(request: web.Request, _: Session | None) -> web.Response:
 
 async def _snapshot(request: web.Request, stream: Stream, name: str, place: Place | None) -> web.Response:
     try:
-        entry = await gateway(request).mediastore.snapshot(stream, name, place, SNAPSHOT_TIMEOUT)
+        entry = await save_snapshot(gateway(request).store, stream.output(Snapshotter), name, place, SNAPSHOT_TIMEOUT)
     except StreamNotReady as e:
         raise ApiError(503, str(e)) from None
     return ok("snapshot", strPath=media_url(entry.path), strStartTime=_start_text(entry))
@@ -165,3 +171,20 @@ async def search(request: web.Request, _: Session | None) -> web.Response:
         for e in entries
     ]
     return web.json_response({"bStatus": True, "strCode": "ok", "record": found})
+
+
+# -- images -------------------------------------------------------------------------------
+
+
+@command("GetImage")
+async def get_image(request: web.Request, _: Session | None) -> web.StreamResponse:
+    stream = gateway(request).stream(token_param(request))
+    if stream is None:
+        raise ApiError(503, "source is disabled (see GetSrc strLastError)")
+    try:
+        jpeg = await stream.output(Snapshotter).jpeg(SNAPSHOT_TIMEOUT)
+    except StreamNotReady as e:
+        raise ApiError(503, str(e)) from None
+    except ValueError as e:
+        raise ApiError(503, f"snapshot failed: {e}") from None
+    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -13,8 +13,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from gateway.config.settings import Settings
 from gateway.vendors.hikvision.client import platform_url
 
 SOURCE_TYPES = ("H5_FILE", "H5_STREAM", "H5_ONVIF", "H5_HIKVISION")
@@ -97,7 +98,7 @@ class SourceConf:
 
     raw: dict[str, Any]
 
-    FIELDS = {
+    FIELDS: ClassVar[dict[str, tuple[Any, Any]]] = {
         "strName": (str, ""),
         "strToken": (str, ""),
         "nType": (SOURCE_TYPES, "H5_STREAM"),
@@ -118,7 +119,7 @@ class SourceConf:
         "bRec": (bool, False),
     }
     # h5ss's own fields, present only on sources of their type.
-    TYPE_FIELDS = {
+    TYPE_FIELDS: ClassVar[dict[str, dict[str, tuple[Any, Any]]]] = {
         "H5_HIKVISION": {"strHikDeviceSerial": (str, ""), "strHikCameraId": (str, "")},
     }
 
@@ -155,6 +156,36 @@ class SourceConf:
     def type(self) -> str:
         return self.raw["nType"]
 
+    @property
+    def url(self) -> str:
+        return self.raw["strUrl"]
+
+    @property
+    def user(self) -> str:
+        return self.raw["strUser"]
+
+    @property
+    def password(self) -> str:
+        return self.raw["strPasswd"]
+
+    @property
+    def rtsp_type(self) -> str:
+        return self.raw["nRTSPType"]
+
+    @property
+    def enable_audio(self) -> bool:
+        return self.raw["bEnableAudio"]
+
+    @property
+    def always_on(self) -> bool:
+        """nConnectType H5_ALWAYS: connected from start-up (H5_AUTO behaves as on demand)."""
+        return self.raw["nConnectType"] == "H5_ALWAYS"
+
+    @property
+    def record(self) -> bool:
+        """bRec: recorded continuously (h5ss)."""
+        return self.raw["bRec"]
+
 
 def valid_token(token: Any) -> bool:
     return (
@@ -167,27 +198,12 @@ def valid_token(token: Any) -> bool:
 
 @dataclass
 class Config:
+    """The file as read (`raw`, written back by save()), its sources, and its typed settings."""
+
     path: Path
     raw: dict[str, Any]
+    settings: Settings
     sources: dict[str, SourceConf] = field(default_factory=dict)
-
-    @property
-    def root(self) -> Path:
-        """The gateway root: the directory above conf/, else the config's own directory."""
-        parent = self.path.resolve().parent
-        return parent.parent if parent.name == "conf" else parent
-
-    def get(self, section: str, key: str) -> Any:
-        return self.raw[section][key]
-
-    @property
-    def media_dir(self) -> Path:
-        return (self.root / self.get("system", "strMediaDir")).resolve()
-
-    @property
-    def mediastore_dir(self) -> Path:
-        """Where recordings and snapshots go (served under /mediastore/)."""
-        return (self.root / self.get("system", "strMediaStoreDir")).resolve()
 
     @property
     def users(self) -> list[dict[str, Any]]:
@@ -219,6 +235,12 @@ class Config:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def gateway_root(path: Path) -> Path:
+    """The gateway root: the directory above conf/, else the config's own directory."""
+    parent = path.resolve().parent
+    return parent.parent if parent.name == "conf" else parent
 
 
 def load_config(path: str | Path) -> Config:
@@ -299,7 +321,7 @@ def load_config(path: str | Path) -> Config:
     src_list = raw["source"].setdefault("src", [])
     if not isinstance(src_list, list):
         raise ConfigError("source.src: expected a list")
-    config = Config(path=path, raw=raw)
+    config = Config(path=path, raw=raw, settings=Settings.from_raw(raw, gateway_root(path)))
     for i, entry in enumerate(src_list):
         source = SourceConf.from_json(entry, f"source.src[{i}]")
         if source.token in config.sources:

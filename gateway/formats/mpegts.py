@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 from gateway.formats import h264
+from gateway.formats.aac import AAC_RATES
 from gateway.hub.packet import AudioParams, MediaPacket, StreamParams
 
 PACKET_SIZE = 188
@@ -24,7 +25,6 @@ STREAM_TYPE_AAC_ADTS = 0x0F
 TS_OFFSET = 126_000  # 1.4 s, as FFmpeg starts: PCR (below DTS) never goes negative
 PCR_LEAD = 63_000  # PCR runs 0.7 s ahead of decode time: the decoder's buffering room
 AUD = b"\x09\xf0"  # access unit delimiter, any slice type
-AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 WRAP = 1 << 33
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.config.file import Config, SourceConf
+from pathlib import Path
+
+from gateway.config.file import SourceConf
 from gateway.ingest.base import InputSpec, Source, SourceError
 from gateway.ingest.file import FileSource
 from gateway.ingest.hikvision import HikvisionSource
@@ -11,13 +13,14 @@ from gateway.ingest.stream import StreamSource
 from gateway.vendors.hikvision.client import HikClient
 
 
-def make_source(conf: SourceConf, config: Config, hikvision: HikClient | None = None) -> Source:
+def make_source(conf: SourceConf, media_dir: Path, hikvision: HikClient | None = None) -> Source:
     """The Source for a config entry; SourceError says why one cannot be made.
-    `hikvision`: the gateway's HikCentral Connect client, when one is configured."""
+    `media_dir`: where H5_FILE sources may read; `hikvision`: the gateway's HikCentral
+    Connect client, when one is configured."""
     if conf.type == "H5_FILE":
-        return FileSource(config.media_dir, conf["strUrl"])
+        return FileSource(media_dir, conf.url)
     if conf.type == "H5_STREAM":
-        return StreamSource(conf["strUrl"], conf["strUser"], conf["strPasswd"], conf["nRTSPType"])
+        return StreamSource(conf.url, conf.user, conf.password, conf.rtsp_type)
     if conf.type == "H5_ONVIF":
         return OnvifSource.from_conf(conf)
     if conf.type == "H5_HIKVISION":

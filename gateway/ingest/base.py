@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class SourceError(Exception):
@@ -33,4 +33,8 @@ class InputSpec:
 class Source(Protocol):
     async def resolve(self) -> InputSpec:
         """The input to open now. Called on every (re)connect, so expiring URLs stay fresh."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What GetSrc adds for this source, learnt while connecting (never a credential)."""
         ...

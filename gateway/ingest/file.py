@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gateway.ingest.base import InputSpec, SourceError
 
@@ -32,3 +33,6 @@ class FileSource:
         if not self.path.is_file():
             raise SourceError(f"file {self.path.name!r} not found in the media directory")
         return InputSpec(str(self.path), {"protocol_whitelist": "file"}, realtime=True, label=self.path.name)
+
+    def describe(self) -> dict[str, Any]:
+        return {}

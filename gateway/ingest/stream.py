@@ -7,6 +7,7 @@ scheme needs, so a URL can never make FFmpeg read local files (`file:`, `concat:
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from gateway.ingest.base import InputSpec, SourceError
@@ -95,3 +96,6 @@ class StreamSource:
     async def resolve(self) -> InputSpec:
         full = with_credentials(self.url, self.user, self.password)
         return InputSpec(full, input_options(self.url, self.rtsp_type), label=redact(self.url))
+
+    def describe(self) -> dict[str, Any]:
+        return {}

@@ -24,7 +24,7 @@ import av
 
 from gateway.formats.fmp4 import fragment, init_segment
 from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
-from gateway.ingest.demux import _Session as DemuxSession
+from gateway.ingest.packets import PacketReader
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class Playback:
     def _play_segment(self, segment: Segment, within: float) -> float | None:
         """Send one file's media from `within` seconds into it; a seek's target if one comes."""
         with av.open(str(segment.path)) as container:
-            session = DemuxSession(container, enable_audio=True)
+            session = PacketReader(container, enable_audio=True)
             video = session.video_stream
             if video is None or session.video is None:
                 log.warning("playback: %s has no H.264 video; skipped", segment.path.name)
@@ -248,7 +248,7 @@ class Playback:
 
     @staticmethod
     def _in_time_order(
-        container: av.container.InputContainer, session: DemuxSession, shift: float
+        container: av.container.InputContainer, session: PacketReader, shift: float
     ) -> Iterator[tuple[float, MediaPacket]]:
         """The file's packets from its first keyframe on, as (timeline second, packet) in
         time order: an fMP4 fragment stores its video run before its audio run, and sent

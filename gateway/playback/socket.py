@@ -18,108 +18,40 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from gateway.api.v1 import GATEWAY_KEY, session_from
 from gateway.auth import AuthError
-from gateway.config.file import valid_token
-from gateway.core import Gateway
-from gateway.playback.pacer import SPEEDS, Playback, PlaybackControl, PlaybackStopped, Segment
-from gateway.store.index import MediaEntry
-from gateway.store.timefmt import TimeFormatError, parse_time
+from gateway.playback.pacer import SPEEDS, Playback, PlaybackControl, PlaybackStopped
+from gateway.playback.range import MAX_RANGE, record_range
+from gateway.web.errors import ApiError
+from gateway.web.request import gateway, session_from
+from gateway.web.websocket import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NOT_FOUND,
+    CLOSE_NOT_READY,
+    CLOSE_POLICY,
+    error_event,
+    refuse,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_RANGE = 24 * 3600.0  # seconds a playback or download may span
 SEND_TIMEOUT = 30.0  # a viewer that takes no data for this long is dropped
-CLOSE_BAD_REQUEST = 4000
-CLOSE_POLICY = 4001
-CLOSE_NOT_FOUND = 4004
-CLOSE_FAILED = 4008
-
-
-class RangeError(Exception):
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class RecordRange:
-    """What a playback or download covers: a token's recordings between two instants."""
-
-    token: str
-    begin: float  # epoch seconds
-    end: float
-    entries: list[MediaEntry]
-
-    def segments(self, gw: Gateway) -> list[Segment]:
-        root = gw.config.mediastore_dir
-        return [Segment(root / e.path, e.start - self.begin, e.duration) for e in self.entries]
-
-
-def _time(query, name: str) -> datetime:
-    text = query.get(name)
-    if not text:
-        raise RangeError(400, f"missing parameter '{name}'")
-    try:
-        return parse_time(text[:64])
-    except TimeFormatError as e:
-        raise RangeError(400, f"parameter '{name}': {e}") from None
-
-
-def record_range(gw: Gateway, query, begin_name: str, end_name: str) -> RecordRange:
-    """The recordings a request asks for, or RangeError (400 bad input, 404 nothing there).
-
-    `filename` (a path from Search, with or without /mediastore/) plays that one file;
-    the h5s player sends `filename=fake` when it means none.
-    """
-    token = query.get("token", "")
-    if not valid_token(token):
-        raise RangeError(400, "token must be 1-64 letters, digits, '-', '_' or '.'")
-    filename = query.get("filename", "")
-    if filename and filename != "fake":
-        path = filename.removeprefix("/").removeprefix("mediastore/")
-        entry = gw.media_index.get(path[:1024])
-        if entry is None or entry.kind != "record" or entry.token != token:
-            raise RangeError(404, f"no recording {filename[:200]!r} of {token!r}")
-        begin = _time(query, begin_name).timestamp() if query.get(begin_name) else entry.start
-        end = _time(query, end_name).timestamp() if query.get(end_name) else entry.end
-        entries = [entry] if entry.start < end and entry.end > begin else []
-    else:
-        begin, end = _time(query, begin_name).timestamp(), _time(query, end_name).timestamp()
-        entries = []
-    if not end > begin:
-        raise RangeError(400, f"'{end_name}' must be after '{begin_name}'")
-    if end - begin > MAX_RANGE:
-        raise RangeError(400, f"the range may span {MAX_RANGE / 3600:g} hours at most")
-    if not entries and not (filename and filename != "fake"):
-        entries = gw.media_index.search("record", token, begin, end)
-    root = gw.config.mediastore_dir
-    entries = [e for e in entries if (root / e.path).is_file()]
-    if not entries:
-        if token not in gw.config.sources and not gw.media_index.search("record", token, 0, math.inf, limit=1):
-            raise RangeError(404, f"unknown token {token!r}")
-        raise RangeError(404, f"no recordings of {token!r} in that range")
-    return RecordRange(token, begin, end, entries)
 
 
 async def playback_socket(request: web.Request) -> web.WebSocketResponse:
-    gw = request.app[GATEWAY_KEY]
+    gw = gateway(request)
     ws = web.WebSocketResponse(max_msg_size=64 * 1024, compress=False)
     await ws.prepare(request)
     try:
         session_from(request)
         wanted = record_range(gw, request.query, "begintime", "endtime")
     except AuthError as e:
-        return await _refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
-    except RangeError as e:
-        return await _refuse(ws, CLOSE_NOT_FOUND if e.status == 404 else CLOSE_BAD_REQUEST, e.reason)
+        return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+    except ApiError as e:
+        return await refuse(ws, CLOSE_NOT_FOUND if e.status == 404 else CLOSE_BAD_REQUEST, e.reason)
 
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[str | None] = loop.create_future()
@@ -151,7 +83,7 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
         if finished.done() and not ws.closed:
             error = finished.result()
             if error:
-                await _refuse(ws, CLOSE_FAILED, error)
+                await refuse(ws, CLOSE_NOT_READY, error)
             else:
                 await ws.close(message=b"end of playback")
     except (ConnectionResetError, ConnectionError):
@@ -164,17 +96,7 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _error_event(ws: web.WebSocketResponse, reason: str) -> None:
-    await ws.send_str(json.dumps({"type": "H5_ERROR", "strCode": reason}))
-
-
-async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSocketResponse:
-    await _error_event(ws, reason)
-    await ws.close(code=code, message=reason.encode()[:120])
-    return ws
-
-
-def _number(message: dict, name: str, low: float, high: float) -> float | None:
+def _number(message: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = message.get(name)
     try:
         number = float(value)  # the h5s player sends numbers; older pages strings
@@ -199,12 +121,12 @@ async def _read_commands(ws: web.WebSocketResponse, control: PlaybackControl) ->
         elif cmd == "H5_SEEK":
             seconds = _number(message, "nSeekTime", 0.0, MAX_RANGE)
             if seconds is None:
-                await _error_event(ws, "nSeekTime must be seconds from begintime")
+                await error_event(ws, "nSeekTime must be seconds from begintime")
             else:
                 control.seek(seconds)
         elif cmd == "H5_SPEED":
             speed = _number(message, "nSpeed", *SPEEDS)
             if speed is None:
-                await _error_event(ws, f"nSpeed must be {SPEEDS[0]} to {SPEEDS[1]}")
+                await error_event(ws, f"nSpeed must be {SPEEDS[0]} to {SPEEDS[1]}")
             else:
                 control.set_speed(speed)

@@ -62,7 +62,7 @@ def _timescales(moov: bytes) -> dict[int, int]:
 def _traf_span(moof: bytes, start: int, end: int) -> tuple[int, int, int] | None:
     """(track id, base decode time, total sample duration) of one traf."""
     track_id, base, default_duration, total = 0, None, 0, 0
-    for kind, s, e in _boxes(moof, start, end):
+    for kind, s, _ in _boxes(moof, start, end):
         flags = int.from_bytes(moof[s + 1 : s + 4], "big")
         if kind == b"tfhd":
             track_id = struct.unpack_from(">I", moof, s + 4)[0]

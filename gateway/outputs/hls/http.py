@@ -16,76 +16,40 @@ media in time.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import math
 import re
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
-from gateway.api.v1 import GATEWAY_KEY, ApiError, command, gateway, ok, token_param
-from gateway.auth import AuthError, Session
+from gateway.auth import AuthError
 from gateway.core import Gateway
+from gateway.hub.stream import READY_TIMEOUT
 from gateway.outputs.hls.playlist import master_playlist, media_playlist
 from gateway.outputs.hls.segmenter import HlsSegmenter, Segment
-from gateway.outputs.ws_fmp4.socket import stream_socket
+from gateway.outputs.hls.signer import HlsSigner
+from gateway.web.errors import ApiError
 from gateway.web.front import LATER, FastRoute, Later, LeanRequest, LeanResponse, header_lines
+from gateway.web.request import GATEWAY_KEY, auth_required, gateway
+from gateway.web.websocket import stream_socket
 
-READY_TIMEOUT = 15.0  # a cold stream's connect and first keyframe
 START_SEGMENTS = 3  # players start 3 target durations from the end: a first playlist has them
 BLOCK_TIMEOUT = 3  # target durations a blocking request may wait before a 503
 ADVANCE_SECONDS = 3.0  # how far ahead a blocking request may ask, in parts (LL-HLS §6.2.5.2)
 PLAYLIST = "application/vnd.apple.mpegurl"
 HEADERS = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
 HEADER_LINES = header_lines(HEADERS)
-SIGNED_EXPIRE = (60, 10, 86400)  # default, min, max seconds of a GetHlsUrl token
-SIGNED_KEEP = 30.0  # an expired token keeps working while its player polls at least this often
 log = logging.getLogger(__name__)
 SIGNER_KEY = web.AppKey("hls_signer", "HlsSigner")
 
 _SEGMENT = re.compile(r"seg(\d{1,12})\.(ts|m4s)")
 _PART = re.compile(r"part(\d{1,12})\.(\d{1,4})\.m4s")
 _INIT = re.compile(r"init(\d{1,12})\.mp4")
-
-
-class HlsSigner:
-    """`hlstoken` = "<expiry>.<HMAC-SHA256(key, token|expiry), 32 hex>", for one stream.
-
-    It starts a playback until its expiry. A player that started in time keeps going: an
-    expired token is still taken while it is used at least every SIGNED_KEEP seconds. The
-    key is made at start-up, so a restart ends all tokens (as it ends sessions).
-    """
-
-    def __init__(self, key: bytes):
-        self.key = key
-        self.in_use: dict[str, float] = {}
-        self._pruned = time.monotonic()
-
-    def _mac(self, token: str, expiry: int) -> str:
-        return hmac.new(self.key, f"{token}|{expiry}".encode(), hashlib.sha256).hexdigest()[:32]
-
-    def sign(self, token: str, seconds: int) -> str:
-        expiry = int(time.time()) + seconds
-        return f"{expiry}.{self._mac(token, expiry)}"
-
-    def check(self, value: str, token: str) -> None:
-        expiry_text, _, mac = value.partition(".")
-        if not expiry_text.isdigit() or not hmac.compare_digest(mac, self._mac(token, int(expiry_text))):
-            raise AuthError("invalid hlstoken")
-        now = time.monotonic()
-        if now - self._pruned > SIGNED_KEEP:
-            self.in_use = {k: t for k, t in self.in_use.items() if now - t < SIGNED_KEEP}
-            self._pruned = now
-        if int(expiry_text) < time.time() and now - self.in_use.get(value, -math.inf) >= SIGNED_KEEP:
-            raise AuthError("hlstoken expired")
-        self.in_use[value] = now
 
 
 def add_routes(app: web.Application) -> None:
@@ -191,7 +155,7 @@ def internal_error() -> LeanResponse:
 
 def check_credential(ask: Ask) -> None:
     """The request's session or hlstoken must be valid (when the gateway asks for logins)."""
-    if not ask.gw.config.raw["http"]["bAuth"]:
+    if not auth_required(ask.gw):
         return
     signed = ask.query.get("hlstoken")
     if signed is not None:
@@ -202,7 +166,7 @@ def check_credential(ask: Ask) -> None:
 
 def uri_query(ask: Ask) -> bytes:
     """The query a playlist's URIs carry: the credential the playlist was asked with."""
-    if not ask.gw.config.raw["http"]["bAuth"]:
+    if not auth_required(ask.gw):
         return b""
     signed = ask.query.get("hlstoken")
     if signed is not None:
@@ -227,10 +191,7 @@ def segmenter(ask: Ask) -> HlsSegmenter:
     stream = gw.streams.get(token)
     if stream is None:
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
-    seg = stream.output_registry.get("hls")
-    if not isinstance(seg, HlsSegmenter):
-        hls = gw.config.raw["hls"]
-        seg = HlsSegmenter.of(stream, hls["nHLSSegmentNum"], hls["nHLSDuration"])
+    seg = stream.output(HlsSegmenter)
     seg.touch()
     return seg
 
@@ -425,8 +386,8 @@ async def h5swscmnapi(request: web.Request) -> web.WebSocketResponse:
         if msg.type == WSMsgType.TEXT and is_keepalive(msg.data):
             if session is not None:
                 gw.auth.keepalive(session)
-            seg = stream.output_registry.get("hls")
-            if isinstance(seg, HlsSegmenter) and seg.active:
+            seg = stream.existing(HlsSegmenter)
+            if seg is not None and seg.active:
                 seg.touch()
     return ws
 
@@ -440,21 +401,3 @@ def is_keepalive(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(message, dict) and (message.get("type") == "keepalive" or message.get("cmd") == "H5_KEEPALIVE")
-
-
-@command("GetHlsUrl")
-async def get_hls_url(request: web.Request, _: Session | None) -> web.Response:
-    """Signed HLS URLs (relative to the gateway root) for one stream."""
-    token = token_param(request)
-    default, low, high = SIGNED_EXPIRE
-    seconds = int_param(request.query, "expire")
-    seconds = default if seconds is None else seconds
-    if not low <= seconds <= high:
-        raise ApiError(400, f"parameter 'expire' must be {low}-{high} seconds")
-    query = "?hlstoken=" + request.app[SIGNER_KEY].sign(token, seconds)
-    return ok(
-        strUrl=f"{token}/index.m3u8{query}",
-        strV1Url=f"hls/v1/{token}/hls.m3u8{query}",
-        strV2Url=f"hls/v2/{token}/hls.m3u8{query}",
-        nExpire=seconds,
-    )

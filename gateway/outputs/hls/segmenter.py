@@ -19,7 +19,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from gateway.config.settings import HlsSettings
 from gateway.formats.fmp4 import fragment_tracks, init_segment
 from gateway.formats.mpegts import TsWriter
 from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
@@ -83,16 +85,16 @@ class Segment:
 
 
 class HlsSegmenter:
-    def __init__(self, stream: Stream, segment_count: int, target_duration: int):
+    def __init__(self, stream: Stream, settings: HlsSettings):
         self.stream = stream
-        self.segment_count = segment_count
-        self.target = target_duration
-        self.idle_timeout = CLIENT_TIMEOUT * target_duration
+        self.segment_count = settings.segment_count
+        self.target = settings.target_duration
+        self.idle_timeout = CLIENT_TIMEOUT * self.target
         # Kept for the stream's life, so a client never sees numbers go backwards.
         self.next_msn = 0
         self.init_id = 0
         self.dropped_discontinuities = 0
-        self.max_duration = float(target_duration)
+        self.max_duration = float(self.target)
         self.part_target = PART_TARGET
         self.active = False
         self.last_request = 0.0
@@ -102,10 +104,6 @@ class HlsSegmenter:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._ts_lock = asyncio.Lock()
         self._clear()
-
-    @classmethod
-    def of(cls, stream: Stream, segment_count: int, target_duration: int) -> HlsSegmenter:
-        return stream.output("hls", lambda s: cls(s, segment_count, target_duration))
 
     def _clear(self) -> None:
         self.segments: list[Segment] = []  # oldest first; the last one may be open
@@ -158,7 +156,12 @@ class HlsSegmenter:
         self._clear()
         self._notify()
 
-    close = stop  # the stream is going away (StreamManager.remove)
+    def close(self) -> None:
+        """The stream is going away: answer every waiting request and stop."""
+        self.stop()
+
+    def describe(self) -> dict[str, Any]:
+        return {"nHlsSegments": len(self.segments)}  # in memory only while HLS clients poll
 
     # -- waiting for media ---------------------------------------------------------
 

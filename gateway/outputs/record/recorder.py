@@ -16,7 +16,6 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 from gateway.formats.fmp4 import MOVIE_TIMESCALE, duration_field_offsets, fragment_tracks, init_segment
 from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 from gateway.hub.stream import Stream
-from gateway.store.index import MediaEntry, MediaIndex
+from gateway.store.context import StoreContext
+from gateway.store.index import MediaEntry
 from gateway.store.layout import Place
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class RecordFile:
 
     def open(self, init: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "xb")  # never over an existing recording
+        self._file = open(self.path, "xb")  # noqa: SIM115 - open across calls; never over an existing recording
         self._duration_offsets = duration_field_offsets(init)
         self.append(init)
 
@@ -76,17 +76,6 @@ class Segment:
     sequence: int = 0
     video: list[MediaPacket] = field(default_factory=list)
     audio: list[MediaPacket] = field(default_factory=list)
-
-
-@dataclass
-class StoreContext:
-    """What recorders share: the store root, its index, the writer thread, and the paths
-    being written (which retention must never delete)."""
-
-    root: Path
-    index: MediaIndex
-    io: Executor
-    busy: set[str] = field(default_factory=set)
 
 
 class Recorder:
@@ -206,7 +195,7 @@ class Recorder:
 
     def _open(self, keyframe: MediaPacket) -> Segment:
         assert self.params is not None
-        newest = max((p.dts for p in self.stream.gop if p.kind == "video"), default=keyframe.dts)
+        newest = max((p.dts for p in self.stream.gop.packets if p.kind == "video"), default=keyframe.dts)
         start = time.time() - max(0, newest - keyframe.dts) / VIDEO_TIMESCALE  # the GOP cache is replayed at once
         if self._next_path is not None:
             path, self._next_path = self._next_path, None

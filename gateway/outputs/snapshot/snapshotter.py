@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from fractions import Fraction
+from typing import Any
 
 import av
 
 from gateway.formats import h264
 from gateway.hub.packet import MediaPacket, VideoParams
-from gateway.hub.stream import Stream
+from gateway.hub.stream import Stream, StreamNotReady
 
 
 def encode_keyframe_jpeg(params: VideoParams, keyframe: MediaPacket, quality: int = 5) -> bytes:
     """Decode one H.264 keyframe and encode it as JPEG (qscale `quality`, 2 best..31)."""
     decoder = av.CodecContext.create("h264", "r")
-    nals = [params.sps, params.pps] + h264.split_avcc(keyframe.data)
+    nals = [params.sps, params.pps, *h264.split_avcc(keyframe.data)]
     frames = decoder.decode(av.Packet(h264.to_annexb(nals)))
     frames += decoder.decode(None)
     if not frames:
@@ -45,9 +46,11 @@ class Snapshotter:
         self._jpeg = b""
         self._lock = asyncio.Lock()
 
-    @classmethod
-    def of(cls, stream: Stream) -> Snapshotter:
-        return stream.output("snapshot", cls)
+    def close(self) -> None:
+        pass  # nothing waits on it for long: a jpeg() call ends with its own timeout
+
+    def describe(self) -> dict[str, Any]:
+        return {}
 
     async def jpeg(self, timeout: float) -> bytes:
         """JPEG of the current keyframe, starting an on-demand source if needed."""
@@ -55,10 +58,12 @@ class Snapshotter:
         try:
             params = await self.stream.wait_ready(timeout)
             async with self._lock:
-                keyframe = self.stream.gop[0] if self.stream.gop else None
+                keyframe = self.stream.gop.keyframe
                 if keyframe is None or params.video is None:
                     params = await self.stream.wait_ready(timeout)
-                    keyframe = self.stream.gop[0]
+                    keyframe = self.stream.gop.keyframe
+                if keyframe is None or params.video is None:
+                    raise StreamNotReady(f"stream {self.stream.token} has no keyframe cached")
                 if self._key != keyframe.dts:
                     self._jpeg = await asyncio.to_thread(encode_keyframe_jpeg, params.video, keyframe)
                     self._key = keyframe.dts

@@ -44,11 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import aioice.ice
@@ -69,13 +66,14 @@ from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpSendParameters
 from aiortc.rtp import RtcpByePacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from gateway.formats import h264
-from gateway.formats.audio_transcode import OpusTranscoder
-from gateway.formats.rtp_h264 import packetize
-from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.config.settings import IceServer
+from gateway.hub.packet import StreamParams
 from gateway.hub.stream import Stream
-from gateway.outputs.webrtc.aiortc_compat.lean_sender import LeanRtpSender, RtpFrame, ntp_now
+from gateway.outputs.webrtc.aiortc_compat.lean_sender import LeanRtpSender, ntp_now
 from gateway.outputs.webrtc.aiortc_compat.rtcp_reader import RtcpReader
+from gateway.outputs.webrtc.feed import RtcFeed
+from gateway.outputs.webrtc.rtp_frame import RtpFrame
+from gateway.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -307,124 +305,17 @@ class PeerVideoTrack(PeerTrack):
     def resync(self) -> None:
         """Replay the cached GOP from its keyframe, one tick apart, then go on live."""
         now = time.monotonic()
-        if now - self.last_resync < RESYNC_MIN_INTERVAL or not self.feed.gop:
+        gop = self.feed.gop.items
+        if now - self.last_resync < RESYNC_MIN_INTERVAL or not gop:
             return
         self.last_resync = now
         self.queue.clear()
         self.skipping = False
         base = self.last_timestamp + 1
-        for i, frame in enumerate(self.feed.gop):
+        for i, frame in enumerate(gop):
             self.push(frame, base + i)
-        self.last_timestamp = base + len(self.feed.gop) - 1
-        self.offset = self.last_timestamp - self.feed.gop[-1].timestamp
-
-
-class OpusWorker:
-    """AAC to Opus for one stream, in order, in its own thread (PyAV work stays out of the
-    event loop); each packet's Opus frames come back to the loop to be sent.
-
-    A plain thread and queue: run_in_executor's two futures, their chained callbacks and
-    the pool's semaphore, per 20 ms of audio, cost the loop more than the hand-off needs.
-    """
-
-    def __init__(self, name: str, deliver: Callable[[list[tuple[int, bytes]]], None]):
-        self.loop = asyncio.get_running_loop()
-        self.deliver = deliver
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    def submit(self, transcode: Callable[[MediaPacket], list[tuple[int, bytes]]], packet: MediaPacket) -> None:
-        self.queue.put((transcode, packet))
-
-    def stop(self) -> None:
-        self.queue.put(None)
-
-    def _run(self) -> None:
-        while (job := self.queue.get()) is not None:
-            transcode, packet = job
-            try:
-                frames = transcode(packet)
-            except Exception:  # one bad packet must not end the stream's audio
-                log.exception("Opus transcode failed")
-                continue
-            if frames:
-                try:
-                    self.loop.call_soon_threadsafe(self.deliver, frames)
-                except RuntimeError:  # loop closed during shutdown
-                    return
-
-
-class RtcFeed:
-    """One per stream: RTP payloads made once, fanned out to every peer's tracks."""
-
-    def __init__(self, stream: Stream):
-        self.stream = stream
-        self.params: StreamParams | None = None
-        self.gop: list[RtpFrame] = []
-        self.video_tracks: set[PeerVideoTrack] = set()
-        self.audio_tracks: set[PeerTrack] = set()
-        self.opus: OpusTranscoder | None = None
-        self._worker: OpusWorker | None = None
-
-    @classmethod
-    def of(cls, stream: Stream) -> RtcFeed:
-        return stream.output("webrtc", cls)
-
-    @property
-    def peers(self) -> int:
-        return len(self.video_tracks)
-
-    def add_peer(self, video: PeerVideoTrack, audio: PeerTrack | None) -> None:
-        if not self.video_tracks:
-            self.stream.attach(self)
-        self.video_tracks.add(video)
-        if audio is not None:
-            self.audio_tracks.add(audio)
-        video.resync()
-
-    def remove_peer(self, video: PeerVideoTrack, audio: PeerTrack | None) -> None:
-        self.video_tracks.discard(video)
-        if audio is not None:
-            self.audio_tracks.discard(audio)
-        if not self.video_tracks:
-            self.stream.detach(self)
-            self.params, self.gop, self.opus = None, [], None
-            if self._worker is not None:
-                self._worker.stop()
-                self._worker = None
-
-    def close(self) -> None:
-        for track in list(self.video_tracks) + list(self.audio_tracks):
-            track.stop()
-
-    def on_params(self, params: StreamParams) -> None:
-        self.params = params
-        self.gop = []
-        self.opus = OpusTranscoder(params.audio) if params.audio and not params.g711 else None
-
-    def on_packet(self, packet: MediaPacket) -> None:
-        if packet.kind == "video" and self.params and self.params.video:
-            video = self.params.video
-            parameter_sets = [video.sps, video.pps] if packet.keyframe else None
-            frame = RtpFrame(packetize(h264.split_avcc(packet.data), parameter_sets), packet.pts, packet.keyframe)
-            if packet.keyframe:
-                self.gop = [frame]
-            elif self.gop:
-                self.gop.append(frame)
-            for track in self.video_tracks:
-                track.send(frame)
-        elif packet.kind == "g711" and self.audio_tracks:
-            self._send_audio([(packet.dts, packet.data)])
-        elif packet.kind == "audio" and self.opus is not None and self.audio_tracks:
-            if self._worker is None:
-                self._worker = OpusWorker(f"opus-{self.stream.token}", self._send_audio)
-            self._worker.submit(self.opus.transcode, packet)
-
-    def _send_audio(self, frames: list[tuple[int, bytes]]) -> None:
-        for timestamp, data in frames:
-            frame = RtpFrame([data], timestamp, True)
-            for track in self.audio_tracks:
-                track.push(frame, timestamp)
+        self.last_timestamp = base + len(gop) - 1
+        self.offset = self.last_timestamp - gop[-1].timestamp
 
 
 def take_dtls_server_role(pc: RTCPeerConnection) -> None:
@@ -463,10 +354,10 @@ class RtcPeer:
 
     CONNECT_TIMEOUT = 20.0
 
-    def __init__(self, peer_id: str, stream: Stream, ice_servers: list[dict], enable_audio: bool):
+    def __init__(self, peer_id: str, stream: Stream, ice_servers: tuple[IceServer, ...], enable_audio: bool):
         self.id = peer_id
         self.stream = stream
-        self.feed = RtcFeed.of(stream)
+        self.feed = stream.output(RtcFeed)
         self.ice_servers = ice_servers
         self.enable_audio = enable_audio
         self.pc: RTCPeerConnection | None = None
@@ -478,7 +369,9 @@ class RtcPeer:
     async def setup(self, params: StreamParams) -> None:
         """Create the connection with H.264 (camera profile first) and G.711 senders."""
         servers = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            RTCIceServer(
+                urls=s.urls if isinstance(s.urls, str) else list(s.urls), username=s.username, credential=s.credential
+            )
             for s in self.ice_servers
         ]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
@@ -502,12 +395,12 @@ class RtcPeer:
                 self._timeout.cancel()
             self.feed.add_peer(self.video, self.audio)
         elif state in ("failed", "closed"):
-            asyncio.ensure_future(self.close())
+            background(self.close())
 
     def _connect_timeout(self) -> None:
         if self.pc is not None and self.pc.connectionState != "connected":
             log.info("peer %s: no connection within %.0f s", self.id, self.CONNECT_TIMEOUT)
-            asyncio.ensure_future(self.close())
+            background(self.close())
 
     async def answer(self, offer_sdp: str) -> str:
         """WHEP: the client offers, we answer."""

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -19,19 +18,20 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from gateway.api.v1 import GATEWAY_KEY, fail
-from gateway.auth import AuthError, Session
+from gateway.auth import AuthError
 from gateway.config.file import valid_token
 from gateway.core import Gateway
 from gateway.hub.stream import Stream, StreamNotReady
-from gateway.outputs.ws_fmp4.socket import CLOSE_NOT_READY, CLOSE_POLICY, refuse, stream_socket
+from gateway.tasks import background
+from gateway.web.errors import fail
+from gateway.web.request import gateway, session_of
+from gateway.web.websocket import CLOSE_NOT_READY, CLOSE_POLICY, refuse, stream_socket
 
 if TYPE_CHECKING:
     from gateway.outputs.webrtc.peer import RtcPeer
 
 log = logging.getLogger(__name__)
 
-READY_TIMEOUT = 15.0
 DISABLED = "WebRTC is turned off (webrtc.bWebRTCSink)"
 WHEP_PAGE = Path(__file__).resolve().parents[3] / "www" / "whep.html"
 CORS = {
@@ -42,32 +42,22 @@ CORS = {
 }
 
 
-def check_session(gw: Gateway, session_id: str | None) -> Session | None:
-    if not gw.config.get("http", "bAuth"):
-        return None
-    return gw.auth.check(session_id)
-
-
-def ice_servers(gw: Gateway) -> list[dict]:
-    return [s for s in gw.config.raw.get("webrtc", {}).get("iceServers", []) if isinstance(s, dict) and s.get("urls")]
-
-
 async def new_peer(gw: Gateway, stream: Stream, audio: bool = True) -> RtcPeer:
     """A set-up peer for a ready stream (`audio`: the client takes audio too);
     StreamNotReady if the source gives no video."""
     # aiortc is imported on the first WebRTC viewer: ~20 MB a gateway without one never needs.
     from gateway.outputs.webrtc.peer import RtcPeer, ice_host_addresses, install_passthrough
 
-    install_passthrough(ice_host_addresses(gw.config.get("http", "strBindAddress")))
+    install_passthrough(ice_host_addresses(gw.settings.webrtc.bind))
     stream.acquire()  # hold the stream while waiting, so an on-demand source starts
     try:
-        params = await stream.wait_ready(READY_TIMEOUT)
+        params = await stream.wait_ready()
     finally:
         stream.release()
-    peer = RtcPeer(uuid.uuid4().hex, stream, ice_servers(gw), stream.conf["bEnableAudio"] and audio)
+    peer = RtcPeer(uuid.uuid4().hex, stream, gw.settings.webrtc.ice_servers, stream.conf.enable_audio and audio)
     await peer.setup(params)
     gw.rtc_peers[peer.id] = peer
-    asyncio.ensure_future(_forget_when_closed(gw, peer))
+    background(_forget_when_closed(gw, peer))
     return peer
 
 
@@ -80,11 +70,11 @@ async def _forget_when_closed(gw: Gateway, peer: RtcPeer) -> None:
 
 
 async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
-    gw = request.app[GATEWAY_KEY]
+    gw = gateway(request)
     ws, stream, _ = await stream_socket(request, max_msg_size=256 * 1024)
     if stream is None:
         return ws
-    if not gw.config.get("webrtc", "bWebRTCSink"):
+    if not gw.settings.webrtc.enabled:
         return await refuse(ws, CLOSE_POLICY, DISABLED)
     peer: RtcPeer | None = None
     try:
@@ -98,14 +88,20 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "open" and peer is None:
                 await ws.send_str(
-                    json.dumps({"type": "iceserver", "iceServers": ice_servers(gw), "iceTransportPolicy": "all"})
+                    json.dumps(
+                        {
+                            "type": "iceserver",
+                            "iceServers": [s.as_json() for s in gw.settings.webrtc.ice_servers],
+                            "iceTransportPolicy": "all",
+                        }
+                    )
                 )
                 try:
                     peer = await new_peer(gw, stream)
                 except StreamNotReady as e:
                     return await refuse(ws, CLOSE_NOT_READY, str(e))
                 await ws.send_str(json.dumps({"type": "offer", "sdp": await peer.offer()}))
-                asyncio.ensure_future(_close_ws_with_peer(ws, peer))
+                background(_close_ws_with_peer(ws, peer))
             elif kind == "answer" and peer is not None:
                 await peer.accept_answer(str(message.get("sdp", "")))
             elif kind == "remoteice" and peer is not None:
@@ -151,12 +147,12 @@ async def whep_options(request: web.Request) -> web.Response:
 
 
 async def whep_post(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY_KEY]
+    gw = gateway(request)
     try:
-        check_session(gw, _whep_session(request))
+        session_of(gw, _whep_session(request))
     except AuthError as e:
         return _with_cors(fail(401, f"unauthorized: {e}"))
-    if not gw.config.get("webrtc", "bWebRTCSink"):
+    if not gw.settings.webrtc.enabled:
         return _with_cors(fail(403, DISABLED))
     token = request.match_info["token"]
     stream = gw.stream(token) if valid_token(token) else None
@@ -183,7 +179,8 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
         return _with_cors(fail(400, "the offer has no H.264 (packetization-mode 1) to receive"))
     location = f"/{token}/whep/{peer.id}"
     links = [
-        f'<{s["urls"] if isinstance(s["urls"], str) else s["urls"][0]}>; rel="ice-server"' for s in ice_servers(gw)
+        f'<{s.urls if isinstance(s.urls, str) else s.urls[0]}>; rel="ice-server"'
+        for s in gw.settings.webrtc.ice_servers
     ]
     response = web.Response(status=201, text=answer, content_type="application/sdp", headers={"Location": location})
     if links:
@@ -192,7 +189,7 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
 
 
 async def whep_delete(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY_KEY]
+    gw = gateway(request)
     peer = gw.rtc_peers.get(request.match_info["peer"])
     if peer is None or peer.stream.token != request.match_info["token"]:
         return _with_cors(fail(404, "no such WHEP session"))

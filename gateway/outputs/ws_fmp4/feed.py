@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.formats.fmp4 import fragment, init_segment
+from gateway.hub.gop import GopMemo
 from gateway.hub.packet import MediaPacket, StreamParams
 from gateway.hub.stream import Stream
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
@@ -52,16 +54,12 @@ class Fmp4Feed:
         self.stream = stream
         self.params: StreamParams | None = None
         self.init: Message | None = None
-        self.gop: list[Message] = []  # since the last keyframe
+        self.gop: GopMemo[Message] = stream.gop.memo()  # the cached GOP's messages
         self.viewers: set[TransportViewer] = set()
         self.sequence = 0
         self.fragments_made = 0
         self._pending_audio: list[bytes] = []
         self._pending_audio_dts: int | None = None
-
-    @classmethod
-    def of(cls, stream: Stream) -> Fmp4Feed:
-        return stream.output("fmp4", cls)
 
     # -- viewers -------------------------------------------------------------------
 
@@ -71,11 +69,12 @@ class Fmp4Feed:
         The caller holds the stream (Stream.acquire) for as long as the viewer watches.
         """
         if not self.viewers:
+            self.gop.reset()
             self.stream.attach(self)
         self.viewers.add(viewer)
         if self.init is not None:
             self._send(viewer, self.init, essential=True)
-            for message in self.gop:
+            for message in self.gop.items:
                 self._send(viewer, message)
 
     def unsubscribe(self, viewer: TransportViewer) -> None:
@@ -85,7 +84,8 @@ class Fmp4Feed:
         if not self.viewers:
             # Nobody to fragment for: stop work, forget the cache (it would go stale).
             self.stream.detach(self)
-            self.params, self.init, self.gop = None, None, []
+            self.params, self.init = None, None
+            self.gop.reset()
             self._pending_audio, self._pending_audio_dts = [], None
 
     def close(self) -> None:
@@ -94,6 +94,9 @@ class Fmp4Feed:
             viewer.ended.set()
             self.unsubscribe(viewer)
 
+    def describe(self) -> dict[str, Any]:
+        return {}
+
     @staticmethod
     def _send(viewer: TransportViewer, message: Message, essential: bool = False) -> None:
         data = message.for_viewer(viewer)
@@ -101,10 +104,7 @@ class Fmp4Feed:
             viewer.put(data, message.keyframe, essential)
 
     def _publish(self, message: Message) -> None:
-        if message.keyframe:
-            self.gop = [message]
-        elif self.gop:
-            self.gop.append(message)
+        self.gop.add(message)
         for viewer in self.viewers:
             self._send(viewer, message)
 
@@ -117,7 +117,6 @@ class Fmp4Feed:
         full = ws_binary_message(init_segment(params))
         video_only = ws_binary_message(init_segment(params.without_audio())) if params.audio else full
         self.init = Message(full, video_only, True)
-        self.gop = []
         self._pending_audio, self._pending_audio_dts = [], None
         for viewer in self.viewers:
             self._send(viewer, self.init, essential=True)

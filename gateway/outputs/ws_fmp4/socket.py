@@ -1,6 +1,6 @@
 """The h5s player's live-video WebSocket: /api/v1/h5swsapi (PROTOCOLS.md §2).
 
-With `playback=true` the same path plays recordings instead (api/playback.py).
+With `playback=true` the same path plays recordings instead (playback/socket.py).
 
 First binary frame: the MIME string for addSourceBuffer; then the init segment; then
 one moof+mdat per frame from the stream's shared fMP4 feed. Problems are reported by
@@ -16,47 +16,15 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from gateway.api.v1 import GATEWAY_KEY, session_from
-from gateway.auth import AuthError, Session
-from gateway.config.file import valid_token
-from gateway.hub.stream import Stream, StreamNotReady
+from gateway.hub.stream import StreamNotReady
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.playback.socket import playback_socket
+from gateway.web.websocket import CLOSE_NOT_FOUND, CLOSE_NOT_READY, refuse, stream_socket
 
 log = logging.getLogger(__name__)
 
-READY_TIMEOUT = 15.0
-CLOSE_POLICY = 4001  # application close codes: 4001 auth, 4004 unknown token, 4008 not ready
-CLOSE_NOT_FOUND = 4004
-CLOSE_NOT_READY = 4008
 KNOWN_COMMANDS = ("H5_KEEPALIVE", "H5_START", "H5_PAUSE", "H5_RESUME", "H5_SEEK", "H5_SPEED")
-
-
-async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSocketResponse:
-    await ws.send_str(json.dumps({"type": "H5_ERROR", "strCode": reason}))
-    await ws.close(code=code, message=reason.encode()[:120])
-    return ws
-
-
-async def stream_socket(
-    request: web.Request, max_msg_size: int = 64 * 1024
-) -> tuple[web.WebSocketResponse, Stream | None, Session | None]:
-    """Upgrade, then check the session and the token. On a problem the socket is already
-    closed with a readable reason and the stream is None."""
-    gw = request.app[GATEWAY_KEY]
-    ws = web.WebSocketResponse(max_msg_size=max_msg_size, compress=False)
-    await ws.prepare(request)
-    try:
-        session = session_from(request)
-    except AuthError as e:
-        await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
-        return ws, None, None
-    token = request.query.get("token", "")
-    stream = gw.stream(token) if valid_token(token) else None
-    if stream is None:
-        await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
-    return ws, stream, session
 
 
 async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
@@ -68,14 +36,14 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
 
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))
-    feed = Fmp4Feed.of(stream)
+    feed = stream.output(Fmp4Feed)
     # `audio=false` (ours): a muted player gets video only, and with it no wait for the
     # browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less.
     video_only = request.query.get("audio") == "false"
     viewer = TransportViewer(request.transport, video_only=video_only)
     try:
         try:
-            params = await stream.wait_ready(READY_TIMEOUT)
+            params = await stream.wait_ready()
         except StreamNotReady as e:
             return await refuse(ws, CLOSE_NOT_READY, str(e))
         await ws.send_bytes((params.without_audio() if video_only else params).mime.encode("ascii"))

@@ -3,13 +3,15 @@
 An output makes its bytes once per stream and hands the same object to every viewer,
 which writes it to its transport at once: no task switch and no copy per viewer. The
 transport's buffer is the viewer's bounded queue: a viewer whose unsent bytes pass the
-budget skips frames until the next keyframe once it has caught up, so it can never slow
-the others or grow memory.
+budget skips frames until the next keyframe once it has caught up (the hub's one
+back-pressure policy), so it can never slow the others or grow memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+from gateway.hub.backpressure import KeyframeSkip
 
 DEFAULT_BUDGET = 4 * 1024 * 1024  # unsent bytes: a few seconds of a 4-8 Mbps stream
 
@@ -19,8 +21,7 @@ class TransportViewer:
         self.transport = transport
         self.video_only = video_only  # a muted player: audio would only add latency
         self.budget = budget
-        self.skipping = False
-        self.skips = 0
+        self.skip = KeyframeSkip()
         self.ended = asyncio.Event()  # set when the output goes away (source deleted)
 
     @property
@@ -31,12 +32,12 @@ class TransportViewer:
         """Send `data` now, unless the viewer is behind. `essential` data is always sent."""
         if self.closed:
             return
-        if not essential:
-            behind = self.transport.get_write_buffer_size() + len(data) > self.budget
-            if behind and not self.skipping:
-                self.skipping = True
-                self.skips += 1
-            if self.skipping and (behind or not keyframe):
-                return
-            self.skipping = False
+        if not essential and not self.skip.admit(
+            keyframe, behind=self.transport.get_write_buffer_size() + len(data) > self.budget
+        ):
+            return
         self.transport.write(data)
+
+    @property
+    def skips(self) -> int:
+        return self.skip.skips

@@ -11,11 +11,11 @@ saved in one write of h5ss.conf.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.file import ConfigError, SourceConf, valid_token
-from gateway.core import Gateway
 from gateway.vendors.hikvision.client import Camera, HikClient, HikError, HikUnavailable
 
 SOURCE_TYPE = "H5_HIKVISION"
@@ -44,10 +44,13 @@ class ImportReport:
         }
 
 
-async def import_cameras(gw: Gateway, client: HikClient) -> ImportReport:
-    """Create or update one source per platform camera. HikError when the platform cannot
-    list its devices at all; a device whose cameras cannot be listed is a failure in the
-    report, and its sources are not called gone."""
+async def import_cameras(
+    client: HikClient, sources: Mapping[str, SourceConf], put_sources: Callable[[list[SourceConf]], None]
+) -> ImportReport:
+    """Create or update one source per platform camera. `sources`: the gateway's, by token;
+    `put_sources`: adds or replaces several at once (one save of the config). HikError when
+    the platform cannot list its devices at all; a device whose cameras cannot be listed
+    is a failure in the report, and its sources are not called gone."""
     async with _running:
         report = ImportReport()
         cameras: dict[str, Camera] = {}
@@ -71,24 +74,24 @@ async def import_cameras(gw: Gateway, client: HikClient) -> ImportReport:
 
         changes: list[SourceConf] = []
         for camera in cameras.values():
-            conf, reason = _source_for(gw, camera)
+            conf, reason = _source_for(sources, camera)
             if reason:
                 report.failed.append({"strToken": camera.id, "strName": camera.name, "strReason": reason})
             elif conf is None:
                 report.unchanged.append(camera.id)
             else:
-                (report.updated if camera.id in gw.config.sources else report.added).append(camera.id)
+                (report.updated if camera.id in sources else report.added).append(camera.id)
                 changes.append(conf)
 
-        for conf in gw.config.sources.values():
+        for conf in sources.values():
             if conf.type == SOURCE_TYPE and conf.token not in cameras and conf["strHikDeviceSerial"] not in unlisted:
                 report.gone.append({"strToken": conf.token, "strName": conf.name})
         if changes:
-            gw.put_sources(changes)
+            put_sources(changes)
         return report
 
 
-def _source_for(gw: Gateway, camera: Camera) -> tuple[SourceConf | None, str]:
+def _source_for(sources: Mapping[str, SourceConf], camera: Camera) -> tuple[SourceConf | None, str]:
     """(the new or updated source, "") or (None, "") when it is up to date, or (None, why not)."""
     if not valid_token(camera.id):
         return None, f"camera id {camera.id!r} cannot be a token (1-64 letters, digits, '-', '_' or '.')"
@@ -99,7 +102,7 @@ def _source_for(gw: Gateway, camera: Camera) -> tuple[SourceConf | None, str]:
         "strHikDeviceSerial": camera.device_serial,
         "strHikCameraId": camera.id,
     }
-    existing = gw.config.sources.get(camera.id)
+    existing = sources.get(camera.id)
     if existing is not None and existing.type != SOURCE_TYPE:
         return None, f"token {camera.id!r} is already used by an {existing.type} source"
     merged = {**existing.raw, **fields} if existing is not None else fields

@@ -36,7 +36,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -52,6 +51,7 @@ from aiortc.rtp import (
 from aiortc.utils import random32
 
 from gateway.outputs.webrtc import udp_gso
+from gateway.outputs.webrtc.rtp_frame import PacketLayout, RtpFrame
 
 try:
     from pylibsrtp._binding import ffi
@@ -87,48 +87,6 @@ RTP_FIELDS = struct.Struct("!BHII")  # the header after its first byte: what dif
 def ntp_now() -> int:
     """The 64-bit NTP time (what aiortc.clock.current_ntp_time gives, without datetime)."""
     return int((time.time() + NTP_EPOCH_OFFSET) * 2**32)
-
-
-@dataclass(frozen=True, slots=True)
-class RtpFrame:
-    """One frame as RTP payloads, made once per stream; `timestamp` on the media clock.
-
-    `layouts` keeps the frame's PacketLayout for each packet shape its peers use.
-    """
-
-    payloads: list[bytes]
-    timestamp: int
-    keyframe: bool
-    layouts: dict[tuple[bytes, int], PacketLayout] = field(default_factory=dict, compare=False)
-
-
-class PacketLayout:
-    """A frame's packets for one shape (header extension block, SRTP tag length): each as a
-    header whose fields the peer fills in, the extension block and the payload, followed
-    by room for the tag, one after the other in `data`.
-
-    `packets` gives each packet's offset, plaintext length and marker bit; `datagrams`
-    where each ends once protected, and the frame's sendmmsg messages.
-    """
-
-    __slots__ = ("data", "datagrams", "octets", "packets", "tag")
-
-    def __init__(self, payloads: list[bytes], extension: bytes, tag: int):
-        header = bytes([0x90 if extension else 0x80]) + bytes(11) + extension
-        room = bytes(tag)
-        parts, packets, ends = [], [], []
-        offset, last = 0, len(payloads) - 1
-        for i, payload in enumerate(payloads):
-            parts += (header, payload, room)
-            length = len(header) + len(payload)
-            packets.append((offset, length, 0x80 if i == last else 0))
-            offset += length + tag
-            ends.append(offset)
-        self.data = b"".join(parts)
-        self.packets = packets
-        self.datagrams = udp_gso.Datagrams(ends)
-        self.octets = sum(map(len, payloads))
-        self.tag = tag
 
 
 class SendBuffer:

@@ -1,0 +1,105 @@
+"""Sources: GetSrc, AddSrcFile, AddSrcRTSP, DelSrc."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.commands import bool_param, command, enum_param, param, token_param
+from gateway.auth import Session
+from gateway.config.file import CONNECT_TYPES, RTSP_TYPES, SourceConf
+from gateway.core import Gateway
+from gateway.ingest.stream import redact
+from gateway.web.errors import ApiError, ok
+from gateway.web.request import gateway
+
+SRC_FIELDS = (
+    "nType",
+    "strName",
+    "strToken",
+    "strUrl",
+    "strUser",
+    "bPasswdEncrypt",
+    "bEnableAudio",
+    "nConnectType",
+    "nRTSPType",
+    "strSrcIpAddress",
+    "strSrcPort",
+    "nChannelNumber",
+    "bOnvifProfileAuto",
+    "strOnvifAddr",
+    "strOnvifProfileMain",
+    "strOnvifProfileSub",
+    "bRec",
+)
+
+
+def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
+    conf = gw.config.sources[token]
+    info = {key: conf[key] for key in SRC_FIELDS}
+    info.update({key: conf[key] for key in SourceConf.TYPE_FIELDS.get(conf.type, {})})
+    info["strUrl"] = redact(conf.url)
+    info["strPasswd"] = "*****" if conf.password else ""
+    stream = gw.stream(token)
+    info["bOnline"] = bool(stream and stream.online)
+    info["strState"] = stream.state if stream else "disabled"
+    info["strLastError"] = (stream.last_error if stream else "source could not be created") or ""
+    info["nViewers"] = stream.viewers if stream else 0
+    info["nRtcPeers"] = sum(1 for peer in gw.rtc_peers.values() if peer.stream is stream)
+    info["strSnapshotUrl"] = f"api/v1/GetImage?token={token}"
+    info["nHlsSegments"] = 0  # in memory only while HLS clients poll (the segmenter says)
+    # What the source learnt while connecting (ONVIF: the profile in use), and its outputs.
+    if stream:
+        info.update(stream.describe())
+    if stream and stream.params and stream.params.video:
+        info["nWidth"], info["nHeight"] = stream.params.video.width, stream.params.video.height
+        info["strCodec"] = stream.params.mime
+    return info
+
+
+@command("GetSrc")
+async def get_src(request: web.Request, _: Session | None) -> web.Response:
+    gw = gateway(request)
+    tokens = [token_param(request)] if "token" in request.query else list(gw.config.sources)
+    return web.json_response({"bStatus": True, "strCode": "ok", "src": [describe_source(gw, t) for t in tokens]})
+
+
+def common_source_fields(request: web.Request) -> dict[str, Any]:
+    name = param(request, "name", max_len=128).strip()
+    if not name:
+        raise ApiError(400, "name must not be empty")
+    return {
+        "strName": name,
+        "strToken": token_param(request, existing=False),
+        "bEnableAudio": bool_param(request, "audio", True),
+        "nConnectType": enum_param(request, "connecttype", CONNECT_TYPES, "H5_ONDEMAND"),
+        "bRec": bool_param(request, "rec", False),
+    }
+
+
+@command("AddSrcFile", role="Administrator")
+async def add_src_file(request: web.Request, _: Session | None) -> web.Response:
+    fields = common_source_fields(request) | {"nType": "H5_FILE", "strUrl": param(request, "url")}
+    conf = gateway(request).add_source(fields)
+    return ok(f"source {conf.token} added")
+
+
+@command("AddSrcRTSP", role="Administrator")
+async def add_src_rtsp(request: web.Request, _: Session | None) -> web.Response:
+    fields = common_source_fields(request) | {
+        "nType": "H5_STREAM",
+        "strUrl": param(request, "url"),
+        "strUser": param(request, "user", "", max_len=128),
+        "strPasswd": param(request, "password", "", max_len=128),
+        "nRTSPType": enum_param(request, "rtsptype", RTSP_TYPES, "H5_RTSP_TCP"),
+    }
+    conf = gateway(request).add_source(fields)
+    return ok(f"source {conf.token} added")
+
+
+@command("DelSrc", role="Administrator")
+async def del_src(request: web.Request, _: Session | None) -> web.Response:
+    token = token_param(request)
+    gateway(request).delete_source(token)
+    return ok(f"source {token} deleted")

@@ -1,0 +1,51 @@
+"""The h5s WebSockets' common ground: upgrade, check the caller and the token, refuse clearly.
+
+A browser cannot read the body of a refused upgrade, so problems are told after it: a
+text event `{"type": "H5_ERROR", "strCode": reason}`, then a close with an application
+code (PROTOCOLS.md §2) and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from gateway.auth import AuthError, Session
+from gateway.config.file import valid_token
+from gateway.hub.stream import Stream
+from gateway.web.request import gateway, session_from
+
+CLOSE_BAD_REQUEST = 4000
+CLOSE_POLICY = 4001  # no session, or a feature turned off
+CLOSE_NOT_FOUND = 4004
+CLOSE_NOT_READY = 4008  # no media in time, or a recording that cannot be read
+
+
+async def error_event(ws: web.WebSocketResponse, reason: str) -> None:
+    await ws.send_str(json.dumps({"type": "H5_ERROR", "strCode": reason}))
+
+
+async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSocketResponse:
+    await error_event(ws, reason)
+    await ws.close(code=code, message=reason.encode()[:120])
+    return ws
+
+
+async def stream_socket(
+    request: web.Request, max_msg_size: int = 64 * 1024
+) -> tuple[web.WebSocketResponse, Stream | None, Session | None]:
+    """Upgrade, then check the session and the token. On a problem the socket is already
+    closed with a readable reason and the stream is None."""
+    ws = web.WebSocketResponse(max_msg_size=max_msg_size, compress=False)
+    await ws.prepare(request)
+    try:
+        session = session_from(request)
+    except AuthError as e:
+        await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+        return ws, None, None
+    token = request.query.get("token", "")
+    stream = gateway(request).stream(token) if valid_token(token) else None
+    if stream is None:
+        await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
+    return ws, stream, session
