@@ -12,7 +12,7 @@ import signal
 import sys
 
 from gateway.app import prepare, serve
-from gateway.config.file import ConfigError, load_config
+from gateway.config.file import Config, ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(run(config))
 
 
-async def run(config) -> int:
+async def run(config: Config) -> int:
     try:
         runner = await serve(config)
     except OSError as e:

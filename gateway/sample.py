@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 SAMPLE_NAME = "h5ss-sample.mp4"
 
 
-def _pull_all(graph_source: str, args: str):
+def _pull_all(graph_source: str, args: str) -> Iterator[av.frame.Frame]:
     graph = av.filter.Graph()
     src = graph.add(graph_source, args)
     sink = graph.add("abuffersink" if graph_source == "sine" else "buffersink")
@@ -44,10 +45,12 @@ def make_sample(
         audio = out.add_stream("aac", rate=48000, layout="stereo")
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
         for frame in _pull_all("testsrc2", f"size={width}x{height}:rate={fps}:duration={seconds}"):
+            assert isinstance(frame, av.VideoFrame)
             frame.pict_type = PictureType.NONE  # testsrc2 marks every frame I, which x264 obeys: keep the GOP
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         for frame in _pull_all("sine", f"frequency=440:sample_rate=48000:duration={seconds}:samples_per_frame=1024"):
+            assert isinstance(frame, av.AudioFrame)
             for converted in resampler.resample(frame):
                 out.mux(audio.encode(converted))
         out.mux(audio.encode(None))

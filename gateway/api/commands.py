@@ -22,7 +22,7 @@ Handler = Callable[[web.Request, Session | None], Awaitable[web.StreamResponse]]
 COMMANDS: dict[str, tuple[Handler, str | None]] = {}
 
 
-def command(name: str, role: str | None = "Viewer"):
+def command(name: str, role: str | None = "Viewer") -> Callable[[Handler], Handler]:
     """Register an API command; role None means no session needed (Login)."""
 
     def register(handler: Handler) -> Handler:

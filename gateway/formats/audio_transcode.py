@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Literal
 
 import av
 
@@ -24,12 +25,19 @@ OPUS_RATE = 48000
 OPUS_FRAME = 960  # 20 ms
 
 
+def audio_context(codec: str, mode: Literal["r", "w"]) -> av.AudioCodecContext:
+    context = av.CodecContext.create(codec, mode)
+    if not isinstance(context, av.AudioCodecContext):
+        raise ValueError(f"{codec} is not an audio codec")
+    return context
+
+
 class _Transcoder:
     """Decode, resample to the encoder's frame size, encode, on a continuous sample clock."""
 
     def __init__(
         self,
-        decoder: av.CodecContext,
+        decoder: av.AudioCodecContext,
         codec: str,
         rate: int,
         layout: str,
@@ -39,7 +47,7 @@ class _Transcoder:
         options: dict[str, str] | None = None,
     ):
         self.decoder = decoder
-        self.encoder = av.CodecContext.create(codec, "w")
+        self.encoder = audio_context(codec, "w")
         self.encoder.sample_rate = rate
         self.encoder.layout = layout
         self.encoder.format = fmt
@@ -67,12 +75,13 @@ class _Transcoder:
                 resampled.pts = self.next_pts
                 self.next_pts += resampled.samples
                 for encoded in self.encoder.encode(resampled):
-                    out.append((int(encoded.pts), bytes(encoded)))
+                    if encoded.pts is not None:  # an encoder's packets always have one
+                        out.append((encoded.pts, bytes(encoded)))
         return out
 
 
-def _decoder(codec: str, sample_rate: int, channels: int, extradata: bytes | None = None) -> av.CodecContext:
-    decoder = av.CodecContext.create(codec, "r")
+def _decoder(codec: str, sample_rate: int, channels: int, extradata: bytes | None = None) -> av.AudioCodecContext:
+    decoder = audio_context(codec, "r")
     decoder.sample_rate = sample_rate
     decoder.layout = "mono" if channels == 1 else "stereo"
     if extradata:

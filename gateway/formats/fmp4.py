@@ -72,7 +72,7 @@ def _mp4a_entry(audio: AudioParams) -> bytes:
 
 def _trak(track_id: int, params: VideoParams | AudioParams) -> bytes:
     is_video = isinstance(params, VideoParams)
-    width, height = (params.width, params.height) if is_video else (0, 0)
+    width, height = (params.width, params.height) if isinstance(params, VideoParams) else (0, 0)
     tkhd = full_box(
         b"tkhd",
         0,
@@ -88,7 +88,7 @@ def _trak(track_id: int, params: VideoParams | AudioParams) -> bytes:
     hdlr = full_box(b"hdlr", 0, 0, bytes(4), handler, bytes(12), b"h5ss\x00")
     media_header = full_box(b"vmhd", 0, 1, bytes(8)) if is_video else full_box(b"smhd", 0, 0, bytes(4))
     dinf = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
-    entry = _avc1_entry(params) if is_video else _mp4a_entry(params)
+    entry = _avc1_entry(params) if isinstance(params, VideoParams) else _mp4a_entry(params)
     stbl = box(
         b"stbl",
         full_box(b"stsd", 0, 0, struct.pack(">I", 1), entry),
@@ -111,8 +111,11 @@ def init_segment(params: StreamParams, with_duration: bool = False) -> bytes:
     fixed-size fields (mvhd and mehd, see MOVIE_TIMESCALE) when it is finalised.
     """
     ftyp = box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso6", b"avc1", b"mp41")
-    tracks = [(VIDEO_TRACK_ID, params.video), (AUDIO_TRACK_ID, params.audio)]
-    tracks = [(tid, p) for tid, p in tracks if p is not None]
+    tracks: list[tuple[int, VideoParams | AudioParams]] = []
+    if params.video is not None:
+        tracks.append((VIDEO_TRACK_ID, params.video))
+    if params.audio is not None:
+        tracks.append((AUDIO_TRACK_ID, params.audio))
     mvhd = full_box(
         b"mvhd",
         0,

@@ -73,7 +73,8 @@ def parse_avcc_config(extradata: bytes) -> tuple[list[bytes], list[bytes], int]:
         raise ValueError("not an avcC record")
     length_size = (extradata[4] & 0x03) + 1
     pos = 5
-    sps_list, pps_list = [], []
+    sps_list: list[bytes] = []
+    pps_list: list[bytes] = []
     for target, count_mask in ((sps_list, 0x1F), (pps_list, 0xFF)):
         count = extradata[pos] & count_mask
         pos += 1

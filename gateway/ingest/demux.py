@@ -15,6 +15,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import av
@@ -55,7 +56,11 @@ class DemuxThread:
         self.enable_audio = enable_audio
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"demux-{name}", daemon=True)
-        self._deliver_to = {"start": sink.on_session_start, "params": sink.on_params, "packet": sink.on_packet}
+        self._deliver_to: dict[str, Callable[..., None]] = {
+            "start": sink.on_session_start,
+            "params": sink.on_params,
+            "packet": sink.on_packet,
+        }
 
     def start(self) -> None:
         self._thread.start()
@@ -68,13 +73,13 @@ class DemuxThread:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _emit(self, method, *args) -> None:
+    def _emit(self, method: Callable[..., None], *args: Any) -> None:
         try:
             self.loop.call_soon_threadsafe(self._deliver, method, args)
         except RuntimeError:  # loop closed during shutdown
             self._stop.set()
 
-    def _deliver(self, method, args) -> None:
+    def _deliver(self, method: Callable[..., None], args: tuple[Any, ...]) -> None:
         """In the loop: drop what a stopped thread still sends, so a restarted stream
         never mixes packets of its old and new connections."""
         if not self._stop.is_set():

@@ -137,7 +137,9 @@ class PacketReader:
             self.untimed.append(media)
             return [], changed
         tb = packet.time_base
-        media.dts = _ticks(packet.dts if packet.dts is not None else packet.pts, tb, VIDEO_TIMESCALE)
+        dts = packet.dts if packet.dts is not None else packet.pts
+        assert dts is not None  # one of them is set: checked above
+        media.dts = _ticks(dts, tb, VIDEO_TIMESCALE)
         media.pts = _ticks(packet.pts, tb, VIDEO_TIMESCALE) if packet.pts is not None else media.dts
         media.duration = _ticks(packet.duration, tb, VIDEO_TIMESCALE) if packet.duration else 0
         ready = [*self.untimed, media]

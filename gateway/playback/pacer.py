@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -49,15 +50,21 @@ class Segment:
         return self.offset + self.duration
 
 
+def time_base(stream: av.stream.Stream) -> Fraction:
+    if stream.time_base is None:  # an MP4 track always has one
+        raise ValueError("a track without a time base")
+    return stream.time_base
+
+
 def first_frame(video: av.video.stream.VideoStream) -> float:
     """File seconds of the first video frame: the instant the index's `start` stands for."""
-    return float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+    return float(video.start_time * time_base(video)) if video.start_time is not None else 0.0
 
 
 def seek_file(container: av.container.InputContainer, video: av.video.stream.VideoStream, seconds: float) -> None:
     """To the keyframe at or before file second `seconds` (a millisecond of slack, so a
     keyframe exactly there is not missed by rounding)."""
-    container.seek(round((seconds + 0.001) / video.time_base), stream=video, backward=True)
+    container.seek(round((seconds + 0.001) / time_base(video)), stream=video, backward=True)
 
 
 class PlaybackStopped(Exception):
@@ -221,7 +228,7 @@ class Playback:
                     seek_file(container, video, within + start)
                     for packet in container.demux(video):
                         if packet.pts is not None and packet.is_keyframe:
-                            return segment.offset + float(packet.pts * video.time_base) - start
+                            return segment.offset + float(packet.pts * time_base(video)) - start
                 return segment.offset + within
         return 0.0
 

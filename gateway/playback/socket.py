@@ -79,7 +79,8 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     playback.start()
     reader = asyncio.create_task(_read_commands(ws, control))
     try:
-        await asyncio.wait([reader, finished], return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [reader, finished]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if finished.done() and not ws.closed:
             error = finished.result()
             if error:
@@ -98,9 +99,11 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
 
 def _number(message: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = message.get(name)
+    if not isinstance(value, int | float | str):  # the h5s player sends numbers; older pages strings
+        return None
     try:
-        number = float(value)  # the h5s player sends numbers; older pages strings
-    except (TypeError, ValueError):
+        number = float(value)
+    except ValueError:
         return None
     return number if low <= number <= high else None
 

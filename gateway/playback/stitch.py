@@ -31,13 +31,13 @@ def stitch(segments: list[Segment], length: float, out_path: Path) -> float:
             if segment.end <= 0 or segment.offset >= length:
                 continue
             with av.open(str(segment.path)) as container:
-                inputs = {
-                    "video": container.streams.video[0] if container.streams.video else None,
+                if not container.streams.video:
+                    continue
+                video = container.streams.video[0]
+                inputs: dict[str, av.stream.Stream | None] = {
+                    "video": video,
                     "audio": container.streams.audio[0] if container.streams.audio else None,
                 }
-                video = inputs["video"]
-                if video is None:
-                    continue
                 if not outputs:
                     for kind, stream in inputs.items():
                         if stream is not None:

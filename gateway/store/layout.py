@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from gateway.store.timefmt import TimeFormatError, format_offset, parse_offset
@@ -54,7 +54,7 @@ class Place:
     def at(cls, kind: str, token: str, when: datetime) -> Place:
         """The place for a file starting at `when` (aware), in `when`'s zone."""
         assert when.tzinfo is not None
-        return cls(kind, token, when.strftime("%Y-%m-%d"), when.strftime("%H-%M-%S"), format_offset(when.tzinfo, when))  # type: ignore[arg-type]
+        return cls(kind, token, when.strftime("%Y-%m-%d"), when.strftime("%H-%M-%S"), format_offset(when.tzinfo, when))
 
     @classmethod
     def given(cls, kind: str, token: str, day: str, clock: str, tz: str | None) -> Place:
@@ -73,7 +73,7 @@ class Place:
             zone = parse_offset(tz) if tz is not None else local_zone()
         except TimeFormatError as e:
             raise LayoutError(str(e)) from None
-        return cls(kind, token, day, clock, format_offset(zone))  # type: ignore[arg-type]
+        return cls(kind, token, day, clock, format_offset(zone))
 
     def path(self, name: str) -> str:
         return f"{self.kind}/{self.token}/{self.day}TZ{self.tz}/{self.clock}/{name}.{EXTENSIONS[self.kind]}"
@@ -108,5 +108,7 @@ def parse_path(path: str) -> PathInfo | None:
     return PathInfo(match["kind"], match["token"], when, match["tz"])
 
 
-def local_zone() -> timezone:
-    return datetime.now().astimezone().tzinfo  # type: ignore[return-value]
+def local_zone() -> tzinfo:
+    zone = datetime.now().astimezone().tzinfo
+    assert zone is not None  # astimezone() always gives an aware time
+    return zone

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 _ISO = re.compile(
@@ -62,7 +62,7 @@ def parse_time(text: str, default_tz: timezone | None = None) -> datetime:
     return naive.astimezone()
 
 
-def format_offset(tz: timezone, when: datetime | None = None) -> str:
+def format_offset(tz: tzinfo, when: datetime | None = None) -> str:
     """`+0800` style, as used in store paths (`2026-11-21TZ+0800`)."""
     delta = tz.utcoffset(when)
     assert delta is not None
@@ -74,7 +74,7 @@ def format_offset(tz: timezone, when: datetime | None = None) -> str:
 def format_time(when: datetime) -> str:
     """h5stream's answer form: `2018-03-07T120101+0800`."""
     assert when.tzinfo is not None
-    return when.strftime("%Y-%m-%dT%H%M%S") + format_offset(when.tzinfo, when)  # type: ignore[arg-type]
+    return when.strftime("%Y-%m-%dT%H%M%S") + format_offset(when.tzinfo, when)
 
 
 @lru_cache(maxsize=256)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -218,7 +219,7 @@ class HttpFront(asyncio.BufferedProtocol):
                 return
             del self.buffer[: end + 4]
             assert request is not None
-            if answer is LATER:
+            if isinstance(answer, Later):
                 self.answering = request
             else:
                 self._write(request, answer)
@@ -276,7 +277,7 @@ class FrontSite(web.TCPSite):
         *,
         route: FastRoute,
         internal_error: InternalError,
-        ssl_context=None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         super().__init__(runner, host, port, ssl_context=ssl_context)
         self.route = route

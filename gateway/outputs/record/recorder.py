@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.formats.fmp4 import MOVIE_TIMESCALE, duration_field_offsets, fragment_tracks, init_segment
 from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
@@ -39,7 +40,7 @@ class RecordFile:
     def __init__(self, path: Path):
         self.path = path
         self.size = 0
-        self._file = None
+        self._file: BinaryIO | None = None
         self._duration_offsets: list[int] = []
 
     def open(self, init: bytes) -> None:

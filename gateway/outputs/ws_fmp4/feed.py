@@ -128,10 +128,13 @@ class Fmp4Feed:
         self.fragments_made += 1
         data = fragment(self.sequence, packet.kind, [packet])
         if packet.kind == "audio":
+            audio = self.params.audio if self.params is not None else None
+            if audio is None:
+                return  # the hub passes audio only with its parameters
             self._pending_audio.append(data)
             if self._pending_audio_dts is None:
                 self._pending_audio_dts = packet.dts
-            held = (packet.dts - self._pending_audio_dts) / self.params.audio.sample_rate  # type: ignore[union-attr]
+            held = (packet.dts - self._pending_audio_dts) / audio.sample_rate
             if held >= AUDIO_HOLD_TICKS_SECONDS:  # video has stopped coming: send audio alone
                 self._publish(Message(ws_binary_message(b"".join(self._pending_audio)), None, False))
                 self._pending_audio, self._pending_audio_dts = [], None

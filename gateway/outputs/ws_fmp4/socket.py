@@ -31,7 +31,8 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
     if request.query.get("playback") == "true":
         return await playback_socket(request)
     ws, stream, _ = await stream_socket(request)
-    if stream is None:
+    transport = request.transport
+    if stream is None or transport is None:  # refused, or the client left during the upgrade
         return ws
 
     stream.acquire()
@@ -40,7 +41,7 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
     # `audio=false` (ours): a muted player gets video only, and with it no wait for the
     # browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less.
     video_only = request.query.get("audio") == "false"
-    viewer = TransportViewer(request.transport, video_only=video_only)
+    viewer = TransportViewer(transport, video_only=video_only)
     try:
         try:
             params = await stream.wait_ready()

@@ -17,7 +17,7 @@ DEFAULT_BUDGET = 4 * 1024 * 1024  # unsent bytes: a few seconds of a 4-8 Mbps st
 
 
 class TransportViewer:
-    def __init__(self, transport: asyncio.BaseTransport, budget: int = DEFAULT_BUDGET, video_only: bool = False):
+    def __init__(self, transport: asyncio.WriteTransport, budget: int = DEFAULT_BUDGET, video_only: bool = False):
         self.transport = transport
         self.video_only = video_only  # a muted player: audio would only add latency
         self.budget = budget

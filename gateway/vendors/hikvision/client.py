@@ -155,7 +155,8 @@ class HikClient:
         items = await self._pages("cameras/get", CAMERAS_PATH, body, "camera")
         cameras = []
         for item in items:
-            device = item.get("device") if isinstance(item.get("device"), dict) else {}
+            found = item.get("device")
+            device = found if isinstance(found, dict) else {}
             serial = str(device.get("serialNo") or device.get("deviceSerial") or device_serial)
             cameras.append(Camera(str(item.get("id", "")), str(item.get("name", "")), serial))
         return cameras
