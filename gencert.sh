@@ -5,4 +5,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
-python3 -m gateway.gencert "${CERT_DIR:-$here/certs}" "$@"
+python3 -m gateway.web.gencert "${CERT_DIR:-$here/certs}" "$@"

@@ -45,7 +45,7 @@ def make_clip(path: Path, width: int, height: int, fps: int, seconds: int, bitra
     """An H.264 + AAC clip of the given size/bit rate, made once and reused."""
     if path.exists():
         return path
-    from gateway.sample import make_sample
+    from gateway.ingest.sample import make_sample
 
     make_sample(path, seconds=seconds, width=width, height=height, fps=fps, bitrate=bitrate)
     return path

@@ -18,6 +18,7 @@ from gateway.config.file import Config
 from gateway.config.settings import Settings
 from gateway.core import Gateway
 from gateway.hub.output import OutputRegistry
+from gateway.ingest.sample import SAMPLE_NAME, ensure_sample
 from gateway.outputs.hls import http as hls
 from gateway.outputs.hls.segmenter import HlsSegmenter
 from gateway.outputs.snapshot.snapshotter import Snapshotter
@@ -26,7 +27,6 @@ from gateway.outputs.webrtc.feed import RtcFeed
 from gateway.outputs.ws_fmp4 import socket as ws
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.playback import files as mediastore
-from gateway.sample import SAMPLE_NAME, ensure_sample
 from gateway.web.errors import fail
 from gateway.web.front import FrontSite
 from gateway.web.request import GATEWAY_KEY

@@ -16,7 +16,7 @@ from gateway.formats.fmp4 import fragment, init_segment
 from gateway.hub.packet import VideoParams, StreamParams
 from gateway.ingest.packets import PacketReader
 from tests.fixtures.hub import bare_stream
-from gateway.sample import make_sample
+from gateway.ingest.sample import make_sample
 
 
 def encode_h264(width: int, height: int, frames: int = 3, options: dict | None = None) -> av.container.InputContainer:

@@ -43,7 +43,7 @@ def test_file_containers_play(make_gateway, tmp_path, ext, extra):
 def test_small_frames_whose_avcc_length_looks_like_a_start_code_play_intact(make_gateway, tmp_path):
     """A 256-511 byte NAL's length prefix is 00 00 01 xx, an Annex-B start code to a sniffer:
     at 320x180 most P frames are that size. Every frame must still decode."""
-    from gateway.sample import make_sample
+    from gateway.ingest.sample import make_sample
 
     gw = make_gateway()
     make_sample(gw.root / "media" / "small.mp4", seconds=4, width=320, height=180, fps=25, bitrate=150_000)
