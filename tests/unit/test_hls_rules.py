@@ -29,6 +29,7 @@ from gateway.outputs.hls.segmenter import HlsSegmenter
 from gateway.outputs.hls.signer import HlsSigner
 from gateway.web.errors import ApiError
 from gateway.web.front import LATER, LeanResponse
+from tests.fixtures.net import run_async
 from tests.test_hls import clip_packets  # noqa: F401  (a fixture: 3 s of H.264 + AAC, a keyframe each second)
 
 pytestmark = pytest.mark.unit
@@ -37,11 +38,12 @@ PARTS_PER_SEGMENT = 5  # 1 s segments of 200 ms parts at 25 fps
 
 
 def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in a fresh event loop (the segmenter's waits and timers need one)."""
+    """Run an async test in a fresh event loop (the segmenter's waits and timers need one),
+    in a thread of its own: in a whole run, Playwright's sync API holds this thread's loop."""
 
     @functools.wraps(test)
     def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
+        run_async(lambda: test(*args, **kwargs), 30)
 
     return run
 
