@@ -20,6 +20,7 @@ from gateway.core import Gateway
 from gateway.hub.output import OutputRegistry
 from gateway.ingest.sample import SAMPLE_NAME, ensure_sample
 from gateway.outputs.hls import http as hls
+from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
 from gateway.outputs.snapshot.snapshotter import Snapshotter
 from gateway.outputs.webrtc import signalling as rtc
@@ -42,6 +43,7 @@ def output_registry(settings: Settings) -> OutputRegistry:
     registry = OutputRegistry()
     registry.register(Fmp4Feed, Fmp4Feed)
     registry.register(HlsSegmenter, lambda stream: HlsSegmenter(stream, settings.hls))
+    registry.register(HlsAnswers, HlsAnswers.of)  # the HTTP side's answers, made once for all HLS clients
     registry.register(RtcFeed, RtcFeed)
     registry.register(Snapshotter, Snapshotter)
     return registry

@@ -1,9 +1,9 @@
 """HLS playlists (RFC 8216 and the LL-HLS additions of its second edition) from a segmenter.
 
 Child URIs are relative and end with the request's own credential (`?session=…` or
-`?hlstoken=…`). Each playlist is rendered once per segmenter change, whatever the number
-of clients polling it, as bytes cut where the credential goes: a request's playlist is
-then one join.
+`?hlstoken=…`). A playlist is rendered as bytes cut where the credential goes (its
+pieces), so whoever keeps the pieces (the HTTP side, once per segmenter change, whatever
+the number of clients polling) makes a request's playlist with one join.
 
 Variants: "v1" MPEG-TS segments (version 3, as h5stream's sample), "v2" fMP4 segments
 (version 7), "ll" fMP4 segments plus parts, preload hint and blocking reload (version 9).
@@ -23,20 +23,20 @@ HOLD_BACK_PARTS = 3  # PART-HOLD-BACK in part targets (the spec asks for at leas
 
 
 def media_playlist(seg: HlsSegmenter, variant: str, query: bytes) -> bytes:
-    """The media playlist of a variant, its URIs ending in `query`; needs at least one
+    """The media playlist of a variant, its URIs ending in `query`."""
+    return query.join(media_pieces(seg, variant))
+
+
+def media_pieces(seg: HlsSegmenter, variant: str) -> list[bytes]:
+    """The media playlist of a variant cut where the credential goes; needs at least one
     complete segment."""
-    rendered = seg.rendered.get(variant)
-    if rendered is None or rendered[0] != seg.version:
-        rendered = seg.rendered[variant] = (seg.version, _pieces(_render_media(seg, variant)))
-    return query.join(rendered[1])
+    return _pieces(_render_media(seg, variant))
 
 
-def master_playlist(seg: HlsSegmenter, query: bytes) -> bytes:
-    """The LL-HLS entry point: one variant, with the CODECS a browser needs to decide."""
-    rendered = seg.rendered.get("master")
-    if rendered is None or rendered[0] != seg.version:
-        rendered = seg.rendered["master"] = (seg.version, _pieces(_render_master(seg)))
-    return query.join(rendered[1])
+def master_pieces(seg: HlsSegmenter) -> list[bytes]:
+    """The LL-HLS entry point (one variant, with the CODECS a browser needs to decide), cut
+    where the credential goes."""
+    return _pieces(_render_master(seg))
 
 
 def _pieces(text: str) -> list[bytes]:

@@ -57,7 +57,6 @@ class Part:
     duration: float
     independent: bool
     data: bytes
-    response: object = None  # the HTTP layer's answer, made at the first request (all clients get the same)
 
 
 @dataclass
@@ -98,7 +97,7 @@ class HlsSegmenter:
         self.part_target = PART_TARGET
         self.active = False
         self.last_request = 0.0
-        self.version = 0  # bumped on every change; playlists are cached per version
+        self.version = 0  # bumped on every change (the HTTP side renders playlists once per version)
         self._waiting: list[_Waiter] = []  # requests waiting for a part or segment
         self._expiry: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -109,7 +108,6 @@ class HlsSegmenter:
         self.segments: list[Segment] = []  # oldest first; the last one may be open
         self.inits: dict[int, bytes] = {}
         self.params: StreamParams | None = None
-        self.rendered: dict[str, tuple[int, list[bytes]]] = {}  # playlists (hls_playlist.py), per version
         self._pending: list[MediaPacket] = []  # the open part, in arrival order
         self._discontinuity = False
         self._session: float | None = None
