@@ -11,7 +11,6 @@ request with the one lookup it makes anyway.
 
 from __future__ import annotations
 
-import json
 import weakref
 from typing import Any
 
@@ -19,7 +18,7 @@ from gateway.auth import AuthError
 from gateway.hub.stream import Stream
 from gateway.outputs.hls.playlist import master_pieces, media_pieces
 from gateway.outputs.hls.segmenter import HlsSegmenter
-from gateway.web.errors import ApiError
+from gateway.web.errors import ApiError, error_json
 from gateway.web.front import LeanResponse, header_lines
 
 PLAYLIST = "application/vnd.apple.mpegurl"
@@ -38,8 +37,7 @@ def media(data: bytes, content_type: str = "video/mp4") -> LeanResponse:
 def error_response(e: AuthError | ApiError) -> LeanResponse:
     """The REST API's JSON error: 401 for AuthError, else the ApiError's status."""
     status, reason = (401, str(e)) if isinstance(e, AuthError) else (e.status, e.reason)
-    body = json.dumps({"bStatus": False, "strCode": reason}).encode()
-    return LeanResponse(status, "application/json; charset=utf-8", body, HEADER_LINES)
+    return LeanResponse(status, "application/json; charset=utf-8", error_json(reason), HEADER_LINES)
 
 
 def internal_error() -> LeanResponse:
