@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import aiortc.sdp
+import aiortc.sdp  # its names are read when used: a missing one is named by check.py, not an ImportError
 from aiortc import (
     MediaStreamError,
     RTCConfiguration,

@@ -75,8 +75,8 @@ class LeanTrack(MediaStreamTrack):
 
 
 def install(host_addresses: list[str]) -> None:
-    """Check aiortc's internals and patch aiortc and aioice (once); gather ICE host
-    candidates on `host_addresses` from now on."""
+    """Check aiortc's internals and patch aiortc and aioice (once; in the event loop, where
+    the check makes aiortc's objects); gather ICE host candidates on `host_addresses` from now on."""
     global _installed
     _host_addresses[:] = host_addresses
     if _installed:
