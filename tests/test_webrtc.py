@@ -78,6 +78,7 @@ def test_whep_page_plays_high_profile_camera_untouched(camera_source, page):
     assert_smpte(bar_colours(page))
     # PassthroughEncoder.encode raises if aiortc ever tries to encode; it never did.
     assert "never re-encodes" not in gw.log()
+    assert webrtc_path(gw, session) == ("lean", 0)  # the browser's peer went through the lean sender
 
 
 def test_h5srtcapi_player_plays_multi_slice_camera_intact(camera_source, page):
@@ -97,9 +98,14 @@ def test_passthrough_encoder_never_encodes():
     import aiortc.rtcrtpsender
     from aiortc.codecs import CODECS
 
-    from gateway.outputs.webrtc.peer import PassthroughEncoder, install_passthrough
+    from gateway.outputs.webrtc.aiortc_compat.install import install
+    from gateway.outputs.webrtc.aiortc_compat.passthrough import PassthroughEncoder
 
-    install_passthrough(["127.0.0.1"])
+    async def install_in_a_loop() -> None:  # as the first viewer does
+        install(["127.0.0.1"])
+
+    with ThreadPoolExecutor(1) as thread:  # its own event loop: Playwright's may run in this one
+        thread.submit(asyncio.run, install_in_a_loop()).result()
     encoder = aiortc.rtcrtpsender.get_encoder(next(c for c in CODECS["video"] if c.mimeType == "video/H264"))
     assert isinstance(encoder, PassthroughEncoder)
     import av
@@ -108,6 +114,38 @@ def test_passthrough_encoder_never_encodes():
         encoder.encode(av.VideoFrame(16, 16, "yuv420p"))
     profiles = {c.parameters.get("profile-level-id") for c in CODECS["video"] if c.mimeType == "video/H264"}
     assert {"42e01f", "4d001f", "64001f"} <= profiles
+
+
+@pytest.mark.unit
+def test_the_check_of_aiortc_internals_names_what_is_missing(caplog):
+    """Every aiortc/aioice/pylibsrtp internal the gateway uses is there in the installed
+    versions; one that is not is named (module and attribute) in one log line."""
+    import types
+
+    from gateway.outputs.webrtc.aiortc_compat import check
+
+    async def real_owners() -> dict:  # aiortc's objects are made in an event loop
+        return check.real_owners()
+
+    with ThreadPoolExecutor(1) as thread:  # its own event loop: Playwright's may run in this one
+        owners = thread.submit(asyncio.run, real_owners()).result()
+    assert check.missing(check.PEER_INTERNALS + check.LEAN_INTERNALS, owners) == []
+    assert check.check(owners)
+
+    def without(owner: object, name: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(**{n: getattr(owner, n) for n in dir(owner) if n != name and n[:2] != "__"})
+
+    older = dict(owners)  # as aiortc 1.9 and a sender without its packet counter would be
+    older["aiortc.rtcrtpsender"] = without(owners["aiortc.rtcrtpsender"], "random_sequence_number")
+    older[check.SENDER] = without(owners[check.SENDER], "_RTCRtpSender__packet_count")
+    caplog.clear()
+    assert not check.check(older)
+    [line] = [r.getMessage() for r in caplog.records if "aiortc_compat" in r.getMessage()]
+    assert "aiortc.rtcrtpsender.random_sequence_number" in line
+    assert "aiortc.rtcrtpsender.RTCRtpSender()._RTCRtpSender__packet_count" in line
+    assert "aiortc's own (slower) sender" in line
+    del older[check.DTLS]  # an object that could not be made: all its names are missing
+    assert "_set_role" in {i.name for i in check.missing(check.PEER_INTERNALS, older)}
 
 
 def whep(gw, token: str, body: bytes, session: str | None, content_type: str = "application/sdp"):
@@ -313,12 +351,22 @@ async def receive_dropping_packets(gw, session: str, seconds: float, every: int,
             "srtp_profile": srtp_profile, "pli_time": pli_time}
 
 
+def webrtc_path(gw, session: str) -> tuple[str, int]:
+    """GetRunInfo's word on the WebRTC sender: (path, peers that fell back to aiortc's)."""
+    status, answer = gw.api("GetRunInfo", session=session)
+    assert status == 200, answer
+    return answer["strWebRtcPath"], answer["nWebRtcFallbacks"]
+
+
 def test_lost_packets_come_back_on_nack_and_sender_reports_match(gateway):
     """What the per-peer RTP sender keeps of aiortc: NACKs answered, gap-free sequence
     numbers, decodable frames, RTCP sender reports whose counts and clocks match the stream."""
     session = gateway.login()
+    assert webrtc_path(gateway, session) == ("idle", 0)  # aiortc not even loaded yet
     with ThreadPoolExecutor(1) as thread:  # its own event loop: Playwright's may run in this one
         result = thread.submit(asyncio.run, receive_dropping_packets(gateway, session, seconds=6, every=40)).result()
+    # The peer went through the lean sender: a fallback to aiortc's (several times the CPU) fails here.
+    assert webrtc_path(gateway, session) == ("lean", 0)
     received, lost = result["received"], result["lost"]
     numbers = sorted(received)
     assert len(lost) >= 10 and numbers[-1] - numbers[0] < 30000  # no wrap-around in this window

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.api.commands import command
 from gateway.auth import Session
+from gateway.outputs.webrtc.sender_path import SENDER_PATH
 from gateway.web.request import gateway
 
 LOADING_SVG = (
@@ -49,7 +50,8 @@ async def get_system_info(request: web.Request, _: Session | None) -> web.Respon
 
 @command("GetRunInfo")
 async def get_run_info(request: web.Request, _: Session | None) -> web.Response:
-    return web.json_response({"bStatus": True, "strCode": "ok", **gateway(request).runinfo.snapshot()})
+    answer = {"bStatus": True, "strCode": "ok", **gateway(request).runinfo.snapshot(), **SENDER_PATH.run_info()}
+    return web.json_response(answer)
 
 
 @command("GetLoadingImage", role=None)

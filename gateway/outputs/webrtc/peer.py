@@ -1,43 +1,18 @@
-"""WebRTC output: the camera's H.264 (and G.711) sent to aiortc peers without re-encoding.
+"""One WebRTC viewer: an aiortc peer connection fed by the stream's RtcFeed, without re-encoding.
 
-Per stream, one RtcFeed turns each frame into RTP payloads once (rtp_h264.packetize,
-SPS+PPS ahead of every IDR) and hands the same RtpFrame to every peer; its packets are
-laid out once for all peers alike, so per peer only the RTP header fields, SRTP and the
-system call remain, done by LeanRtpSender (rtp_sender.py) in one synchronous loop per
-frame as the frame arrives.
+Per stream, one RtcFeed (feed.py) turns each frame into RTP payloads once and hands the
+same RtpFrame to every peer's tracks; per peer only the RTP header fields, SRTP and the
+system call remain, done by its LeanRtpSender (aiortc_compat/lean_sender.py) in one
+synchronous loop per frame as the frame arrives. How aiortc and aioice are bent to this
+is all in aiortc_compat/ (install.py says what and why).
 
-How aiortc is bent to this, in one place (`install_passthrough`):
-- Once aiortc has started a sender for one of our tracks (`RTCRtpSender.send`: its RTCP
-  task, NACK/PLI routing, SRTP session all set up), the track sends its own RTP through a
-  LeanRtpSender, and NACKs are answered from that sender's history. aiortc's per-packet
-  coroutine chain cost ~3 % of a core per 4 Mbit/s peer. aiortc's own RTP loop still runs
-  and waits on the track (recv), so aiortc stops it as usual; if aiortc's or aioice's
-  internals are not as LeanRtpSender expects, the track serves that loop instead. The
-  peer's incoming RTCP is read as it arrives by RtcpReader (rtcp_reader.py), which leaves
-  aiortc only what the gateway acts on (NACK, PLI, FIR, BYE); sender reports go out with
-  the frames (rtp_sender.py), so aiortc's RTCP task (`run_rtcp`) only sends the final BYE.
-- aiortc's sender asks `get_encoder(codec)` for an encoder and calls `encoder.pack(item)`
-  for anything a track returns that is not a decoded Frame (only on that fallback path).
-  We hand it PassthroughEncoder, whose pack() returns the ready payloads: no encoder is
-  ever created.
-- aiortc only advertises H.264 Constrained Baseline/Baseline (42001f/42e01f) and its
-  negotiation compares profiles, so a camera in Main or High profile would be refused or
-  mislabelled. We add Main (4d001f) and High (64001f) to its codec table, and each peer
-  prefers the profile the camera really sends, or the nearest one the browser offers
-  (`video_preferences`).
-- aiortc offers the abs-send-time header extension for video; it is taken out (it only
-  serves the browser's bandwidth estimate, which a gateway that never re-encodes cannot
-  act on), so a frame's packets are the same for every peer but for the header fields.
-- aioice leaves out 127.0.0.1 from host candidates; we gather on the address the gateway
-  listens on (all addresses, loopback included, for 0.0.0.0), so local clients connect.
-  Its consent checks are made faster, so a vanished peer is cleaned up in ~5 s.
-- aiortc would answer a picture-loss indication (PLI/FIR) by asking its encoder for a
-  keyframe, which a camera cannot give. Each peer answers it from the GOP cache instead
-  (PeerVideoTrack.resync), replayed with compressed timestamps so the decoder catches up
-  at once instead of adding the GOP's age to the latency. New peers start the same way.
-
-Audio: the camera's G.711 goes out as it is; AAC sources are transcoded to Opus once per
-stream, in a worker thread, only while peers watch.
+Here: the peer's tracks (a bounded queue, the hub's back-pressure policy, GOP replays),
+the codec each peer prefers (the camera's own H.264 profile, or the nearest one the
+browser offers), the DTLS role, the ICE host addresses, and the connection's life.
+aiortc would answer a picture-loss indication (PLI/FIR) by asking its encoder for a
+keyframe, which a camera cannot give: each peer answers it from the GOP cache instead
+(PeerVideoTrack.resync), replayed with compressed timestamps so the decoder catches up at
+once instead of adding the GOP's age to the latency. New peers start the same way.
 """
 
 from __future__ import annotations
@@ -46,38 +21,37 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import aioice.ice
-import aiortc.clock
-import aiortc.rtcrtpsender
+import aiortc.sdp  # its names are read when used: a missing one is named by check.py, not an ImportError
 from aiortc import (
-    MediaStreamTrack,
+    MediaStreamError,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpCodecCapability,
-    RTCRtpCodecParameters,
+    RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.codecs import CODECS, HEADER_EXTENSIONS
-from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpSendParameters
-from aiortc.rtp import RtcpByePacket
-from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from gateway.config.settings import IceServer
+from gateway.hub.backpressure import KeyframeSkip
 from gateway.hub.packet import StreamParams
 from gateway.hub.stream import Stream
-from gateway.outputs.webrtc.aiortc_compat.lean_sender import LeanRtpSender, ntp_now
-from gateway.outputs.webrtc.aiortc_compat.rtcp_reader import RtcpReader
+from gateway.outputs.webrtc.aiortc_compat.connection import answer_keyframe_requests, take_server_role
+from gateway.outputs.webrtc.aiortc_compat.install import LeanTrack
+from gateway.outputs.webrtc.aiortc_compat.passthrough import PeerItem
 from gateway.outputs.webrtc.feed import RtcFeed
 from gateway.outputs.webrtc.rtp_frame import RtpFrame
+from gateway.outputs.webrtc.sender_path import SENDER_PATH
 from gateway.tasks import background
+
+if TYPE_CHECKING:  # imported by install.py only when aiortc has what it uses
+    from gateway.outputs.webrtc.aiortc_compat.lean_sender import LeanRtpSender
 
 log = logging.getLogger(__name__)
 
-ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MAX_QUEUED_FRAMES = 75  # ~3 s of video: a peer further behind skips to the next keyframe
 RESYNC_MIN_INTERVAL = 1.0  # seconds between two GOP replays for one peer
 # Camera profile_idc -> profile-level-ids to offer/accept, best first.
@@ -86,97 +60,6 @@ PROFILE_ORDER = {
     77: ["4d001f", "64001f", "42e01f", "42001f"],
     66: ["42e01f", "42001f", "4d001f", "64001f"],
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PeerItem:
-    """What a peer's track gives aiortc: a shared frame, this peer's RTP timestamp."""
-
-    frame: RtpFrame
-    timestamp: int
-
-
-class PassthroughEncoder:
-    """Stands in for aiortc's encoders: the payloads are already made."""
-
-    def pack(self, item: PeerItem) -> tuple[list[bytes], int]:
-        return item.frame.payloads, item.timestamp
-
-    def encode(self, frame, force_keyframe: bool = False):
-        raise RuntimeError("h5ss never re-encodes video or audio for WebRTC")
-
-
-_installed_addresses: list[str] | None = None
-
-
-def install_passthrough(host_addresses: list[str]) -> None:
-    """Point aiortc at PassthroughEncoder, Main/High H.264 and our ICE addresses (once)."""
-    global _installed_addresses
-    if _installed_addresses is None:
-        aiortc.rtcrtpsender.get_encoder = lambda codec: PassthroughEncoder()
-        payload_type = max(c.payloadType for c in CODECS["video"]) + 1
-        for profile in ("4d001f", "64001f"):
-            CODECS["video"] += [
-                RTCRtpCodecParameters(
-                    mimeType="video/H264",
-                    clockRate=90000,
-                    payloadType=payload_type,
-                    rtcpFeedback=[RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")],
-                    parameters={"level-asymmetry-allowed": "1", "packetization-mode": "1", "profile-level-id": profile},
-                ),
-                RTCRtpCodecParameters(
-                    mimeType="video/rtx",
-                    clockRate=90000,
-                    payloadType=payload_type + 1,
-                    parameters={"apt": payload_type},
-                ),
-            ]
-            payload_type += 2
-        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(_installed_addresses or [])
-        # abs-send-time: see the module docstring.
-        HEADER_EXTENSIONS["video"][:] = [e for e in HEADER_EXTENSIONS["video"] if e.uri != ABS_SEND_TIME]
-        # aiortc reads its NTP clock through datetime objects (RTCP; per packet on its own
-        # RTP path); the same 64-bit NTP time straight from time.time() costs far less.
-        aiortc.clock.current_ntp_time = ntp_now
-        aiortc_send = aiortc.RTCRtpSender.send
-
-        async def send(sender: aiortc.RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
-            """aiortc starts the sender (RTCP, NACK, PLI routing); our track sends the RTP."""
-            await aiortc_send(sender, parameters)
-            track = sender.track
-            if isinstance(track, PeerTrack) and track.lean is None:
-                lean = LeanRtpSender.for_sender(sender, parameters)
-                if lean is not None:
-                    sender._retransmit = lean.retransmit  # NACK: from the lean sender's history
-                    RtcpReader.install(sender.transport)
-                    track.start(lean)
-                else:
-                    log.warning("aiortc/aioice internals not as expected: RTP goes through aiortc")
-
-        aiortc.RTCRtpSender.send = send
-        aiortc_run_rtcp = aiortc.RTCRtpSender._run_rtcp
-
-        async def run_rtcp(sender: aiortc.RTCRtpSender) -> None:
-            """aiortc's RTCP task; for a lean sender (reports go out with its frames) only
-            its start and, when aiortc stops the sender, the BYE."""
-            track = sender.track
-            if not (isinstance(track, PeerTrack) and track.lean is not None):
-                await aiortc_run_rtcp(sender)
-                return
-            sender._RTCRtpSender__rtcp_started.set()
-            try:
-                await asyncio.get_running_loop().create_future()  # until aiortc cancels it
-            except asyncio.CancelledError:
-                pass
-            await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
-            sender._RTCRtpSender__rtcp_exited.set()
-
-        aiortc.RTCRtpSender._run_rtcp = run_rtcp
-        # A viewer that vanishes (tab closed, network gone) is noticed by ICE consent
-        # checks: every second, given up after 4 misses, instead of aioice's 5 s x 6.
-        aioice.ice.CONSENT_INTERVAL = 1
-        aioice.ice.CONSENT_FAILURES = 4
-    _installed_addresses = host_addresses
 
 
 def video_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
@@ -191,80 +74,84 @@ def video_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
     order = PROFILE_ORDER.get(profile_idc, PROFILE_ORDER[66])
     h264_codecs = [
         c
-        for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
+        for c in RTCRtpSender.getCapabilities("video").codecs
         if c.mimeType == "video/H264" and c.parameters.get("packetization-mode") == "1"
     ]
-    h264_codecs.sort(key=lambda c: order.index(c.parameters.get("profile-level-id", "42e01f")))
+    h264_codecs.sort(key=lambda c: order.index(str(c.parameters.get("profile-level-id", "42e01f"))))
     return h264_codecs
 
 
 def audio_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
     """The camera's G.711 as it is; anything else (AAC) goes out as Opus."""
     mime = f"audio/{params.g711}" if params.g711 else "audio/opus"
-    return [c for c in aiortc.RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == mime]
+    return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == mime]
 
 
-class PeerTrack(MediaStreamTrack):
+class PeerTrack(LeanTrack):
     """One peer's view of a stream's frames, sent as they come by its LeanRtpSender.
 
-    Until aiortc starts the sender (or for good, if the lean path is not available) the
-    frames wait in a bounded queue, which aiortc's own sender reads through recv().
+    Until aiortc starts the sender (or for good, if the lean sender cannot be used) the
+    frames wait in a bounded queue, which aiortc's own sender reads through recv(). A full
+    queue is the hub's back-pressure policy at work: video drops it and skips to the next
+    keyframe; audio frames stand alone, so audio just drops its oldest.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, on_fallback: Callable[[], None]):
         super().__init__()
         self.kind = kind
         self.queue: deque[PeerItem] = deque()
         self.wakeup = asyncio.Event()
         self.lean: LeanRtpSender | None = None
-        self.skipping = False
-        self.skips = 0
+        self.skip = KeyframeSkip()
+        self.on_fallback = on_fallback
 
     def start(self, lean: LeanRtpSender) -> None:
         """From now on frames go out through `lean`, at once; the queued ones first."""
         self.lean = lean
-        self._flush()
+        self._flush(lean)
+
+    def fall_back(self) -> None:
+        self.on_fallback()
 
     def push(self, frame: RtpFrame, timestamp: int) -> None:
         if len(self.queue) >= MAX_QUEUED_FRAMES:
-            if self.kind == "audio":  # audio frames stand alone: just drop the oldest
+            if self.kind == "audio":
                 self.queue.popleft()
             else:
-                self._skip()
-        if self.skipping and not frame.keyframe:
+                self._fall_behind()
+        if self.skip.skipping and not self.skip.admit(frame.keyframe):
             return
-        self.skipping = False
-        if self.lean is not None and not self.queue:
-            self._send(frame, timestamp)  # the usual case: out at once, nothing waits
+        lean = self.lean
+        if lean is not None and not self.queue:
+            self._send(lean, frame, timestamp)  # the usual case: out at once, nothing waits
             return
         self.queue.append(PeerItem(frame, timestamp))
-        if self.lean is not None:
-            self._flush()
+        if lean is not None:
+            self._flush(lean)
         else:
             self.wakeup.set()
 
-    def _skip(self) -> None:
+    def _fall_behind(self) -> None:
         """Drop what waits and everything up to the next keyframe."""
         self.queue.clear()
-        self.skipping = True
-        self.skips += 1
+        self.skip.fall_behind()
 
-    def _flush(self) -> None:
+    def _flush(self, lean: LeanRtpSender) -> None:
         while self.queue:
             item = self.queue.popleft()
-            self._send(item.frame, item.timestamp)
+            self._send(lean, item.frame, item.timestamp)
 
-    def _send(self, frame: RtpFrame, timestamp: int) -> None:
+    def _send(self, lean: LeanRtpSender, frame: RtpFrame, timestamp: int) -> None:
         if self.readyState != "live":
             return
         try:
-            taken = self.lean.send(frame, timestamp)
+            taken = lean.send(frame, timestamp)
         except Exception:  # one peer's failure must not reach the stream and its other viewers
             log.exception("%s RTP sender failed: the track stops, as aiortc's would", self.kind)
             self.stop()
             return
         if not taken and self.kind == "video":
-            self._skip()  # the socket cannot keep up
+            self._fall_behind()  # the socket cannot keep up
 
     async def recv(self) -> PeerItem:  # type: ignore[override]
         """aiortc's sender loop: served frames only while the lean sender is not started."""
@@ -283,8 +170,8 @@ class PeerTrack(MediaStreamTrack):
 class PeerVideoTrack(PeerTrack):
     """Video for one peer: its own RTP timestamp offset, so GOP replays stay in order."""
 
-    def __init__(self, feed: RtcFeed):
-        super().__init__("video")
+    def __init__(self, feed: RtcFeed, on_fallback: Callable[[], None]):
+        super().__init__("video", on_fallback)
         self.feed = feed
         self.offset: int | None = None  # peer timestamp = stream timestamp + offset
         self.last_timestamp = 0
@@ -310,7 +197,7 @@ class PeerVideoTrack(PeerTrack):
             return
         self.last_resync = now
         self.queue.clear()
-        self.skipping = False
+        self.skip.skipping = False  # the replay starts afresh
         base = self.last_timestamp + 1
         for i, frame in enumerate(gop):
             self.push(frame, base + i)
@@ -324,16 +211,17 @@ def take_dtls_server_role(pc: RTCPeerConnection) -> None:
     The DTLS server chooses among the profiles the client lists, in its own order;
     aiortc's order puts AES-GCM first. Chromium lists AES-GCM but, as the server, picks
     AES-CM + HMAC-SHA1 (its own order puts GCM last): ~2.0 µs per 1.2 KB packet in
-    libsrtp on this project's box against ~1.1-1.3 µs for AES-GCM. A client that lists no GCM gets AES-CM all the same. aiortc
-    answers `active` for `actpass` unless told otherwise; an offer that is itself
-    `active` or `passive` keeps the role aiortc derived from it.
+    libsrtp on this project's box against ~1.1-1.3 µs for AES-GCM. A client that lists
+    no GCM gets AES-CM all the same. aiortc answers `active` for `actpass` unless told
+    otherwise; an offer that is itself `active` or `passive` keeps the role aiortc
+    derived from it.
     """
     remote = pc.remoteDescription
-    offered = SessionDescription.parse(remote.sdp).media if remote else []
+    offered = aiortc.sdp.SessionDescription.parse(remote.sdp).media if remote else []
     if not offered or any(media.dtls is None or media.dtls.role != "auto" for media in offered):
         return
     for transceiver in pc.getTransceivers():
-        transceiver.receiver.transport._set_role("server")
+        take_server_role(transceiver.receiver.transport)
 
 
 def ice_host_addresses(bind: str) -> list[str]:
@@ -364,6 +252,7 @@ class RtcPeer:
         self.video: PeerVideoTrack | None = None
         self.audio: PeerTrack | None = None
         self.closed = asyncio.Event()
+        self.fell_back = False  # a sender of this peer is aiortc's own (counted once in SENDER_PATH)
         self._timeout: asyncio.TimerHandle | None = None
 
     async def setup(self, params: StreamParams) -> None:
@@ -376,12 +265,12 @@ class RtcPeer:
         ]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.stream.acquire()
-        self.video = PeerVideoTrack(self.feed)
+        self.video = PeerVideoTrack(self.feed, self._fall_back)
         transceiver = self.pc.addTransceiver(self.video, direction="sendonly")
         transceiver.setCodecPreferences(video_preferences(params))
-        transceiver.sender._send_keyframe = self.video.resync  # PLI/FIR: replay the cached GOP
+        answer_keyframe_requests(transceiver.sender, self.video.resync)  # PLI/FIR: replay the cached GOP
         if self.enable_audio and (params.g711 or params.audio):
-            self.audio = PeerTrack("audio")
+            self.audio = PeerTrack("audio", self._fall_back)
             self.pc.addTransceiver(self.audio, direction="sendonly").setCodecPreferences(audio_preferences(params))
         self.pc.on("connectionstatechange", self._on_state)
         self._timeout = asyncio.get_running_loop().call_later(self.CONNECT_TIMEOUT, self._connect_timeout)
@@ -390,12 +279,18 @@ class RtcPeer:
         assert self.pc is not None
         state = self.pc.connectionState
         log.debug("peer %s: %s", self.id, state)
-        if state == "connected":
+        if state == "connected" and self.video is not None:
             if self._timeout:
                 self._timeout.cancel()
             self.feed.add_peer(self.video, self.audio)
         elif state in ("failed", "closed"):
             background(self.close())
+
+    def _fall_back(self) -> None:
+        """A track of this peer goes through aiortc's own sender."""
+        if not self.fell_back:
+            self.fell_back = True
+            SENDER_PATH.fallbacks += 1
 
     def _connect_timeout(self) -> None:
         if self.pc is not None and self.pc.connectionState != "connected":
@@ -424,7 +319,9 @@ class RtcPeer:
         assert self.pc is not None
         if not candidate:
             return
-        parsed = candidate_from_sdp(candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate)
+        parsed = aiortc.sdp.candidate_from_sdp(
+            candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate
+        )
         parsed.sdpMid, parsed.sdpMLineIndex = sdp_mid, sdp_mline_index
         await self.pc.addIceCandidate(parsed)
 

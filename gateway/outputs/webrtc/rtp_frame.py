@@ -41,7 +41,9 @@ class PacketLayout:
     def __init__(self, payloads: list[bytes], extension: bytes, tag: int):
         header = bytes([0x90 if extension else 0x80]) + bytes(11) + extension
         room = bytes(tag)
-        parts, packets, ends = [], [], []
+        parts: list[bytes] = []
+        packets: list[tuple[int, int, int]] = []
+        ends: list[int] = []
         offset, last = 0, len(payloads) - 1
         for i, payload in enumerate(payloads):
             parts += (header, payload, room)

@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import WSMsgType, web
 
@@ -46,9 +46,10 @@ async def new_peer(gw: Gateway, stream: Stream, audio: bool = True) -> RtcPeer:
     """A set-up peer for a ready stream (`audio`: the client takes audio too);
     StreamNotReady if the source gives no video."""
     # aiortc is imported on the first WebRTC viewer: ~20 MB a gateway without one never needs.
-    from gateway.outputs.webrtc.peer import RtcPeer, ice_host_addresses, install_passthrough
+    from gateway.outputs.webrtc.aiortc_compat.install import install
+    from gateway.outputs.webrtc.peer import RtcPeer, ice_host_addresses
 
-    install_passthrough(ice_host_addresses(gw.settings.webrtc.bind))
+    install(ice_host_addresses(gw.settings.webrtc.bind))
     stream.acquire()  # hold the stream while waiting, so an on-demand source starts
     try:
         params = await stream.wait_ready()
@@ -137,7 +138,10 @@ def _whep_session(request: web.Request) -> str | None:
     return request.query.get("session")
 
 
-def _with_cors(response: web.StreamResponse) -> web.StreamResponse:
+Answer = TypeVar("Answer", bound=web.StreamResponse)
+
+
+def _with_cors(response: Answer) -> Answer:
     response.headers.update(CORS)
     return response
 

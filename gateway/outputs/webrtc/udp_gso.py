@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from typing import Any, cast
 
 import cffi
 
@@ -48,6 +49,7 @@ except (OSError, AttributeError):  # pragma: no cover - not Linux: datagrams go 
 CMSG_HEADER = ffi.sizeof("struct cmsghdr")
 CMSG_SPACE = CMSG_HEADER + ffi.sizeof("size_t")  # the 2-byte segment size, padded as CMSG_SPACE pads it
 SEGMENT_SIZE = struct.Struct("=H")
+CData = Any  # a cffi pointer: cffi has no types
 
 
 def supported(sock: socket.socket) -> bool:
@@ -62,13 +64,12 @@ def supported(sock: socket.socket) -> bool:
 def sockaddr(sock: socket.socket, address: tuple) -> bytes:
     """`address` as the kernel's sockaddr_in / sockaddr_in6 for this socket's family."""
     family = sock.family
-    host, port, *rest = socket.getaddrinfo(address[0], address[1], family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)[
-        0
-    ][4]
+    name = socket.getaddrinfo(address[0], address[1], family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)[0][4]
+    host, port = str(name[0]), name[1]
     if family == socket.AF_INET:
         return struct.pack("=H", family) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)
     if family == socket.AF_INET6:
-        flow, scope = rest
+        _, _, flow, scope = cast(tuple[str, int, int, int], name)  # an IPv6 address's four fields
         return (
             struct.pack("=H", family)
             + struct.pack("!HI", port, flow)
@@ -130,7 +131,7 @@ class DatagramBatch:
             cmsg = ffi.cast("struct cmsghdr *", header.msg_control)
             cmsg.cmsg_len, cmsg.cmsg_level, cmsg.cmsg_type = CMSG_HEADER + 2, socket.SOL_UDP, UDP_SEGMENT
 
-    def send(self, packets, datagrams: Datagrams) -> int:
+    def send(self, packets: CData, datagrams: Datagrams) -> int:
         """Send the datagrams lying one after the other from the cffi pointer `packets`
         (laid out as `datagrams` says), in order; return how many the kernel took: all, or
         fewer when the socket's buffer is full or the kernel refused one (the caller sends

@@ -25,8 +25,8 @@ aiortc's intervals (0.5-1.5 s), instead of from aiortc's timer task: no wake-up 
 own, and the counters they carry are kept here, handed to aiortc's sender and DTLS
 transport with each report (getStats). The rest of RTCP stays aiortc's: its NACK
 handling calls `retransmit` (RTX when negotiated); PLI/FIR is the peer's resync
-(webrtc.py); the BYE when aiortc stops the sender (webrtc.py's `run_rtcp`). `for_sender` returns None when aiortc, aioice or pylibsrtp
-are not shaped as expected (another version); the peer then keeps aiortc's own path.
+(peer.py); the BYE when aiortc stops the sender (takeover.py). The private names used
+here are checked at install (check.py); this module is imported only when they are there.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from typing import Any, Protocol, cast
 
+from aioice.ice import CandidatePair
 from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
@@ -49,17 +51,13 @@ from aiortc.rtp import (
     pack_header_extensions,
 )
 from aiortc.utils import random32
+from pylibsrtp._binding import ffi
+from pylibsrtp._binding import lib as libsrtp
 
 from gateway.outputs.webrtc import udp_gso
+from gateway.outputs.webrtc.aiortc_compat.install import ntp_now
 from gateway.outputs.webrtc.rtp_frame import PacketLayout, RtpFrame
 
-try:
-    from pylibsrtp._binding import ffi
-    from pylibsrtp._binding import lib as libsrtp
-except ImportError:  # pragma: no cover - another pylibsrtp: aiortc's path is used
-    ffi = libsrtp = None
-
-NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 MAX_BUFFERED_BYTES = 1_000_000  # unsent bytes in the socket's asyncio buffer: the peer skips ahead
 # The SRTP tag each DTLS-SRTP profile adds to an RTP packet (RFC 5764, RFC 7714).
 SRTP_TAG_LENGTHS = {
@@ -69,24 +67,27 @@ SRTP_TAG_LENGTHS = {
     b"SRTP_AES128_CM_SHA1_32": 4,
 }
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-# RTCRtpSender's private counters (getStats), and the events its RTCP task must set.
-SENDER_FIELDS = (
-    "_RTCRtpSender__ntp_timestamp",
-    "_RTCRtpSender__rtp_timestamp",
-    "_RTCRtpSender__octet_count",
-    "_RTCRtpSender__packet_count",
-    "_RTCRtpSender__rtcp_started",
-    "_RTCRtpSender__rtcp_exited",
-)
-TX_COUNTERS = ("_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
+CData = Any  # a cffi pointer: cffi has no types
+
+
+class SenderCounters(Protocol):
+    """RTCRtpSender's private counters, which its getStats and RTCP reports read."""
+
+    _RTCRtpSender__ntp_timestamp: int
+    _RTCRtpSender__rtp_timestamp: int
+    _RTCRtpSender__octet_count: int
+    _RTCRtpSender__packet_count: int
+
+
+class TransportCounters(Protocol):
+    """RTCDtlsTransport's private counters of what it sent, which its getStats reads."""
+
+    _RTCDtlsTransport__tx_bytes: int
+    _RTCDtlsTransport__tx_packets: int
+
 
 RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X CC=0 | M PT | sequence | timestamp | SSRC
 RTP_FIELDS = struct.Struct("!BHII")  # the header after its first byte: what differs per peer and packet
-
-
-def ntp_now() -> int:
-    """The 64-bit NTP time (what aiortc.clock.current_ntp_time gives, without datetime)."""
-    return int((time.time() + NTP_EPOCH_OFFSET) * 2**32)
 
 
 class SendBuffer:
@@ -99,9 +100,9 @@ class SendBuffer:
 
     def __init__(self) -> None:
         self.data = bytearray(65536)
-        self.pointer = ffi.from_buffer(self.data) if ffi is not None else None
+        self.pointer: CData = ffi.from_buffer(self.data)
 
-    def at_least(self, size: int) -> tuple[bytearray, object]:
+    def at_least(self, size: int) -> tuple[bytearray, CData]:
         if size > len(self.data):
             self.data = bytearray(max(size, 2 * len(self.data)))
             self.pointer = ffi.from_buffer(self.data)
@@ -115,11 +116,15 @@ class LeanRtpSender:
     """Sends ready payloads as SRTP for one started RTCRtpSender; see the module docstring."""
 
     def __init__(self, sender: RTCRtpSender, parameters: RTCRtpSendParameters):
+        """For a sender aiortc has just started (DTLS done, SRTP set up); anything else is
+        an error, and the sender stays aiortc's."""
         self.sender = sender
         self.dtls = sender.transport
         self.ice = self.dtls.transport._connection  # aioice.Connection
         codec = parameters.codecs[0]
-        self.payload_type = codec.payloadType
+        if codec.payloadType is None or self.dtls._ssl is None:
+            raise ValueError("the sender is not started")
+        self.payload_type: int = codec.payloadType
         self.ssrc = sender._ssrc
         self.sequence = random_sequence_number()
         self.timestamp_origin = random32()
@@ -141,7 +146,6 @@ class LeanRtpSender:
         self.rtx_sequence = random_sequence_number()
         self.srtp_context = self.dtls._tx_srtp._srtp[0]
         self.srtp_length = ffi.new("int *")
-        self.counts_transport = all(hasattr(self.dtls, name) for name in TX_COUNTERS)
         cname = parameters.rtcp.cname
         self.sdes = (
             bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])]))
@@ -157,22 +161,10 @@ class LeanRtpSender:
         self._backlog: Callable[[], int] = lambda: 0
         self._batch: udp_gso.DatagramBatch | None = None
 
-    @classmethod
-    def for_sender(cls, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> LeanRtpSender | None:
-        """A lean sender for a sender aiortc has just started, or None to leave it to aiortc."""
-        if ffi is None or not all(hasattr(sender, name) for name in SENDER_FIELDS):
-            return None
-        try:
-            lean = cls(sender, parameters)
-            nominated = lean.ice._nominated
-        except (AttributeError, KeyError, IndexError, TypeError):
-            return None
-        return lean if isinstance(nominated, dict) else None
-
     @staticmethod
     def _extension(parameters: RTCRtpSendParameters) -> bytes:
         """The header extension block every packet carries: the mid, when negotiated (the
-        only extension install_passthrough leaves aiortc to offer for sent media)."""
+        only extension passthrough.py leaves aiortc to offer for sent media)."""
         ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
         if MID not in ids or not parameters.muxId:
             return b""
@@ -190,7 +182,7 @@ class LeanRtpSender:
             self._use(pair)
         return True
 
-    def _use(self, pair) -> None:
+    def _use(self, pair: CandidatePair) -> None:
         """Learn what a (new) ICE pair offers: its address, its transport and the UDP socket
         under it (batched sends), the transport's backlog."""
         transport = pair.protocol.transport
@@ -271,7 +263,7 @@ class LeanRtpSender:
         as aiortc's RTCP task makes it, and its counters in aiortc's sender and transport."""
         self.next_report = now + 0.5 + random.random()
         ntp_time = ntp_now()
-        sender, dtls = self.sender, self.dtls
+        sender = cast(SenderCounters, self.sender)
         sender._RTCRtpSender__ntp_timestamp = ntp_time
         sender._RTCRtpSender__rtp_timestamp = timestamp
         sender._RTCRtpSender__octet_count = self.octet_count
@@ -287,12 +279,12 @@ class LeanRtpSender:
                 ),
             )
         )
-        data = dtls._tx_srtp.protect_rtcp(report + self.sdes)
+        data = self.dtls._tx_srtp.protect_rtcp(report + self.sdes)
         self._sendto(data, self._address)
-        if self.counts_transport:
-            dtls._RTCDtlsTransport__tx_packets += self.packet_count - self.reported_packets + 1
-            dtls._RTCDtlsTransport__tx_bytes += self.sent_bytes - self.reported_bytes + len(data)
-            self.reported_packets, self.reported_bytes = self.packet_count, self.sent_bytes
+        transport = cast(TransportCounters, self.dtls)
+        transport._RTCDtlsTransport__tx_packets += self.packet_count - self.reported_packets + 1
+        transport._RTCDtlsTransport__tx_bytes += self.sent_bytes - self.reported_bytes + len(data)
+        self.reported_packets, self.reported_bytes = self.packet_count, self.sent_bytes
 
     async def retransmit(self, sequence: int) -> None:
         """Answer a NACK: the packet again, wrapped in RTX when RTX was negotiated (RFC 4588)."""

@@ -17,19 +17,28 @@ and PLI/FIR still resync the peer. Every other datagram (DTLS, RTP) takes aiortc
 
 from __future__ import annotations
 
-import asyncio
 import struct
+from typing import Protocol, cast
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtp import is_rtcp
+from pylibsrtp._binding import ffi
+from pylibsrtp._binding import lib as libsrtp
 
-from gateway.outputs.webrtc.aiortc_compat.lean_sender import ffi, libsrtp
+from gateway.outputs.webrtc.aiortc_compat.install import replace
+from gateway.tasks import background
 
 RTCP_HEADER = struct.Struct("!BBH")  # V P count/format | packet type | length in 32-bit words - 1
 RTCP_RR, RTCP_SDES, RTCP_PSFB = 201, 202, 206
 PSFB_APP = 15  # application-layer feedback: REMB
 MAX_DATAGRAM = 1500
-RX_COUNTERS = ("_RTCDtlsTransport__rx_bytes", "_RTCDtlsTransport__rx_packets")
+
+
+class ReceiveCounters(Protocol):
+    """RTCDtlsTransport's private counters of what it received, which its getStats reads."""
+
+    _RTCDtlsTransport__rx_bytes: int
+    _RTCDtlsTransport__rx_packets: int
 
 
 def only_reports(packet: bytearray, length: int) -> bool:
@@ -50,24 +59,20 @@ class RtcpReader:
 
     def __init__(self, dtls: RTCDtlsTransport):
         self.dtls = dtls
+        self.counters = cast(ReceiveCounters, dtls)
         self.context = dtls._rx_srtp._srtp[0]
         self.length = ffi.new("int *")
         self.buffer = bytearray(MAX_DATAGRAM)
         self.pointer = ffi.from_buffer(self.buffer)
-        self.counts_transport = all(hasattr(dtls, name) for name in RX_COUNTERS)
         connection = dtls.transport._connection  # aioice.Connection
         self.queue = connection.data_received  # aioice's own: on to aiortc's receive task
-        connection.data_received = self.data_received
+        replace(connection, "data_received", self.data_received)  # on this connection only
 
     @classmethod
     def install(cls, dtls: RTCDtlsTransport) -> None:
-        """Read this DTLS transport's RTCP (once: its video and audio senders share it);
-        with another aiortc or aioice than expected, aiortc keeps reading it all."""
-        try:
-            if not isinstance(getattr(dtls.transport._connection.data_received, "__self__", None), cls):
-                cls(dtls)
-        except (AttributeError, IndexError, TypeError):
-            pass
+        """Read this DTLS transport's RTCP (once: its video and audio senders share it)."""
+        if not isinstance(getattr(dtls.transport._connection.data_received, "__self__", None), cls):
+            cls(dtls)
 
     def data_received(self, data: bytes, component: int) -> None:
         length = len(data)
@@ -78,9 +83,9 @@ class RtcpReader:
         ):
             self.queue(data, component)  # not SRTCP (or not now): aiortc's path
             return
-        if self.counts_transport:
-            self.dtls._RTCDtlsTransport__rx_bytes += length
-            self.dtls._RTCDtlsTransport__rx_packets += 1
+        counters = self.counters
+        counters._RTCDtlsTransport__rx_bytes += length
+        counters._RTCDtlsTransport__rx_packets += 1
         buffer = self.buffer
         buffer[:length] = data
         self.length[0] = length
@@ -88,4 +93,4 @@ class RtcpReader:
             return  # not authentic, or a replay: dropped, as aiortc drops it
         length = self.length[0]
         if not only_reports(buffer, length):
-            asyncio.ensure_future(self.dtls._handle_rtcp_data(bytes(buffer[:length])))
+            background(self.dtls._handle_rtcp_data(bytes(buffer[:length])))
