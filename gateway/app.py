@@ -24,6 +24,7 @@ from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
 from gateway.outputs.snapshot.snapshotter import Snapshotter
 from gateway.outputs.webrtc import signalling as rtc
+from gateway.outputs.webrtc import whep
 from gateway.outputs.webrtc.feed import RtcFeed
 from gateway.outputs.ws_fmp4 import socket as ws
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
@@ -75,6 +76,7 @@ def build_app(gateway: Gateway) -> web.Application:
     mediastore.add_routes(app)
     app.router.add_get("/api/v1/{command}", commands.handle)
     rtc.add_routes(app)
+    whep.add_routes(app)
     hikvision.add_routes(app)
     app.router.add_get("/", index)
     if WWW_DIR.is_dir():
