@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Any
 
 import av
 import pytest
@@ -41,7 +42,7 @@ def audio_stream(name: str, extradata: bytes | None = None, sample_rate: int = 0
     return FakeStream("audio", FakeCodecContext(name, extradata, sample_rate, channels))
 
 
-def frame(data: bytes, dts: int | None, pts: int | None = None, keyframe: bool = False, **kw) -> FakePacket:
+def frame(data: bytes, dts: int | None, pts: int | None = None, keyframe: bool = False, **kw: Any) -> FakePacket:
     return FakePacket(None, data, dts, dts if pts is None and dts is not None else pts, is_keyframe=keyframe, **kw)
 
 
