@@ -24,6 +24,7 @@ from gateway.ingest.base import InputSpec, SourceError
 from gateway.ingest.demux import DemuxThread, SourceInput
 from tests.fixtures.fake_av import FakeAv, FakeCodecContext, FakeContainer, FakeStream, FakeStreams, camera, frame_id
 from tests.fixtures.hub import bare_stream
+from tests.fixtures.net import run_async
 
 LIFE = 0.4  # seconds an expiring input's URL is valid; renewed 0.1 s before it expires
 RENEW_RETRY = 0.1
@@ -165,7 +166,7 @@ def test_an_expiring_input_is_renewed_make_before_break(fake_av):
         # Renewed RENEW_LEAD (0.1 s) before it expires, the URL's quarter life being shorter.
         assert LIFE - 0.1 - 0.005 <= source.resolved[1] - source.resolved[0] < LIFE
 
-    asyncio.run(run())
+    run_async(run)
     assert not any(line.startswith("end") for line in sink.story())
     assert all(c.closed for c in fake_av.opened)
 
@@ -200,7 +201,7 @@ def test_the_hub_sees_one_session_with_a_continuous_timeline_across_renewals(fak
             stream.stop()
             await eventually(lambda: not threads_of("cam"))
 
-    asyncio.run(run())
+    run_async(run)
     assert [b - a for a, b in itertools.pairwise(recorder.dts)] == [3600] * (len(recorder.dts) - 1)
 
 
@@ -231,7 +232,7 @@ def test_a_failed_renewal_keeps_the_current_input_a_while_longer(fake_av, failur
         assert source.resolved[2] - source.resolved[1] >= wait - 0.01  # retried after RENEW_RETRY
         assert sink.after("switch")[0] == (3, 0, True)
 
-    asyncio.run(run())
+    run_async(run)
     assert all(c.closed for c in fake_av.opened)
 
 
@@ -266,7 +267,7 @@ def test_an_input_ending_before_its_renewal_is_ready_is_a_new_session_on_the_ren
             "packets from 2",
         ]
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def test_an_input_ending_just_after_its_renewal_came_up_is_still_a_switch(fake_av, monkeypatch, caplog):
@@ -292,7 +293,7 @@ def test_an_input_ending_just_after_its_renewal_came_up_is_still_a_switch(fake_a
         assert sink.story()[:4] == ["start", "packets from 1", "switch", "packets from 2"]
         assert "input1 ended before its renewal; switching" in caplog.text
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def test_a_renewal_not_up_in_time_is_abandoned_and_the_source_reconnects(fake_av, monkeypatch):
@@ -317,7 +318,7 @@ def test_a_renewal_not_up_in_time_is_abandoned_and_the_source_reconnects(fake_av
         assert story[:3] == ["start", "packets from 1", "end: input1 ended before its renewal was ready"]
         assert story[-2:] == ["start", "packets from 3"] and "packets from 2" not in story
 
-    asyncio.run(run())
+    run_async(run)
 
 
 # -- reconnecting ------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ def test_an_input_that_ends_is_opened_again_at_once(fake_av, monkeypatch):
             await eventually(lambda: "packets from 2" in sink.story())
         assert sink.story() == ["start", "packets from 1", "end: None", "start", "packets from 2"]
 
-    asyncio.run(run())
+    run_async(run)
     assert all(c.closed for c in fake_av.opened)
 
 
@@ -359,7 +360,7 @@ def test_a_read_error_ends_the_session_with_it_and_reconnects_after_a_backoff(fa
         ]
         assert fake_av.attempts[1][1] - fake_av.attempts[0][1] >= BACKOFF_FIRST
 
-    asyncio.run(run())
+    run_async(run)
     assert all(c.closed for c in fake_av.opened)
 
 
@@ -388,7 +389,7 @@ def test_failures_to_connect_back_off_and_say_why(fake_av):
             "packets from 5",
         ]
 
-    asyncio.run(run())
+    run_async(run)
     times = [t for _, t in fake_av.attempts]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     expected = [BACKOFF_FIRST, 2 * BACKOFF_FIRST, BACKOFF_CAP, BACKOFF_CAP]  # doubling, capped
@@ -412,7 +413,7 @@ def test_a_source_asking_to_be_left_alone_is_waited_for(fake_av):
         assert sink.story() == ["end: platform rate limit", "start", "packets from 2"]
         assert source.resolved[1] - source.resolved[0] >= 0.3 - 0.005
 
-    asyncio.run(run())
+    run_async(run)
 
 
 # -- stopping ----------------------------------------------------------------------------------
@@ -433,7 +434,7 @@ def test_stop_ends_the_thread_and_nothing_is_delivered_after_it(fake_av):
             assert len(sink.calls) == delivered  # what was queued was dropped
         assert fake_av.container("fake://1").closed
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def test_stop_ends_a_long_backoff_at_once(fake_av):
@@ -448,7 +449,7 @@ def test_stop_ends_a_long_backoff_at_once(fake_av):
             thread.stop()
             await eventually(lambda: not thread.alive, timeout=1.0)
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def test_stop_during_a_renewal_closes_what_the_renewal_opened(fake_av):
@@ -469,4 +470,4 @@ def test_stop_during_a_renewal_closes_what_the_renewal_opened(fake_av):
         assert all(c.closed for c in fake_av.opened)
         assert "switch" not in sink.story()
 
-    asyncio.run(run())
+    run_async(run)

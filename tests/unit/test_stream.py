@@ -16,6 +16,7 @@ from gateway.hub.stream import Stream, StreamNotReady
 from gateway.hub.streams import StreamManager
 from tests.fixtures.hub import RecordingInput, bare_stream, recorded_stream
 from tests.fixtures.media import h264_clip
+from tests.fixtures.net import run_async
 
 VIDEO, CLIP = h264_clip(20, gop=10)
 PARAMS = StreamParams(VIDEO, None)
@@ -128,7 +129,7 @@ def test_viewers_start_the_input_once_and_the_last_one_leaves_after_the_linger()
         stream.acquire()
         assert source.starts == 2 and stream.viewers == 1
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def test_an_always_on_stream_stays_up_without_viewers():
@@ -140,7 +141,7 @@ def test_an_always_on_stream_stays_up_without_viewers():
         await asyncio.sleep(0.05)
         assert source.running
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def test_the_manager_starts_always_on_streams_and_closes_removed_ones():
@@ -169,7 +170,7 @@ def test_wait_ready_says_what_the_source_last_reported():
         with pytest.raises(StreamNotReady, match="stream t not ready: connection refused"):
             await stream.wait_ready(0.01)
 
-    asyncio.run(run())
+    run_async(run)
 
 
 def test_wait_ready_returns_the_parameters_at_the_first_keyframe():
@@ -186,7 +187,7 @@ def test_wait_ready_returns_the_parameters_at_the_first_keyframe():
         with pytest.raises(StreamNotReady):
             await stream.wait_ready(0.01)
 
-    asyncio.run(run())
+    run_async(run)
 
 
 # -- subscribers and the input's events -----------------------------------------------------
