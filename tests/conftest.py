@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -13,6 +15,31 @@ from tests.fixtures.gateway import Gateway, copy_sample
 from tests.fixtures.rtmp_origin import RtmpOrigin
 
 FILE_SOURCE = {"strName": "Sample", "strToken": "token1", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}
+UNIT_DIR = Path(__file__).parent / "unit"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/unit is a unit test (`-m unit`); tests elsewhere say so themselves."""
+    for item in items:
+        if UNIT_DIR in item.path.parents:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process(request: pytest.FixtureRequest) -> None:
+    """A unit test that starts a process (ffmpeg, the gateway) fails, so `-m unit` stays fast.
+    ctypes' find_library may run ldconfig while a library is first imported: that one goes."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    start = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
+        if sys._getframe(1).f_globals.get("__name__") == "ctypes.util":
+            return start(self, args, *rest, **options)
+        raise AssertionError(f"a unit test started a process: {args!r}")
+
+    request.getfixturevalue("monkeypatch").setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")

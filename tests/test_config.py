@@ -63,6 +63,7 @@ def test_bad_config_names_the_key(tmp_path, change, words):
     assert result.stderr.strip() == f"h5ss: config error: {info.value}"
 
 
+@pytest.mark.unit
 def test_not_json_says_where(tmp_path):
     path = tmp_path / "h5ss.conf"
     path.write_text('{"http": {"nHTTPPort": 80,}}')
@@ -70,6 +71,7 @@ def test_not_json_says_where(tmp_path):
         load_config(path)
 
 
+@pytest.mark.unit
 def test_save_keeps_comments_and_unknown_keys_and_is_atomic(tmp_path):
     path = write_conf(tmp_path, lambda conf: conf["http"].__setitem__("xVendorKey", 7))
     config = load_config(path)
@@ -81,6 +83,7 @@ def test_save_keeps_comments_and_unknown_keys_and_is_atomic(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["h5ss.conf"]  # no temp file left
 
 
+@pytest.mark.unit
 def test_default_config_loads():
     config = load_config(REPO / "conf" / "h5ss.conf")
     assert list(config.sources) == ["token1"]

@@ -89,6 +89,7 @@ def segmenter(target: int = 1, count: int = 4) -> tuple[Stream, HlsSegmenter]:
     return stream, seg
 
 
+@pytest.mark.unit
 def test_segments_start_at_keyframes_and_parts_are_200_ms(clip_packets):
     stream, seg = segmenter()
     feed(stream, *clip_packets)
@@ -103,6 +104,7 @@ def test_segments_start_at_keyframes_and_parts_are_200_ms(clip_packets):
     assert seg.part_target == 0.2
 
 
+@pytest.mark.unit
 def test_a_jittery_camera_clock_still_cuts_every_gop(clip_packets):
     params, packets = clip_packets
     jittered = [MediaPacket(p.kind, p.dts - p.dts // 3600 % 3, p.pts - p.dts // 3600 % 3, p.duration, p.keyframe, p.data)
@@ -113,6 +115,7 @@ def test_a_jittery_camera_clock_still_cuts_every_gop(clip_packets):
     assert seg.max_duration == 1
 
 
+@pytest.mark.unit
 def test_playlists_of_each_variant(clip_packets):
     stream, seg = segmenter()
     feed(stream, *clip_packets)
@@ -130,6 +133,7 @@ def test_playlists_of_each_variant(clip_packets):
         assert all(float(d) <= 1 for d in re.findall(r"#EXTINF:([\d.]+),", text))
 
 
+@pytest.mark.unit
 def test_renewal_switch_continues_the_timeline_without_a_discontinuity(clip_packets):
     stream, seg = segmenter()
     video_dts: list[int] = []
@@ -143,6 +147,7 @@ def test_renewal_switch_continues_the_timeline_without_a_discontinuity(clip_pack
     assert set(steps) == {3600}  # 25 fps: one frame apart, across the switch too
 
 
+@pytest.mark.unit
 def test_reconnect_is_a_discontinuity_and_numbers_go_on(clip_packets):
     stream, seg = segmenter()
     feed(stream, *clip_packets)
@@ -161,6 +166,7 @@ def test_reconnect_is_a_discontinuity_and_numbers_go_on(clip_packets):
     assert video == sorted(video) and len(set(video)) == len(video)
 
 
+@pytest.mark.unit
 def test_only_the_window_is_kept(clip_packets):
     stream, seg = segmenter(count=1)
     for _ in range(3):
@@ -204,6 +210,7 @@ def test_ts_segments_decode_and_counters_run_on(clip_packets, tmp_path):
     assert mpegts.crc32_mpeg2(b"123456789") == 0x0376E6E7  # the CRC-32/MPEG-2 check value
 
 
+@pytest.mark.unit
 def test_signed_tokens(monkeypatch):
     signer = HlsSigner(b"k" * 32)
     value = signer.sign("cam", 60)

@@ -14,6 +14,7 @@ def head(*lines: str) -> bytes:
     return "\r\n".join(lines).encode()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("raw,expected", [
     (head("GET /cam/index.m3u8?session=a&session=b&x= HTTP/1.1", "Host: h"),
      LeanRequest("GET", "/cam/index.m3u8", {"session": "a", "x": ""}, True)),
@@ -28,6 +29,7 @@ def test_plain_gets_are_parsed(raw, expected):
     assert parse_head(raw) == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("raw", [
     head("POST /cam/index.m3u8 HTTP/1.1", "Content-Length: 3"),
     head("GET /a HTTP/1.1", "Content-Length: 3"),

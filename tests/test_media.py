@@ -41,6 +41,7 @@ def parameter_sets(annexb: bytes) -> tuple[list[bytes], list[bytes]]:
     return [n for n in nals if h264.nal_type(n) == 7], [n for n in nals if h264.nal_type(n) == 8]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (1280, 720), (352, 288)])
 @pytest.mark.parametrize("profile", ["baseline", "high"])
 def test_sps_dimensions_match_the_encoder(size, profile):
@@ -52,6 +53,7 @@ def test_sps_dimensions_match_the_encoder(size, profile):
     assert (sps2, pps2) == ([sps_list[0]], [pps_list[0]])
 
 
+@pytest.mark.unit
 def test_annexb_and_avcc_round_trip():
     nals = [b"\x67\x64\x00\x1f\xac", b"\x68\xee\x3c\x80", b"\x65" + bytes(range(200))]
     assert h264.split_annexb(h264.to_annexb(nals)) == nals
@@ -99,6 +101,7 @@ def test_fmp4_writer_output_decodes_in_ffmpeg(tmp_path: Path):
     assert sorted(probe) == sorted([f"h264,{video_frames}", f"aac,{audio_frames}"])
 
 
+@pytest.mark.unit
 def test_mime_names_only_present_codecs():
     sps, pps = parameter_sets(encode_h264(640, 360, options={"profile": "main", "preset": "fast"})[0])
     params = StreamParams(VideoParams.from_h264(sps[0], pps[0]), None)
@@ -126,6 +129,7 @@ class FakeTransport:
         self.buffered = []
 
 
+@pytest.mark.unit
 def test_viewer_behind_skips_to_next_keyframe():
     transport = FakeTransport()
     viewer = TransportViewer(transport, budget=100)

@@ -328,6 +328,7 @@ def test_onvif_search_finds_the_loopback_responder_within_the_timeout(make_gatew
         responder.stop()
 
 
+@pytest.mark.unit
 def test_probe_matches_to_other_probes_are_ignored():
     ours, theirs = "urn:uuid:ours", "urn:uuid:theirs"
     responder = WsdResponder(["http://127.0.0.1:8000/onvif/device_service http://[::1]:8000/x"])
@@ -341,6 +342,7 @@ def test_probe_matches_to_other_probes_are_ignored():
     assert b"NetworkVideoTransmitter" in PROBE.encode()
 
 
+@pytest.mark.unit
 def test_discovery_target_is_checked_at_start(tmp_path):
     path = tmp_path / "h5ss.conf"
     for target in ("239.255.255.250", "nowhere:3702", "127.0.0.1:0"):

@@ -14,6 +14,8 @@ from gateway.outputs.record.recorder import RecordFile
 from gateway.store.fmp4_scan import media_duration
 from gateway.store.layout import LayoutError, Place, check_name, parse_path
 
+pytestmark = pytest.mark.unit
+
 # Baseline 640x360 SPS/PPS (as x264 writes them).
 SPS = bytes.fromhex("6742c01eda0280bfe5c04400000300040000030190f162ea")
 PPS = bytes.fromhex("68ce3c80")

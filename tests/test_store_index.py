@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.store.index import MediaEntry, MediaIndex
+
+pytestmark = pytest.mark.unit
 
 
 def rec(token: str, start: float, duration: float, name: str = "a") -> MediaEntry:

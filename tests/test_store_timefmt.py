@@ -8,6 +8,8 @@ import pytest
 
 from gateway.store.timefmt import TimeFormatError, format_epoch, format_time, parse_offset, parse_time
 
+pytestmark = pytest.mark.unit
+
 PLUS8 = timezone(timedelta(hours=8))
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from gateway.outputs.webrtc import udp_gso
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def sockets():
