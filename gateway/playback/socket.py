@@ -2,7 +2,7 @@
 
 The same protocol as live (PROTOCOLS.md §2): first binary frame the MIME string, then
 the init segment, then fragments; text frames are events. The recordings come from the
-media index (never from listing directories); media/playback.py paces them.
+media index (never from listing directories); pacer.py paces them.
 
 Commands (text frames, JSON): H5_PAUSE, H5_RESUME (and H5_START), H5_KEEPALIVE,
 {"cmd":"H5_SEEK","nSeekTime":s} with s in seconds from begintime (the h5s player's seek

@@ -1,8 +1,9 @@
 """One fMP4 fragmenter per stream, shared by all its WebSocket viewers.
 
 Each packet becomes one moof+mdat exactly once, framed as WebSocket messages once; every
-viewer's socket gets the same bytes objects. The feed keeps the init segment and the
-messages since the last keyframe, so a new viewer starts decoding at once.
+viewer's socket gets the same bytes objects. The feed keeps the init segment, and the
+messages of the cached GOP beside the hub's GOP cache (a GopMemo, emptied with it), so a
+new viewer starts decoding at once.
 """
 
 from __future__ import annotations
