@@ -24,6 +24,10 @@ class KeyframeSkip:
             self.skipping = True
             self.skips += 1
 
+    def restart(self) -> None:
+        """The client's queue was emptied and refilled from a keyframe (a GOP replay): no skipping."""
+        self.skipping = False
+
     def admit(self, keyframe: bool, behind: bool = False) -> bool:
         """Whether to send a frame now. `behind`: the client's queue cannot take it."""
         if behind:

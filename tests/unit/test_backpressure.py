@@ -34,3 +34,10 @@ def test_fall_behind_counts_each_fall_once():
     assert policy.admit(True)
     policy.fall_behind()
     assert policy.skips == 2 and policy.skipping
+
+
+def test_restart_takes_the_next_frame_whatever_it_is():
+    policy = KeyframeSkip()
+    policy.fall_behind()
+    policy.restart()
+    assert policy.admit(False) and policy.skips == 1

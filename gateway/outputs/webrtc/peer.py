@@ -197,7 +197,7 @@ class PeerVideoTrack(PeerTrack):
             return
         self.last_resync = now
         self.queue.clear()
-        self.skip.skipping = False  # the replay starts afresh
+        self.skip.restart()  # the replay starts at its keyframe
         base = self.last_timestamp + 1
         for i, frame in enumerate(gop):
             self.push(frame, base + i)
