@@ -14,9 +14,10 @@ from gateway.auth import Auth
 from gateway.config.file import Config, SourceConf
 from gateway.config.settings import HikvisionSettings
 from gateway.hub.output import OutputRegistry
+from gateway.hub.profile import MAIN
 from gateway.hub.stream import Stream
 from gateway.hub.streams import StreamManager
-from gateway.ingest import Source, SourceError, make_source
+from gateway.ingest import Source, SourceError, make_source, make_sub_source
 from gateway.ingest.demux import SourceInput
 from gateway.outputs.record.jobs import RecordingJobs
 from gateway.runinfo import RunInfo
@@ -81,19 +82,31 @@ class Gateway:
         """The source a config entry describes; SourceError says why it cannot be made."""
         return make_source(conf, self.settings.system.media_dir, self.hikvision)
 
+    def make_sub_source(self, conf: SourceConf) -> Source | None:
+        """The source of a config entry's sub stream, None when it has none; SourceError
+        says why it cannot be made."""
+        return make_sub_source(conf, self.hikvision)
+
     def _add_stream(self, conf: SourceConf, source: Source | None = None) -> Stream | None:
         try:
             source = source or self.make_source(conf)
         except SourceError as e:
             log.error("source %s disabled: %s", conf.token, e)
             return None
+        try:
+            sub = self.make_sub_source(conf)
+        except SourceError as e:  # the main stream still plays, and serves profile=sub
+            log.error("source %s: sub stream disabled: %s", conf.token, e)
+            sub = None
         self.inputs[conf.token] = source
-        return self.streams.add(conf, SourceInput(conf.token, source, conf.enable_audio))
+        audio = conf.enable_audio
+        sub_input = SourceInput(f"{conf.token}/sub", sub, audio) if sub is not None else None
+        return self.streams.add(conf, SourceInput(conf.token, source, audio), sub_input)
 
     def _remove_stream(self, token: str) -> None:
-        """Finish its recordings (the files stay), end its viewers, stop its input."""
+        """Finish its recordings (the files stay), end its viewers, stop its inputs (main and sub)."""
         self.recordings.forget(token)
-        self.streams.remove(token)  # its outputs end their viewers (WS sockets close)
+        self.streams.remove(token)  # their outputs end their viewers (WS sockets close)
         self.inputs.pop(token, None)
 
     def _record_continuously(self, token: str, enabled: bool) -> None:
@@ -101,8 +114,10 @@ class Gateway:
         if stream is not None:
             self.recordings.set_continuous(stream, enabled)
 
-    def stream(self, token: str) -> Stream | None:
-        return self.streams.get(token)
+    def stream(self, token: str, profile: str = MAIN) -> Stream | None:
+        """A token's main stream, or with `profile` sub its sub stream (the main one for a
+        source without a sub stream); None for an unknown or disabled source."""
+        return self.streams.get(token, profile)
 
     def add_source(self, fields: dict[str, Any], source: Source | None = None) -> SourceConf:
         """Validate, save and start a new source (`source`: one already made and checked from
@@ -112,6 +127,7 @@ class Gateway:
             raise ValueError(f"token {token!r} already exists")
         conf = SourceConf.from_json(dict(fields), "source")
         source = source or self.make_source(conf)
+        self.make_sub_source(conf)  # a bad sub stream (strUrlSub) is refused before anything is saved
         self.config.add_source(conf)
         try:
             self.config.save()
@@ -166,7 +182,7 @@ class Gateway:
         for conf in confs:
             previous, stream = old[conf.token], self.streams.get(conf.token)
             if previous is not None and stream is not None and same_stream(previous, conf):
-                stream.conf = conf
+                self.streams.rename(conf)
                 continue
             self._remove_stream(conf.token)
             if self._add_stream(conf) is not None and conf.record:

@@ -294,3 +294,24 @@ def test_platform_faults_and_offline_camera_recover(make_gateway, platform):
             before = [t for t in arrivals if t <= when]
             assert before and when - before[-1] < 2.0, (when - before[-1]) if before else "no video yet"
     assert_no_secret(gw.log())
+
+
+def test_the_sub_stream_asks_for_the_sub_quality(make_gateway, platform):
+    """profile=sub is the camera's own sub stream: its URL is asked for with quality 2,
+    the main stream's with quality 1, each only while someone watches it."""
+    gw = hik_gateway(make_gateway, platform)
+    session = gw.login()
+    assert gw.api("AddDeviceHik", session=session)[1]["nAdded"] == 3
+    sub = WsViewer(gw.ws_url, "cam1", session, "&profile=sub")
+    sub.start()
+    assert sub.wait_frames(3, 20), (sub.error, sub.close_reason, gw.log()[-2000:])
+    assert [i.quality for i in platform.issued_for("cam1")] == [2]
+    main = WsViewer(gw.ws_url, "cam1", session)
+    main.start()
+    assert main.wait_frames(3, 20), (main.error, main.close_reason, gw.log()[-2000:])
+    sub.stop(), main.stop()
+    assert sorted(i.quality for i in platform.issued_for("cam1")) == [1, 2]
+    src = gw.api("GetSrc", session=session, token="cam1")[1]["src"][0]
+    assert src["bSubStream"] is True and src["bSubOnline"] is True and src["bOnline"] is True
+    assert src["nHikSubUrlsFetched"] == 1 and src["nHikUrlsFetched"] == 1 and src["strHikSubUrlExpires"]
+    assert_no_secret(gw.log(), json.dumps(src))

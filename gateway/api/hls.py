@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.api.commands import command, token_param
 from gateway.auth import Session
+from gateway.hub.profile import SUB, profile_of
 from gateway.outputs.hls.http import SIGNER_KEY, int_param
 from gateway.web.errors import ApiError, ok
 
@@ -14,14 +15,20 @@ SIGNED_EXPIRE = (60, 10, 86400)  # default, min, max seconds of a GetHlsUrl toke
 
 @command("GetHlsUrl")
 async def get_hls_url(request: web.Request, _: Session | None) -> web.Response:
-    """Signed HLS URLs (relative to the gateway root) for one stream."""
+    """Signed HLS URLs (relative to the gateway root) for one stream; `profile=sub`: its sub stream."""
     token = token_param(request)
+    try:
+        profile = profile_of(request.query.get("profile"))
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
     default, low, high = SIGNED_EXPIRE
     seconds = int_param(request.query, "expire")
     seconds = default if seconds is None else seconds
     if not low <= seconds <= high:
         raise ApiError(400, f"parameter 'expire' must be {low}-{high} seconds")
     query = "?hlstoken=" + request.app[SIGNER_KEY].sign(token, seconds)
+    if profile == SUB:
+        query += "&profile=sub"
     return ok(
         strUrl=f"{token}/index.m3u8{query}",
         strV1Url=f"hls/v1/{token}/hls.m3u8{query}",

@@ -40,13 +40,15 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     info = {key: conf[key] for key in SRC_FIELDS}
     info.update({key: conf[key] for key in SourceConf.TYPE_FIELDS.get(conf.type, {})})
     info["strUrl"] = redact(conf.url)
+    if "strUrlSub" in info:
+        info["strUrlSub"] = redact(conf.url_sub)
     info["strPasswd"] = "*****" if conf.password else ""
     stream = gw.stream(token)
     info["bOnline"] = bool(stream and stream.online)
     info["strState"] = stream.state if stream else "disabled"
     info["strLastError"] = (stream.last_error if stream else "source could not be created") or ""
     info["nViewers"] = stream.viewers if stream else 0
-    info["nRtcPeers"] = sum(1 for peer in gw.rtc_peers.values() if peer.stream is stream)
+    info["nRtcPeers"] = sum(1 for peer in gw.rtc_peers.values() if peer.stream.token == token)  # main and sub
     info["strSnapshotUrl"] = f"api/v1/GetImage?token={token}"
     info["nHlsSegments"] = 0  # in memory only while HLS clients poll (the segmenter says)
     # What the source learnt while connecting (ONVIF: the profile in use), and its outputs.
@@ -55,6 +57,30 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     if stream and stream.params and stream.params.video:
         info["nWidth"], info["nHeight"] = stream.params.video.width, stream.params.video.height
         info["strCodec"] = stream.params.mime
+    info.update(describe_sub(gw, token, info))
+    return info
+
+
+def describe_sub(gw: Gateway, token: str, main: dict[str, Any]) -> dict[str, Any]:
+    """GetSrc's word on the sub stream (h5ss): `bSubStream` whether the source has its own;
+    `bSubOnline`, `strSubState`, `nSubViewers` and its size are those of the stream
+    `profile=sub` serves (the main one when it has none); the sub input's own fields."""
+    sub = gw.streams.sub(token)
+    if sub is None:
+        info = {"bSubStream": False, "bSubOnline": main["bOnline"], "strSubState": main["strState"], "nSubViewers": 0}
+        if "nWidth" in main:
+            info["nSubWidth"], info["nSubHeight"] = main["nWidth"], main["nHeight"]
+        return info
+    info = {
+        "bSubStream": True,
+        "bSubOnline": sub.online,
+        "strSubState": sub.state,
+        "strSubLastError": sub.last_error or "",
+        "nSubViewers": sub.viewers,
+    }
+    info.update(sub.source.describe())
+    if sub.params and sub.params.video:
+        info["nSubWidth"], info["nSubHeight"] = sub.params.video.width, sub.params.video.height
     return info
 
 
@@ -90,6 +116,7 @@ async def add_src_rtsp(request: web.Request, _: Session | None) -> web.Response:
     fields = common_source_fields(request) | {
         "nType": "H5_STREAM",
         "strUrl": param(request, "url"),
+        "strUrlSub": param(request, "suburl", ""),
         "strUser": param(request, "user", "", max_len=128),
         "strPasswd": param(request, "password", "", max_len=128),
         "nRTSPType": enum_param(request, "rtsptype", RTSP_TYPES, "H5_RTSP_TCP"),

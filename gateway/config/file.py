@@ -120,6 +120,7 @@ class SourceConf:
     }
     # h5ss's own fields, present only on sources of their type.
     TYPE_FIELDS: ClassVar[dict[str, dict[str, tuple[Any, Any]]]] = {
+        "H5_STREAM": {"strUrlSub": (str, "")},  # the sub stream's URL (empty: none)
         "H5_HIKVISION": {"strHikDeviceSerial": (str, ""), "strHikCameraId": (str, "")},
     }
 
@@ -159,6 +160,11 @@ class SourceConf:
     @property
     def url(self) -> str:
         return self.raw["strUrl"]
+
+    @property
+    def url_sub(self) -> str:
+        """An H5_STREAM source's sub stream URL (strUrlSub), empty when it has none."""
+        return self.raw.get("strUrlSub", "")
 
     @property
     def user(self) -> str:

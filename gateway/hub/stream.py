@@ -20,6 +20,7 @@ from gateway.config.settings import SourceSettings
 from gateway.hub.gop import GopCache
 from gateway.hub.output import OutputRegistry, StreamOutput, Subscriber
 from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.hub.profile import MAIN
 from gateway.hub.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,16 @@ class StreamNotReady(Exception):
 
 
 class Stream:
-    def __init__(self, conf: SourceConf, source: StreamInput, settings: SourceSettings, registry: OutputRegistry):
+    def __init__(
+        self,
+        conf: SourceConf,
+        source: StreamInput,
+        settings: SourceSettings,
+        registry: OutputRegistry,
+        profile: str = MAIN,
+    ):
         self.conf = conf
+        self.profile = profile  # main, or sub: the source's sub stream (hub/profile.py)
         self.source = source
         self.linger = settings.linger
         self.registry = registry
@@ -78,8 +87,14 @@ class Stream:
         return self.conf.token
 
     @property
+    def label(self) -> str:
+        """The token, with `/sub` for a sub stream: for logs and messages."""
+        return self.token if self.profile == MAIN else f"{self.token}/{self.profile}"
+
+    @property
     def always_on(self) -> bool:
-        return self.conf.always_on
+        """H5_ALWAYS keeps the main stream up; a sub stream is always on demand."""
+        return self.profile == MAIN and self.conf.always_on
 
     @property
     def online(self) -> bool:
@@ -119,7 +134,7 @@ class Stream:
     def _linger_expired(self) -> None:
         self._linger_handle = None
         if self._demand == 0 and not self.always_on:
-            log.info("stream %s: no viewers for %.0f s, disconnecting", self.token, self.linger)
+            log.info("stream %s: no viewers for %.0f s, disconnecting", self.label, self.linger)
             self.stop()
 
     def start(self) -> None:
@@ -154,7 +169,7 @@ class Stream:
             await asyncio.wait_for(self._ready.wait(), timeout)
         except TimeoutError:
             reason = self.last_error or "no video from the source yet"
-            raise StreamNotReady(f"stream {self.token} not ready: {reason}") from None
+            raise StreamNotReady(f"stream {self.label} not ready: {reason}") from None
         assert self.params is not None
         return self.params
 
@@ -188,7 +203,7 @@ class Stream:
     # -- the input's events (ingest's SourceSink), in the event loop -------------------
 
     def on_session_start(self, params: StreamParams) -> None:
-        log.info("stream %s online: %s", self.token, params.mime)
+        log.info("stream %s online: %s", self.label, params.mime)
         self.state = "online"
         self.last_error = None
         self.online_since = time.time()

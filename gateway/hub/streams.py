@@ -1,10 +1,16 @@
-"""All streams, by token: made from the config and kept in step with API changes."""
+"""All streams, by token: made from the config and kept in step with API changes.
+
+A token has its main stream and, when its source has one, a sub stream (hub/profile.py):
+two Streams from the same SourceConf, each with its own input, GOP cache, outputs and
+timeline. A token without a sub stream serves its main one to `profile=sub`.
+"""
 
 from __future__ import annotations
 
 from gateway.config.file import SourceConf
 from gateway.config.settings import SourceSettings
 from gateway.hub.output import OutputRegistry
+from gateway.hub.profile import MAIN, SUB
 from gateway.hub.stream import Stream, StreamInput
 
 
@@ -12,22 +18,44 @@ class StreamManager:
     def __init__(self, settings: SourceSettings, registry: OutputRegistry):
         self.settings = settings
         self.registry = registry
-        self.streams: dict[str, Stream] = {}
+        self.streams: dict[str, Stream] = {}  # the main streams
+        self.subs: dict[str, Stream] = {}  # the sub streams of the sources that have one
 
-    def add(self, conf: SourceConf, source: StreamInput) -> Stream:
+    def add(self, conf: SourceConf, source: StreamInput, sub: StreamInput | None = None) -> Stream:
+        """The token's main stream over `source`, and its sub stream over `sub` if given."""
         stream = Stream(conf, source, self.settings, self.registry)
         self.streams[conf.token] = stream
+        if sub is not None:
+            self.subs[conf.token] = Stream(conf, sub, self.settings, self.registry, SUB)
         if stream.always_on:
             stream.start()
         return stream
 
     def remove(self, token: str) -> None:
-        stream = self.streams.pop(token, None)
-        if stream is not None:
-            stream.close()
+        """Close the token's streams, main and sub."""
+        for streams in (self.streams, self.subs):
+            stream = streams.pop(token, None)
+            if stream is not None:
+                stream.close()
 
-    def get(self, token: str) -> Stream | None:
+    def get(self, token: str, profile: str = MAIN) -> Stream | None:
+        """The token's main stream, or its sub stream (the main one when it has none)."""
+        if profile == SUB:
+            sub = self.subs.get(token)
+            if sub is not None:
+                return sub
         return self.streams.get(token)
+
+    def sub(self, token: str) -> Stream | None:
+        """The token's own sub stream, None when it has none."""
+        return self.subs.get(token)
+
+    def rename(self, conf: SourceConf) -> None:
+        """A source changed only what does not touch its streams (its name): they keep running."""
+        for streams in (self.streams, self.subs):
+            stream = streams.get(conf.token)
+            if stream is not None:
+                stream.conf = conf
 
     def stop_all(self) -> None:
         for token in list(self.streams):

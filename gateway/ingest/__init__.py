@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config.file import SourceConf
+from gateway.hub.profile import SUB
 from gateway.ingest.base import InputSpec, Source, SourceError
 from gateway.ingest.file import FileSource
 from gateway.ingest.hikvision import HikvisionSource
@@ -28,4 +29,18 @@ def make_source(conf: SourceConf, media_dir: Path, hikvision: HikClient | None =
     raise SourceError(f"source type {conf.type} is not supported yet")
 
 
-__all__ = ["InputSpec", "Source", "SourceError", "make_source"]
+def make_sub_source(conf: SourceConf, hikvision: HikClient | None = None) -> Source | None:
+    """The Source of a config entry's sub stream, None when it has none (files never do);
+    SourceError says why one cannot be made. ONVIF: the sub profile named, or with
+    bOnvifProfileAuto the camera's second H.264 one; H5_STREAM: strUrlSub with the same
+    credentials; HikCentral: the camera's sub quality."""
+    if conf.type == "H5_STREAM" and conf.url_sub:
+        return StreamSource(conf.url_sub, conf.user, conf.password, conf.rtsp_type)
+    if conf.type == "H5_ONVIF" and (conf["strOnvifProfileSub"] or conf["bOnvifProfileAuto"]):
+        return OnvifSource.from_conf(conf, SUB)
+    if conf.type == "H5_HIKVISION":
+        return HikvisionSource.from_conf(conf, hikvision, SUB)
+    return None
+
+
+__all__ = ["InputSpec", "Source", "SourceError", "make_source", "make_sub_source"]

@@ -3,18 +3,24 @@
 The URI is asked for again on every (re)connect: cameras hand out a new one after a
 reboot or a profile change, so a stream that failed is retried with a fresh answer.
 The camera credentials serve both ONVIF (WS-Security digest) and the RTSP connection.
+A source's sub stream is a second OnvifSource with profile "sub": it streams the sub
+profile, or the main one when the camera has no second H.264 profile to pick.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.config.file import SourceConf
+from gateway.hub.profile import MAIN
 from gateway.ingest.base import InputSpec, SourceError
 from gateway.ingest.stream import check_url, input_options, redact, with_credentials
 from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
+
+log = logging.getLogger(__name__)
 
 # The demux thread reads H.264 only, so only such profiles are picked automatically.
 PLAYABLE_CODECS = ("H264",)
@@ -35,19 +41,26 @@ def choose(profiles: list[Profile], wanted: str, auto: bool, other_than: Profile
 
 class OnvifSource:
     def __init__(
-        self, endpoint: Endpoint, main: str = "", sub: str = "", auto: bool = True, rtsp_type: str = "H5_RTSP_TCP"
+        self,
+        endpoint: Endpoint,
+        main: str = "",
+        sub: str = "",
+        auto: bool = True,
+        rtsp_type: str = "H5_RTSP_TCP",
+        profile: str = MAIN,
     ):
         if not (main or auto):
             raise SourceError("strOnvifProfileMain is empty and bOnvifProfileAuto is false: name a profile")
         self.endpoint = endpoint
         self.wanted_main, self.wanted_sub, self.auto = main, sub, auto
         self.rtsp_type = rtsp_type
+        self.profile = profile  # which of the two this source streams
         self.main: Profile | None = None
         self.sub: Profile | None = None
-        self.url = ""  # the main profile's RTSP URI as the camera last gave it
+        self.url = ""  # the streamed profile's RTSP URI as the camera last gave it
 
     @classmethod
-    def from_conf(cls, conf: SourceConf) -> OnvifSource:
+    def from_conf(cls, conf: SourceConf, profile: str = MAIN) -> OnvifSource:
         port = conf["strSrcPort"] or "80"
         if not port.isdigit():
             raise SourceError(f"strSrcPort {port!r} is not a port number")
@@ -67,6 +80,7 @@ class OnvifSource:
             conf["strOnvifProfileSub"],
             conf["bOnvifProfileAuto"],
             conf["nRTSPType"],
+            profile,
         )
 
     @asynccontextmanager
@@ -82,9 +96,14 @@ class OnvifSource:
             yield device, main
 
     async def stream_url(self) -> str:
-        """The main profile's RTSP URI, fresh from the camera; OnvifError/SourceError say why not."""
+        """The streamed profile's RTSP URI, fresh from the camera; OnvifError/SourceError say why not."""
         async with self.connect() as (device, main):
-            url = check_url(await device.stream_uri(main.token))
+            streamed = main
+            if self.profile != MAIN:
+                if self.sub is None:
+                    log.debug("ONVIF device %s has no sub profile: its sub stream is the main one", self.endpoint.label)
+                streamed = self.sub or main
+            url = check_url(await device.stream_uri(streamed.token))
         self.url = url
         return url
 
@@ -97,7 +116,10 @@ class OnvifSource:
         return InputSpec(full, input_options(url, self.rtsp_type), label=redact(url))
 
     def describe(self) -> dict[str, Any]:
-        """What GetSrc adds for this source: the profiles in use and the URI last resolved."""
+        """What GetSrc adds for this source: the profiles in use and the URI last resolved
+        (a sub stream's source: the URI it streams)."""
+        if self.profile != MAIN:
+            return {"strOnvifSubRtspUrl": redact(self.url)}
         return {
             "strOnvifProfileToken": self.main.token if self.main else "",
             "strOnvifProfileName": self.main.name if self.main else "",

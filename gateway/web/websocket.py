@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.auth import AuthError, Session
 from gateway.config.file import valid_token
+from gateway.hub.profile import profile_of
 from gateway.hub.stream import Stream
 from gateway.web.request import gateway, session_from
 
@@ -35,8 +36,9 @@ async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSo
 async def stream_socket(
     request: web.Request, max_msg_size: int = 64 * 1024
 ) -> tuple[web.WebSocketResponse, Stream | None, Session | None]:
-    """Upgrade, then check the session and the token. On a problem the socket is already
-    closed with a readable reason and the stream is None."""
+    """Upgrade, then check the session, the token and `profile=` (main, the default, or
+    sub: the source's sub stream, its main one when it has none). On a problem the socket
+    is already closed with a readable reason and the stream is None."""
     ws = web.WebSocketResponse(max_msg_size=max_msg_size, compress=False)
     await ws.prepare(request)
     try:
@@ -44,8 +46,13 @@ async def stream_socket(
     except AuthError as e:
         await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
         return ws, None, None
+    try:
+        profile = profile_of(request.query.get("profile"))
+    except ValueError as e:
+        await refuse(ws, CLOSE_BAD_REQUEST, str(e))
+        return ws, None, session
     token = request.query.get("token", "")
-    stream = gateway(request).stream(token) if valid_token(token) else None
+    stream = gateway(request).stream(token, profile) if valid_token(token) else None
     if stream is None:
         await refuse(ws, CLOSE_NOT_FOUND, f"unknown token {token[:64]!r}")
     return ws, stream, session

@@ -12,7 +12,7 @@
  *     rootpath: '/',                // path the gateway is mounted on
  *     token: 'token1',              // stream token
  *     session: '...',               // from /api/v1/Login
- *     streamprofile: 'main',        // main | sub | a transcoding profile
+ *     streamprofile: 'main',        // main | sub: the stream (profile=); grids use sub
  *     hlsver: 'v1',                 // used by H5sPlayerHls
  *     consolelog: 'false',          // 'true' to log to the console
  *     pbconf: {...}                 // optional: playback instead of live
@@ -966,7 +966,7 @@
     }
 
     playlistUrl() {
-      var auth = { session: this._conf.session };
+      var auth = { session: this._conf.session, profile: this._conf.streamprofile };
       var token = encodeURIComponent(this._token);
       if (this._ver === 'll') return this.httpUrl(token + '/index.m3u8', auth);
       // Without native HLS, v1 plays the fMP4 rendition (see above).
@@ -976,7 +976,9 @@
 
     _start() {
       this._state = 'connecting';
-      this._openSocket(this.wsUrl('api/v1/h5swscmnapi', { token: this._token, session: this._conf.session }));
+      this._openSocket(this.wsUrl('api/v1/h5swscmnapi', {
+        token: this._token, profile: this._conf.streamprofile, session: this._conf.session
+      }));
       var v = this.video, self = this;
       v.muted = true;
       v.autoplay = true;

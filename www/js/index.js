@@ -41,7 +41,7 @@
         rootpath: H5SS.rootpath(),
         token: t.src.strToken,
         session: H5SS.session(),
-        streamprofile: 'main',
+        streamprofile: 'sub',   // the source's sub stream (its main one when it has none)
         consolelog: 'false'
       });
       t.player.connect();

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from gateway.auth import AuthError
 from gateway.core import Gateway
+from gateway.hub.profile import SUB, profile_of
 from gateway.outputs.hls.keepalive import h5swscmnapi
 from gateway.outputs.hls.responses import (
     HEADERS,
@@ -154,13 +155,17 @@ def check_credential(ask: Ask) -> None:
 
 
 def uri_query(ask: Ask) -> bytes:
-    """The query a playlist's URIs carry: the credential the playlist was asked with."""
+    """The query a playlist's URIs carry: the credential the playlist was asked with, and
+    its profile when that is sub (main is the default)."""
+    sub = ask.query.get("profile") == SUB
     if not auth_required(ask.gw):
-        return b""
+        return b"?profile=sub" if sub else b""
     signed = ask.query.get("hlstoken")
     if signed is not None:
-        return b"?hlstoken=" + url_value(signed).encode()
-    return b"?session=" + url_value(ask.query.get("session") or "").encode()
+        query = b"?hlstoken=" + url_value(signed).encode()
+    else:
+        query = b"?session=" + url_value(ask.query.get("session") or "").encode()
+    return query + b"&profile=sub" if sub else query
 
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -184,9 +189,13 @@ def stream_answers(ask: Ask) -> HlsAnswers:
     """The stream's answers, its segmenter started or kept running, once the credential is checked."""
     check_credential(ask)
     gw, token = ask.gw, ask.token
+    try:
+        profile = profile_of(ask.query.get("profile"))
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
     if token not in gw.config.sources:  # its tokens are valid ones
         raise ApiError(404, f"unknown token {token[:64]!r}")
-    stream = gw.streams.get(token)
+    stream = gw.streams.get(token, profile)
     if stream is None:
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
     answers = stream.output(HlsAnswers)

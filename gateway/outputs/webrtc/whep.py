@@ -2,7 +2,8 @@
 
 `POST /{token}/whep` with an SDP offer -> 201 + Location + answer; `DELETE` on the
 Location ends it. A WHEP client authenticates with `Authorization: Bearer <session>` (the
-session from Login) or `?session=`. `GET /{token}/` is the page that plays the stream.
+session from Login) or `?session=`; `?profile=sub` plays the source's sub stream (its
+main one when it has none). `GET /{token}/` is the page that plays the stream.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from gateway.auth import AuthError
 from gateway.config.file import valid_token
+from gateway.hub.profile import profile_of
 from gateway.hub.stream import StreamNotReady
 from gateway.outputs.webrtc.peers import DISABLED, new_peer
 from gateway.web.errors import fail
@@ -55,8 +57,12 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
         return _with_cors(fail(401, f"unauthorized: {e}"))
     if not gw.settings.webrtc.enabled:
         return _with_cors(fail(403, DISABLED))
+    try:
+        profile = profile_of(request.query.get("profile"))
+    except ValueError as e:
+        return _with_cors(fail(400, str(e)))
     token = request.match_info["token"]
-    stream = gw.stream(token) if valid_token(token) else None
+    stream = gw.stream(token, profile) if valid_token(token) else None
     if stream is None:
         return _with_cors(fail(404, f"unknown token {token[:64]!r}"))
     if request.content_type != "application/sdp":

@@ -161,15 +161,16 @@ class HikClient:
             cameras.append(Camera(str(item.get("id", "")), str(item.get("name", "")), serial))
         return cameras
 
-    async def live_address(self, device_serial: str, camera_id: str) -> LiveAddress:
-        """A fresh RTMP URL for the camera's live video, valid for the configured time."""
+    async def live_address(self, device_serial: str, camera_id: str, quality: str | None = None) -> LiveAddress:
+        """A fresh RTMP URL for the camera's live video (`quality` main or sub, default the
+        configured one), valid for the configured time."""
         validity = self.settings.url_validity
         body = {
             "deviceSerial": device_serial,
             "resourceId": camera_id,
             "type": "1",
             "protocol": LIVE_PROTOCOL_RTMP,
-            "quality": QUALITY[self.settings.quality],
+            "quality": QUALITY[quality or self.settings.quality],
             "expireTime": validity,
         }
         data = await self._call("live/address/get", LIVE_ADDRESS_PATH, body)
