@@ -193,3 +193,20 @@ def test_what_a_viewer_gets_is_a_playable_fmp4_from_0(feed):
         decoded = [f for f in container.decode(video)]
     assert decoded and decoded[0].pts == 0 and decoded[0].key_frame
     assert len(decoded) >= 60
+
+
+def test_an_audio_gap_is_filled_with_silence_that_decodes(feed):
+    packets = live_packets()
+    audio = [p for p in packets if p.kind == "audio"]
+    lost = {id(p) for p in audio[20:26]}  # 6 frames, 0.384 s: a camera reconnect's late audio
+    out, transport = viewer()
+    feed.subscribe(out)
+    for packet in packets:
+        if id(packet) not in lost:
+            feed.stream.on_packet(packet)
+    payloads = transport.peer_reads()
+    times = timelines(payloads)[2]
+    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [1024] * (len(times) - 1)
+    with av.open(io.BytesIO(b"".join(payloads)), format="mp4") as container:
+        decoded = list(container.decode(container.streams.audio[0]))
+    assert len(decoded) == len(times)  # the filler frames decode with the stream's own config

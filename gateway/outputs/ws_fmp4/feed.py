@@ -11,20 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.formats.aac import FRAME_SAMPLES, is_aac_lc, silent_frame
 from gateway.formats.fmp4 import init_segment
 from gateway.hub.gop import GopMemo
-from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
+from gateway.hub.packet import VIDEO_TIMESCALE, AudioParams, MediaPacket, StreamParams
 from gateway.hub.stream import Stream
 from gateway.outputs.ws_fmp4.message import Message, Piece, ws_binary_message
 from gateway.outputs.ws_fmp4.viewer import Renders, TransportViewer
 
 AUDIO_HOLD_TICKS_SECONDS = 0.2  # audio waits for the next video frame at most this long
+SILENCE_MAX_SECONDS = 10  # audio gaps up to this long are filled with silence
 
 
 class Fmp4Feed:
     """Audio fragments ride in the message of the next video frame (MSE takes several
     moof+mdat in one append), so a viewer gets one message per frame: ~25 sends a second
-    instead of ~70 with 48 kHz AAC, which is most of a viewer's cost."""
+    instead of ~70 with 48 kHz AAC, which is most of a viewer's cost.
+
+    A gap in the audio (a camera reconnect whose audio starts after its keyframe, audio
+    the camera skipped) is filled with silent AAC frames: MSE buffers only where every
+    track has media, and a player that never seeks (the stock h5s one) stalls for good at
+    such a hole in its buffer, while video plays on through it everywhere else."""
 
     def __init__(self, stream: Stream):
         self.stream = stream
@@ -35,6 +42,7 @@ class Fmp4Feed:
         self.sequence = 0
         self.fragments_made = 0
         self._pending_audio: list[Piece] = []
+        self._audio_next: int | None = None  # where the next audio frame should start
 
     # -- viewers -------------------------------------------------------------------
 
@@ -61,7 +69,7 @@ class Fmp4Feed:
             self.stream.detach(self)
             self.params, self.init = None, None
             self.gop.reset()
-            self._pending_audio = []
+            self._pending_audio, self._audio_next = [], None
 
     def close(self) -> None:
         """The stream is going away: tell every viewer's handler to end."""
@@ -91,7 +99,7 @@ class Fmp4Feed:
         full = ws_binary_message(init_segment(params))
         video_only = ws_binary_message(init_segment(params.without_audio())) if params.audio else full
         self.init = (full, video_only)
-        self._pending_audio = []
+        self._pending_audio, self._audio_next = [], None
         for viewer in self.viewers:
             self._send_init(viewer)
 
@@ -104,6 +112,7 @@ class Fmp4Feed:
             audio = self.params.audio if self.params is not None else None
             if audio is None:
                 return  # the hub passes audio only with its parameters
+            self._fill_gap_before(packet, audio)
             self._pending_audio.append(Piece.of(self.sequence, packet, audio.sample_rate))
             held = (packet.dts - self._pending_audio[0].dts) / audio.sample_rate
             if held >= AUDIO_HOLD_TICKS_SECONDS:  # video has stopped coming: send audio alone
@@ -113,3 +122,18 @@ class Fmp4Feed:
         video = Piece.of(self.sequence, packet, VIDEO_TIMESCALE)
         self._publish(Message(tuple(self._pending_audio), video, packet.keyframe))
         self._pending_audio = []
+
+    def _fill_gap_before(self, packet: MediaPacket, audio: AudioParams) -> None:
+        """Silent frames that end where `packet` starts, from where the audio stopped."""
+        expected, self._audio_next = self._audio_next, packet.dts + packet.duration
+        if expected is None or not is_aac_lc(audio):
+            return
+        missing = (packet.dts - expected) // FRAME_SAMPLES
+        if not 0 < missing <= SILENCE_MAX_SECONDS * audio.sample_rate // FRAME_SAMPLES:
+            return
+        silence = silent_frame(audio.sample_rate, audio.channels)
+        for back in range(missing, 0, -1):
+            dts = packet.dts - back * FRAME_SAMPLES
+            self.sequence += 1
+            filler = MediaPacket("audio", dts, dts, FRAME_SAMPLES, True, silence)
+            self._pending_audio.append(Piece.of(self.sequence, filler, audio.sample_rate))
