@@ -110,6 +110,19 @@ def test_bad_session_or_token_closes_with_reason(gateway, token, session, code, 
     assert not viewer.frames
 
 
+def test_hevc_flag_is_true_or_false(gateway):
+    session = gateway.login()
+    refused = WsViewer(gateway.ws_url, "token1", session)
+    refused.url = refused.url.replace("hevc=false", "hevc=maybe")
+    taken = WsViewer(gateway.ws_url, "token1", session)
+    taken.url = taken.url.replace("hevc=false", "hevc=true")  # H.264 still: the source has no H.265
+    refused.start(), taken.start()
+    refused.join(10)
+    assert refused.close_code == 4000 and "hevc must be true or false" in refused.close_reason
+    assert taken.wait_frames(5, 15) and taken.mime.startswith('video/mp4; codecs="avc1')
+    taken.stop()
+
+
 def test_camera_restart_recovers_without_reconnect(camera_source):
     gw, session, camera = camera_source(audio="pcma")
     viewer = WsViewer(gw.ws_url, "cam", session)

@@ -23,9 +23,16 @@ Renders = dict[tuple[int, bool], bytes | None]  # one message's bytes by (video 
 
 
 class TransportViewer:
-    def __init__(self, transport: asyncio.WriteTransport, budget: int = DEFAULT_BUDGET, video_only: bool = False):
+    def __init__(
+        self,
+        transport: asyncio.WriteTransport,
+        budget: int = DEFAULT_BUDGET,
+        video_only: bool = False,
+        hevc: bool = False,
+    ):
         self.transport = transport
         self.video_only = video_only  # a muted player: audio would only add latency
+        self.hevc = hevc  # the browser plays H.265 (the player's `hevc=true`); H.264 otherwise
         self.budget = budget
         self.skip = KeyframeSkip()
         self.ended = asyncio.Event()  # set when the output goes away (source deleted)
