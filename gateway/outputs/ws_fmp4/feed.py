@@ -95,11 +95,13 @@ class Fmp4Feed:
     def on_params(self, params: StreamParams) -> None:
         if params == self.params:
             return
-        self.params = params
         full = ws_binary_message(init_segment(params))
         video_only = ws_binary_message(init_segment(params.without_audio())) if params.audio else full
         self.init = (full, video_only)
-        self._pending_audio, self._audio_next = [], None
+        self._pending_audio = []
+        if self.params is None or params.audio != self.params.audio:
+            self._audio_next = None  # another audio clock: nothing to fill from
+        self.params = params
         for viewer in self.viewers:
             self._send_init(viewer)
 
