@@ -38,10 +38,13 @@ async def viewers(url: str, count: int, seconds: float, spread: float) -> None:
 
     async with aiohttp.ClientSession() as http:
         tasks = [asyncio.create_task(one(i, http)) for i in range(count)]
-        await asyncio.sleep(spread + seconds)
+        await asyncio.sleep(spread)
+        joined = list(received)  # count from when all have joined
+        await asyncio.sleep(seconds)
         for task in tasks:
             task.cancel()
-    print(json.dumps({"bytes": sum(received), "min_viewer_bytes": min(received)}), flush=True)
+    got = [after - before for before, after in zip(joined, received, strict=True)]
+    print(json.dumps({"bytes": sum(got), "min_viewer_bytes": min(got)}), flush=True)
 
 
 def main() -> None:
