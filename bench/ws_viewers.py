@@ -1,8 +1,11 @@
 """CPU and RSS of the gateway for 0/1/10/100 WebSocket fMP4 viewers of one 1080p ~4 Mbps stream.
 
-Usage: python3 bench/ws_viewers.py [--seconds 10] [--counts 1,10,100]
+Usage: python3 bench/ws_viewers.py [--seconds 10] [--counts 1,10,100] [--spread 0]
 Viewers run in a separate process (aiohttp clients that read and count bytes), so the
-numbers are the gateway's own CPU (user+system, % of one core) from /proc.
+numbers are the gateway's own CPU (user+system, % of one core) from /proc. With
+`--spread S` the viewers join one by one over S seconds, so they start at different
+keyframes and each has its own decode times (every viewer starts at 0): the worst case of
+the per-viewer moofs; by default they join at once and share one copy of each message.
 """
 
 from __future__ import annotations
@@ -22,32 +25,38 @@ from common import Gateway, cpu_percent, machine_note, make_clip, rss_mb
 CACHE = Path(__file__).resolve().parent / ".cache"
 
 
-async def viewers(url: str, count: int, seconds: float) -> None:
+async def viewers(url: str, count: int, seconds: float, spread: float) -> None:
     import aiohttp
 
     received = [0] * count
 
     async def one(i: int, http: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(i * spread / count)
         async with http.ws_connect(url, max_msg_size=0) as ws:
             async for msg in ws:
                 received[i] += len(msg.data)
 
     async with aiohttp.ClientSession() as http:
         tasks = [asyncio.create_task(one(i, http)) for i in range(count)]
+        await asyncio.sleep(spread)
+        joined = list(received)  # count from when all have joined
         await asyncio.sleep(seconds)
         for task in tasks:
             task.cancel()
-    print(json.dumps({"bytes": sum(received), "min_viewer_bytes": min(received)}), flush=True)
+    got = [after - before for before, after in zip(joined, received, strict=True)]
+    print(json.dumps({"bytes": sum(got), "min_viewer_bytes": min(got)}), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--counts", default="1,10,100")
-    parser.add_argument("--client", nargs=3, metavar=("URL", "COUNT", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--spread", type=float, default=0.0)
+    parser.add_argument("--client", nargs=4, metavar=("URL", "COUNT", "SECONDS", "SPREAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        asyncio.run(viewers(args.client[0], int(args.client[1]), float(args.client[2])))
+        url, count, seconds, spread = args.client
+        asyncio.run(viewers(url, int(count), float(seconds), float(spread)))
         return
 
     print(machine_note(), flush=True)
@@ -64,16 +73,16 @@ def main() -> None:
             pid = gw.proc.pid
             time.sleep(3)
             base = cpu_percent(pid, args.seconds)
-            print(f"stream: 1920x1080 25 fps, {mbps:.1f} Mbit/s (file source, always on)")
+            print(f"stream: 1920x1080 25 fps, {mbps:.1f} Mbit/s (file source, always on), joins over {args.spread:g} s")
             print(f"{'viewers':>8} {'CPU %':>7} {'above 0':>8} {'per viewer':>11} {'MB/s out':>9} {'RSS MB':>7}")
             print(f"{0:>8} {base:>7.1f} {0:>8.1f} {'':>11} {0:>9.1f} {rss_mb(pid):>7.0f}")
             url = f"{gw.ws_url}/api/v1/h5swsapi?token=bench&session={session}"
             for count in [int(c) for c in args.counts.split(",")]:
                 client = subprocess.Popen(
-                    [sys.executable, __file__, "--client", url, str(count), str(args.seconds + 4)],
+                    [sys.executable, __file__, "--client", url, str(count), str(args.seconds + 4), str(args.spread)],
                     stdout=subprocess.PIPE, text=True,
                 )
-                time.sleep(3)  # connect and settle
+                time.sleep(3 + args.spread)  # connect and settle
                 cpu = cpu_percent(pid, args.seconds)
                 rss = rss_mb(pid)
                 out = json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])

@@ -10,7 +10,6 @@ import av
 import pytest
 
 from gateway.formats import h264
-from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.hub.stream import Stream
 from gateway.formats.fmp4 import fragment, init_segment
 from gateway.hub.packet import VideoParams, StreamParams
@@ -108,40 +107,3 @@ def test_mime_names_only_present_codecs():
     assert params.mime == 'video/mp4; codecs="avc1.4D401E"'  # Main, level 3.0, video only
 
 
-class FakeTransport:
-    """Stands in for a socket whose peer reads only when told to."""
-
-    def __init__(self):
-        self.buffered: list[bytes] = []
-        self.sent: list[bytes] = []
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return sum(len(b) for b in self.buffered)
-
-    def write(self, data: bytes) -> None:
-        self.buffered.append(data)
-
-    def peer_reads(self) -> None:
-        self.sent += self.buffered
-        self.buffered = []
-
-
-@pytest.mark.unit
-def test_viewer_behind_skips_to_next_keyframe():
-    transport = FakeTransport()
-    viewer = TransportViewer(transport, budget=100)
-    viewer.put(b"I" * 10, keyframe=True, essential=True)  # init segment
-    viewer.put(b"K" * 40, keyframe=True)
-    viewer.put(b"d" * 40, keyframe=False)
-    viewer.put(b"e" * 40, keyframe=False)  # would pass the budget: skip from here
-    viewer.put(b"L" * 40, keyframe=True)  # still behind: skipped too
-    transport.peer_reads()
-    viewer.put(b"f" * 40, keyframe=False)  # caught up, but must wait for a keyframe
-    viewer.put(b"M" * 40, keyframe=True)  # resumes here
-    viewer.put(b"g" * 40, keyframe=False)
-    transport.peer_reads()
-    assert [chunk[:1] for chunk in transport.sent] == [b"I", b"K", b"d", b"M", b"g"]
-    assert viewer.skips == 1

@@ -222,6 +222,7 @@ def test_ws_playback_of_one_file_at_8x_runs_to_the_end(recorded):
     binary, events, code, took = run_async(_play_all(url, speeds))
     assert binary[0] == b'video/mp4; codecs="avc1.42C01E, mp4a.40.2"'
     assert binary[1][4:8] == b"ftyp"
+    assert video_times(binary)[0] == 0  # each connection's media starts at decode time 0, as live does
     assert [e["type"] for e in events if e["type"] != "H5_ERROR"] == ["H5_PLAYBACK_START", "H5_PLAYBACK_END"]
     assert any("nSpeed" in e.get("strCode", "") for e in events) and code == 1000
     assert took < 3.0  # 5 s of media; at 1x it takes at least 4 s (sent 1 s ahead)

@@ -64,8 +64,11 @@ def test_one_fragment_per_frame_and_shared_bytes(camera_source):
     # Frames arrive as the camera makes them (25 fps), not a GOP at a time.
     gaps = [b[0] - a[0] for a, b in zip(fragments[10:], fragments[11:])]
     assert max(gaps) < 0.25, max(gaps)
-    # Both viewers got the very same bytes for the fragments they share.
-    shared = {data for _, data in first.fragments()} & {data for _, data in second.fragments()}
+    # Each viewer's media starts at decode time 0; the media bytes of the frames they share are the same.
+    assert fragment_info(first.fragments()[0][1])[1] == 0 and fragment_info(second.fragments()[0][1])[1] == 0
+    shared = {data[data.index(b"mdat") :] for _, data in first.fragments()} & {
+        data[data.index(b"mdat") :] for _, data in second.fragments()
+    }
     assert len(shared) >= 50
 
 
@@ -105,6 +108,19 @@ def test_bad_session_or_token_closes_with_reason(gateway, token, session, code, 
     assert viewer.close_code == code
     assert words in viewer.close_reason
     assert not viewer.frames
+
+
+def test_hevc_flag_is_true_or_false(gateway):
+    session = gateway.login()
+    refused = WsViewer(gateway.ws_url, "token1", session)
+    refused.url = refused.url.replace("hevc=false", "hevc=maybe")
+    taken = WsViewer(gateway.ws_url, "token1", session)
+    taken.url = taken.url.replace("hevc=false", "hevc=true")  # H.264 still: the source has no H.265
+    refused.start(), taken.start()
+    refused.join(10)
+    assert refused.close_code == 4000 and "hevc must be true or false" in refused.close_reason
+    assert taken.wait_frames(5, 15) and taken.mime.startswith('video/mp4; codecs="avc1')
+    taken.stop()
 
 
 def test_camera_restart_recovers_without_reconnect(camera_source):

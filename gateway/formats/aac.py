@@ -1,6 +1,11 @@
-"""AAC: the AudioSpecificConfig an MP4 or an SDP needs, made from rate and channels."""
+"""AAC: the AudioSpecificConfig an MP4 or an SDP needs, made from rate and channels; silence."""
 
 from __future__ import annotations
+
+from fractions import Fraction
+from functools import cache
+
+import av
 
 from gateway.hub.packet import AudioParams
 
@@ -15,3 +20,32 @@ def aac_params(sample_rate: int, channels: int, object_type: int = 2) -> AudioPa
         bits = (object_type << 35) | (15 << 31) | (sample_rate << 7) | (channels << 3)
         config = bits.to_bytes(5, "big")
     return AudioParams("aac", sample_rate, channels, config)
+
+
+AAC_LC = 2
+FRAME_SAMPLES = 1024
+
+
+def is_aac_lc(params: AudioParams) -> bool:
+    return params.codec == "aac" and bool(params.config) and params.config[0] >> 3 == AAC_LC
+
+
+@cache
+def silent_frame(sample_rate: int, channels: int) -> bytes:
+    """One raw AAC-LC frame (1024 samples) of silence, which any AAC-LC decoder of that rate
+    and layout takes: FFmpeg's encoder, run once per (rate, channels) in a process."""
+    encoder = av.CodecContext.create("aac", "w")
+    assert isinstance(encoder, av.AudioCodecContext)
+    layout = "mono" if channels == 1 else "stereo"
+    encoder.sample_rate, encoder.layout, encoder.format = sample_rate, layout, "fltp"
+    encoder.time_base = Fraction(1, sample_rate)
+    encoder.open()
+    frames = []
+    for i in range(4):
+        frame = av.AudioFrame(format="fltp", layout=layout, samples=FRAME_SAMPLES)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate, frame.pts = sample_rate, i * FRAME_SAMPLES
+        frames += encoder.encode(frame)
+    frames += encoder.encode(None)
+    return bytes(frames[2])  # past the encoder's priming: a frame of silence alone

@@ -168,6 +168,17 @@ def fragment_tracks(sequence: int, tracks: list[tuple[str, list[MediaPacket]]]) 
     return moof + struct.pack(">I", 8 + len(payload)) + b"mdat" + payload
 
 
+# Where a one-track fragment's 64-bit baseMediaDecodeTime sits: moof header (8), mfhd (16),
+# traf header (8), tfhd (16), tfdt header and version/flags (12).
+DECODE_TIME_OFFSET = 8 + 16 + 8 + 16 + 12
+
+
+def split_at_decode_time(one_track_fragment: bytes) -> tuple[bytes, bytes]:
+    """The bytes before and after a one-track fragment's decode time, so that a copy with
+    another decode time is `head + struct.pack(">Q", dts) + tail`."""
+    return one_track_fragment[:DECODE_TIME_OFFSET], one_track_fragment[DECODE_TIME_OFFSET + 8 :]
+
+
 def duration_field_offsets(init: bytes) -> list[int]:
     """Byte offsets, in an init segment made `with_duration`, of the two 32-bit movie
     durations (mvhd, mehd) that a finished file gets written in place."""

@@ -1,66 +1,48 @@
 """One fMP4 fragmenter per stream, shared by all its WebSocket viewers.
 
-Each packet becomes one moof+mdat exactly once, framed as WebSocket messages once; every
-viewer's socket gets the same bytes objects. The feed keeps the init segment, and the
-messages of the cached GOP beside the hub's GOP cache (a GopMemo, emptied with it), so a
-new viewer starts decoding at once.
+Each packet becomes one moof+mdat exactly once (message.py); a viewer's bytes differ from
+another's only in the decode times of its moofs, and viewers that started at the same
+keyframe share one copy. The feed keeps the init segment, and the messages of the cached
+GOP beside the hub's GOP cache (a GopMemo, emptied with it), so a new viewer starts
+decoding at once.
 """
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
 from typing import Any
 
-from gateway.formats.fmp4 import fragment, init_segment
+from gateway.formats.aac import FRAME_SAMPLES, is_aac_lc, silent_frame
+from gateway.formats.fmp4 import init_segment
 from gateway.hub.gop import GopMemo
-from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.hub.packet import VIDEO_TIMESCALE, AudioParams, MediaPacket, StreamParams
 from gateway.hub.stream import Stream
-from gateway.outputs.ws_fmp4.viewer import TransportViewer
-
-
-def ws_binary_message(payload: bytes) -> bytes:
-    """An unmasked, final WebSocket binary frame (RFC 6455 §5.2), as a server sends it."""
-    size = len(payload)
-    if size < 126:
-        header = struct.pack(">BB", 0x82, size)
-    elif size < 65536:
-        header = struct.pack(">BBH", 0x82, 126, size)
-    else:
-        header = struct.pack(">BBQ", 0x82, 127, size)
-    return header + payload
-
+from gateway.outputs.ws_fmp4.message import Message, Piece, ws_binary_message
+from gateway.outputs.ws_fmp4.viewer import Renders, TransportViewer
 
 AUDIO_HOLD_TICKS_SECONDS = 0.2  # audio waits for the next video frame at most this long
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One WebSocket message for full viewers and its counterpart for video-only ones."""
-
-    full: bytes | None
-    video_only: bytes | None
-    keyframe: bool
-
-    def for_viewer(self, viewer: TransportViewer) -> bytes | None:
-        return self.video_only if viewer.video_only else self.full
+SILENCE_MAX_SECONDS = 10  # audio gaps up to this long are filled with silence
 
 
 class Fmp4Feed:
     """Audio fragments ride in the message of the next video frame (MSE takes several
     moof+mdat in one append), so a viewer gets one message per frame: ~25 sends a second
-    instead of ~70 with 48 kHz AAC, which is most of a viewer's cost."""
+    instead of ~70 with 48 kHz AAC, which is most of a viewer's cost.
+
+    A gap in the audio (a camera reconnect whose audio starts after its keyframe, audio
+    the camera skipped) is filled with silent AAC frames: MSE buffers only where every
+    track has media, and a player that never seeks (the stock h5s one) stalls for good at
+    such a hole in its buffer, while video plays on through it everywhere else."""
 
     def __init__(self, stream: Stream):
         self.stream = stream
         self.params: StreamParams | None = None
-        self.init: Message | None = None
+        self.init: tuple[bytes, bytes] | None = None  # framed init segments: full, video only
         self.gop: GopMemo[Message] = stream.gop.memo()  # the cached GOP's messages
         self.viewers: set[TransportViewer] = set()
         self.sequence = 0
         self.fragments_made = 0
-        self._pending_audio: list[bytes] = []
-        self._pending_audio_dts: int | None = None
+        self._pending_audio: list[Piece] = []
+        self._audio_next: int | None = None  # where the next audio frame should start
 
     # -- viewers -------------------------------------------------------------------
 
@@ -74,9 +56,9 @@ class Fmp4Feed:
             self.stream.attach(self)
         self.viewers.add(viewer)
         if self.init is not None:
-            self._send(viewer, self.init, essential=True)
+            self._send_init(viewer)
             for message in self.gop.items:
-                self._send(viewer, message)
+                viewer.offer(message)
 
     def unsubscribe(self, viewer: TransportViewer) -> None:
         if viewer not in self.viewers:
@@ -87,7 +69,7 @@ class Fmp4Feed:
             self.stream.detach(self)
             self.params, self.init = None, None
             self.gop.reset()
-            self._pending_audio, self._pending_audio_dts = [], None
+            self._pending_audio, self._audio_next = [], None
 
     def close(self) -> None:
         """The stream is going away: tell every viewer's handler to end."""
@@ -98,49 +80,62 @@ class Fmp4Feed:
     def describe(self) -> dict[str, Any]:
         return {}
 
-    @staticmethod
-    def _send(viewer: TransportViewer, message: Message, essential: bool = False) -> None:
-        data = message.for_viewer(viewer)
-        if data is not None:
-            viewer.put(data, message.keyframe, essential)
+    def _send_init(self, viewer: TransportViewer) -> None:
+        assert self.init is not None
+        viewer.send_init(self.init[1] if viewer.video_only else self.init[0])
 
     def _publish(self, message: Message) -> None:
         self.gop.add(message)
+        renders: Renders = {}
         for viewer in self.viewers:
-            self._send(viewer, message)
+            viewer.offer(message, renders)
 
     # -- StreamOutput --------------------------------------------------------------
 
     def on_params(self, params: StreamParams) -> None:
         if params == self.params:
             return
-        self.params = params
         full = ws_binary_message(init_segment(params))
         video_only = ws_binary_message(init_segment(params.without_audio())) if params.audio else full
-        self.init = Message(full, video_only, True)
-        self._pending_audio, self._pending_audio_dts = [], None
+        self.init = (full, video_only)
+        self._pending_audio = []
+        if self.params is None or params.audio != self.params.audio:
+            self._audio_next = None  # another audio clock: nothing to fill from
+        self.params = params
         for viewer in self.viewers:
-            self._send(viewer, self.init, essential=True)
+            self._send_init(viewer)
 
     def on_packet(self, packet: MediaPacket) -> None:
         if self.init is None or packet.kind not in ("video", "audio"):
             return
         self.sequence += 1
         self.fragments_made += 1
-        data = fragment(self.sequence, packet.kind, [packet])
         if packet.kind == "audio":
             audio = self.params.audio if self.params is not None else None
             if audio is None:
                 return  # the hub passes audio only with its parameters
-            self._pending_audio.append(data)
-            if self._pending_audio_dts is None:
-                self._pending_audio_dts = packet.dts
-            held = (packet.dts - self._pending_audio_dts) / audio.sample_rate
+            self._fill_gap_before(packet, audio)
+            self._pending_audio.append(Piece.of(self.sequence, packet, audio.sample_rate))
+            held = (packet.dts - self._pending_audio[0].dts) / audio.sample_rate
             if held >= AUDIO_HOLD_TICKS_SECONDS:  # video has stopped coming: send audio alone
-                self._publish(Message(ws_binary_message(b"".join(self._pending_audio)), None, False))
-                self._pending_audio, self._pending_audio_dts = [], None
+                self._publish(Message(tuple(self._pending_audio), None, False))
+                self._pending_audio = []
             return
-        video_only = ws_binary_message(data)
-        full = ws_binary_message(b"".join(self._pending_audio) + data) if self._pending_audio else video_only
-        self._pending_audio, self._pending_audio_dts = [], None
-        self._publish(Message(full, video_only, packet.keyframe))
+        video = Piece.of(self.sequence, packet, VIDEO_TIMESCALE)
+        self._publish(Message(tuple(self._pending_audio), video, packet.keyframe))
+        self._pending_audio = []
+
+    def _fill_gap_before(self, packet: MediaPacket, audio: AudioParams) -> None:
+        """Silent frames that end where `packet` starts, from where the audio stopped."""
+        expected, self._audio_next = self._audio_next, packet.dts + packet.duration
+        if expected is None or not is_aac_lc(audio):
+            return
+        missing = (packet.dts - expected) // FRAME_SAMPLES
+        if not 0 < missing <= SILENCE_MAX_SECONDS * audio.sample_rate // FRAME_SAMPLES:
+            return
+        silence = silent_frame(audio.sample_rate, audio.channels)
+        for back in range(missing, 0, -1):
+            dts = packet.dts - back * FRAME_SAMPLES
+            self.sequence += 1
+            filler = MediaPacket("audio", dts, dts, FRAME_SAMPLES, True, silence)
+            self._pending_audio.append(Piece.of(self.sequence, filler, audio.sample_rate))

@@ -20,7 +20,7 @@ from gateway.hub.stream import StreamNotReady
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.playback.socket import playback_socket
-from gateway.web.websocket import CLOSE_NOT_FOUND, CLOSE_NOT_READY, refuse, stream_socket
+from gateway.web.websocket import CLOSE_BAD_REQUEST, CLOSE_NOT_FOUND, CLOSE_NOT_READY, refuse, stream_socket
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,16 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
     if stream is None or transport is None:  # refused, or the client left during the upgrade
         return ws
 
+    hevc = request.query.get("hevc", "false")
+    if hevc not in ("true", "false"):
+        return await refuse(ws, CLOSE_BAD_REQUEST, f"hevc must be true or false, not {hevc[:16]!r}")
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))
     feed = stream.output(Fmp4Feed)
     # `audio=false` (ours): a muted player gets video only, and with it no wait for the
     # browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less.
     video_only = request.query.get("audio") == "false"
-    viewer = TransportViewer(transport, video_only=video_only)
+    viewer = TransportViewer(transport, video_only=video_only, hevc=hevc == "true")
     try:
         try:
             params = await stream.wait_ready()
