@@ -210,3 +210,24 @@ def test_an_audio_gap_is_filled_with_silence_that_decodes(feed):
     with av.open(io.BytesIO(b"".join(payloads)), format="mp4") as container:
         decoded = list(container.decode(container.streams.audio[0]))
     assert len(decoded) == len(times)  # the filler frames decode with the stream's own config
+
+
+def test_a_gop_too_long_to_replay_makes_a_new_viewer_wait_for_the_next_keyframe():
+    """A no-seek player stays as far behind live as the GOP it was given: past 4 s, the
+    stock player's 5 s watchdog would reconnect it again and again."""
+    video, frames = h264_clip(300, gop=150)  # 6 s GOPs
+    stream = bare_stream()
+    stream.on_session_start(StreamParams(video, None))
+    feed = Fmp4Feed(stream)
+    early, early_out = viewer()
+    feed.subscribe(early)
+    for packet in frames[:110]:  # 4.4 s into the first GOP
+        stream.on_packet(packet)
+    late, late_out = viewer()
+    feed.subscribe(late)
+    assert len(late_out.peer_reads()) == 1  # the init segment only
+    for packet in frames[110:]:
+        stream.on_packet(packet)
+    assert len(timelines(early_out.peer_reads())[1]) == 300
+    late_times = timelines(late_out.peer_reads())[1]
+    assert late_times == [n * 3600 for n in range(150)]  # from the next keyframe, at 0

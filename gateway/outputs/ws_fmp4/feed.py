@@ -21,6 +21,11 @@ from gateway.outputs.ws_fmp4.viewer import Renders, TransportViewer
 
 AUDIO_HOLD_TICKS_SECONDS = 0.2  # audio waits for the next video frame at most this long
 SILENCE_MAX_SECONDS = 10  # audio gaps up to this long are filled with silence
+# A new viewer gets the cached GOP only when it is at most this long: its media starts at
+# 0 and plays at 1x, so it stays that far behind live, and the stock h5s player reconnects
+# when its buffer runs more than 5 s ahead (PROTOCOLS.md §2 rule 4). With a longer GOP
+# (H.264+ "smart" cameras) the viewer starts at the next keyframe instead.
+REPLAY_MAX_SECONDS = 4
 
 
 class Fmp4Feed:
@@ -57,8 +62,9 @@ class Fmp4Feed:
         self.viewers.add(viewer)
         if self.init is not None:
             self._send_init(viewer)
-            for message in self.gop.items:
-                viewer.offer(message)
+            if self._replay_span() <= REPLAY_MAX_SECONDS * VIDEO_TIMESCALE:
+                for message in self.gop.items:
+                    viewer.offer(message)
 
     def unsubscribe(self, viewer: TransportViewer) -> None:
         if viewer not in self.viewers:
@@ -79,6 +85,12 @@ class Fmp4Feed:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def _replay_span(self) -> int:
+        """90 kHz ticks from the cached keyframe to the end of the newest cached video frame."""
+        items = self.gop.items
+        last = next((m.video for m in reversed(items) if m.video is not None), None)
+        return last.end - items[0].video.start if last is not None and items[0].video is not None else 0
 
     def _send_init(self, viewer: TransportViewer) -> None:
         assert self.init is not None
