@@ -46,14 +46,14 @@ def grants(clock: Clock) -> HlsGrants:
 # -- naming the browser ------------------------------------------------------------------
 
 
-def test_a_socket_grants_to_the_browsers_cookie_or_one_made_from_its_session(grants):
-    assert grants.client(A, "session-1") == A
-    made = grants.client(None, "session-1")
+def test_a_socket_grants_to_the_browsers_cookie_or_one_made_from_its_session_and_address(grants):
+    assert grants.client(A, "session-1", "10.0.0.1") == A
+    made = grants.client(None, "session-1", "10.0.0.1")
     assert len(made) == 22 and made != A
-    # A page's sockets opened at once (no cookie yet) agree; another session differs.
-    assert grants.client(None, "session-1") == made and grants.client("short", "session-1") == made
-    assert grants.client(None, "session-2") != made
-    assert HlsGrants(b"other key" * 4).client(None, "session-1") != made  # not guessable from the session id
+    # A page's sockets opened at once (no cookie yet) agree; another session or address differs.
+    assert grants.client(None, "session-1", "10.0.0.1") == made and grants.client("short", "session-1", "10.0.0.1") == made
+    assert grants.client(None, "session-2", "10.0.0.1") != made and grants.client(None, "session-1", "10.0.0.2") != made
+    assert HlsGrants(b"other key" * 4).client(None, "session-1", "10.0.0.1") != made  # not guessable
 
 
 def test_the_cookie_is_httponly_same_site_for_every_path(grants):

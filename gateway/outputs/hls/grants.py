@@ -13,8 +13,8 @@ of another site (or browsers that refuse the cookie) get no grant and need `sess
 GetHlsUrl.
 
 The cookie's value: the one the browser already sends, else one derived from the socket's
-session, so that a page's sockets opened at once (a grid of players) set the same value
-and none overwrites the others'. The stock player opens its socket and sets `video.src` in
+session and address, so that a page's sockets opened at once (a grid of players) set the
+same value and none overwrites the others'. The stock player opens its socket and sets `video.src` in
 the same breath, so the first playlist request can come before the cookie is set: a
 playlist request without a grant is held (HOLD) until a socket of its browser is granted
 that token, then answered (or, when it came without the cookie, redirected to itself: the
@@ -77,11 +77,12 @@ class HlsGrants:
 
     # -- the socket's side -----------------------------------------------------------
 
-    def client(self, cookie: str | None, session_id: str) -> str:
-        """The cookie value a socket grants to: the browser's own, else one made from its session."""
+    def client(self, cookie: str | None, session_id: str, address: str) -> str:
+        """The cookie value a socket grants to: the browser's own, else one made from its
+        session and address (only pages that hold the same session share it)."""
         if cookie is not None and _VALUE.fullmatch(cookie):
             return cookie
-        digest = hmac.new(self.key, session_id.encode(), hashlib.sha256).digest()[:16]
+        digest = hmac.new(self.key, f"{session_id} {address}".encode(), hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     @staticmethod

@@ -58,7 +58,7 @@ def grant_client(request: web.Request) -> str | None:
     except AuthError:
         return None
     assert session is not None
-    return request.app[GRANTS_KEY].client(request.cookies.get(COOKIE), session.id)
+    return request.app[GRANTS_KEY].client(request.cookies.get(COOKIE), session.id, request.remote or "")
 
 
 def is_keepalive(text: str) -> bool:
