@@ -13,7 +13,7 @@ import pytest
 
 from gateway.auth import AuthError, Session
 from gateway.outputs.hls import grants as grants_module
-from gateway.outputs.hls.grants import GRACE, HlsGrants, client_in
+from gateway.outputs.hls.grants import GRACE, HOLD, SETTLE, HlsGrants, client_in
 from gateway.outputs.hls.http import Ask, answer, json_errors
 from gateway.outputs.hls.signer import HlsSigner
 from gateway.web.front import LATER, LeanResponse, parse_head
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.unit
 
 A = "AAAAAAAAAAAAAAAAAAAAAA"  # two browsers' cookie values
 B = "BBBBBBBBBBBBBBBBBBBBBB"
+C = "CCCCCCCCCCCCCCCCCCCCCC"
 
 
 class Clock:
@@ -134,10 +135,30 @@ def test_a_held_request_resumes_when_its_browser_is_granted(grants):
         grants.wait(None, "t", lambda ok: resumed.append(("none t", ok)))
         grants.wait(A, "u", lambda ok: resumed.append(("A u", ok)))
         grants.open(A, "t")
-        assert resumed == [("A t", True), ("none t", True)]  # the cookie-less one: to ask again
+        assert resumed == [("A t", True)]
         grants.open(B, "t")
-        assert resumed[2:] == [("B t", True)]
+        assert resumed == [("A t", True), ("B t", True)]
         assert [w.client for w in grants.waiting["u"]] == [A] and "t" not in grants.waiting
+        # The cookie-less one: told to ask again once the browser has had time to store the cookie.
+        await asyncio.sleep(SETTLE + 0.05)
+        assert resumed[2:] == [("none t", True)]
+
+    in_loop(run)
+
+
+def test_a_cookie_less_request_just_after_a_socket_opened_is_told_to_ask_again(grants, clock):
+    async def run() -> None:
+        resumed: list[str] = []
+        grants.open(A, "t")
+        clock.now += 1  # sent before the cookie was stored, it came after the grant
+        grants.wait(None, "t", lambda ok: resumed.append(f"soon {ok}"))
+        clock.now += HOLD  # no socket opened for a while: it waits for the next
+        grants.wait(None, "t", lambda ok: resumed.append(f"next {ok}"))
+        await asyncio.sleep(0.05)
+        assert resumed == ["soon True"] and [w.client for w in grants.waiting["t"]] == [None]
+        grants.open(B, "t")
+        await asyncio.sleep(SETTLE + 0.05)
+        assert resumed == ["soon True", "next True"]
 
     in_loop(run)
 
@@ -204,7 +225,7 @@ def test_with_logins_off_nothing_is_asked(grants):
 
 
 def test_a_playlist_is_held_until_the_grant_then_answered_or_redirected(grants, monkeypatch):
-    monkeypatch.setattr(grants_module, "HOLD", 0.2)
+    monkeypatch.setattr(grants_module, "HOLD", 0.6)
 
     async def run() -> None:
         gw = Gateway()
@@ -214,10 +235,19 @@ def test_a_playlist_is_held_until_the_grant_then_answered_or_redirected(grants, 
         assert with_cookie is LATER and without is LATER and other is LATER and not answers + redirects
         grants.open(A, "t")
         assert [status(r) for r in answers] == [(503, "source is disabled (see GetSrc strLastError)")]
+        assert not redirects and not refusals
+        await asyncio.sleep(SETTLE + 0.05)
         [again] = redirects
-        assert again.status == 307 and b"\r\nLocation: hls.m3u8?_HLS_msn=5\r\n" in again.head
-        assert not refusals
+        assert again.status == 307 and b"\r\nLocation: hls.m3u8?_HLS_msn=5&h5ss_again=1\r\n" in again.head
+        # Asked again still without the cookie (that socket was another browser's): the
+        # sockets before are tried, it waits for the next.
+        marked, redirected_again = ask(gw, grants, "hls.m3u8", None, _HLS_msn="5", h5ss_again="1")
+        await asyncio.sleep(SETTLE + 0.05)
+        assert marked is LATER and not redirected_again
+        grants.open(C, "t")
+        await asyncio.sleep(SETTLE + 0.05)
+        assert [r.status for r in redirected_again] == [307]
         await asyncio.sleep(0.3)
-        assert [status(r)[0] for r in refusals] == [401]
+        assert [status(r)[0] for r in refusals] == [401]  # B's socket never came
 
     in_loop(run)

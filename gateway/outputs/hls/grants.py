@@ -15,10 +15,13 @@ GetHlsUrl.
 The cookie's value: the one the browser already sends, else one derived from the socket's
 session and address, so that a page's sockets opened at once (a grid of players) set the
 same value and none overwrites the others'. The stock player opens its socket and sets `video.src` in
-the same breath, so the first playlist request can come before the cookie is set: a
+the same breath, so the first playlist request can be sent before the cookie is set: a
 playlist request without a grant is held (HOLD) until a socket of its browser is granted
-that token, then answered (or, when it came without the cookie, redirected to itself: the
-browser asks again with the cookie it now has).
+that token, then answered. One that came without the cookie cannot say whose it is: once a
+socket for the token has opened (just before it came, or while it waits), it is
+redirected to itself (http.py), SETTLE after the socket's handshake, by when the browser
+has stored the cookie it asks again with. If that socket was another browser's, the
+request comes again without the cookie, and waits for the next socket.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from aiohttp import web
 COOKIE = "h5ss_hls"
 GRACE = 10.0
 HOLD = 3.0
+SETTLE = 0.25
 
 _VALUE = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 bytes, base64url
 # The cookie in a request's header lines (gateway/web/front.py LeanRequest.fields).
@@ -74,6 +78,7 @@ class HlsGrants:
         self.clock = clock
         self.grants: dict[tuple[str, str], Grant] = {}  # (client, token)
         self.waiting: dict[str, list[Waiter]] = {}  # by token
+        self.opened: dict[str, float] = {}  # by token: when a socket was last granted it (for HOLD)
 
     # -- the socket's side -----------------------------------------------------------
 
@@ -96,6 +101,7 @@ class HlsGrants:
         grant = self.grants.setdefault((client, token), Grant())
         grant.sockets += 1
         grant.until = math.inf
+        self.opened[token] = self.clock()
         waiters = self.waiting.pop(token, [])
         kept = [w for w in waiters if w.client not in (None, client)]
         if kept:
@@ -104,7 +110,10 @@ class HlsGrants:
             if w.client in (None, client):
                 if w.timer is not None:
                     w.timer.cancel()
-                w.resume(True)
+                if w.client is None:
+                    asyncio.get_running_loop().call_later(SETTLE, w.resume, True)
+                else:
+                    w.resume(True)
 
     def close(self, client: str, token: str, grace: bool = True) -> None:
         """That socket is closed; its grant lasts GRACE more seconds (`grace`: it ended well,
@@ -125,6 +134,8 @@ class HlsGrants:
         now = self.clock()
         for key in [key for key, grant in self.grants.items() if grant.until <= now]:
             del self.grants[key]
+        for token in [token for token, at in self.opened.items() if now - at >= HOLD]:
+            del self.opened[token]
 
     # -- the request's side --------------------------------------------------------------
 
@@ -133,11 +144,18 @@ class HlsGrants:
         grant = self.grants.get((client, token)) if client is not None else None
         return grant is not None and (grant.sockets > 0 or self.clock() < grant.until)
 
-    def wait(self, client: str | None, token: str, resume: Callable[[bool], None]) -> None:
-        """Call resume(True) when a socket of `client` (any browser's, for None) is granted
-        `token`, or resume(False) after HOLD seconds."""
+    def wait(self, client: str | None, token: str, resume: Callable[[bool], None], recent: bool = True) -> None:
+        """Call resume(True) when a socket of `client` is granted `token`, or resume(False)
+        after HOLD seconds. For None (no cookie: any browser's socket), resume(True) SETTLE
+        after a socket is granted `token`, or, when `recent`, was less than HOLD ago."""
+        loop = asyncio.get_running_loop()
+        if client is None and recent:
+            since = self.clock() - self.opened.get(token, -math.inf)
+            if since < HOLD:
+                loop.call_later(max(0.0, SETTLE - since), resume, True)
+                return
         waiter = Waiter(client, resume)
-        waiter.timer = asyncio.get_running_loop().call_later(HOLD, self._expire, token, waiter)
+        waiter.timer = loop.call_later(HOLD, self._expire, token, waiter)
         self.waiting.setdefault(token, []).append(waiter)
 
     def _expire(self, token: str, waiter: Waiter) -> None:

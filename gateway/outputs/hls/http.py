@@ -155,6 +155,7 @@ def deliver(ask: Ask, make: Callable[[], LeanResponse]) -> None:
 
 _NO_CREDENTIAL = "missing session (nor hlstoken, nor an open h5swscmnapi socket for this token)"
 _PLAYLISTS = ("hls.m3u8", "index.m3u8", "stream.m3u8")
+_AGAIN = "h5ss_again"  # marks a playlist request redirected to itself (again): the sockets before are tried
 
 
 def check_credential(ask: Ask) -> bool:
@@ -180,13 +181,18 @@ def await_grant(ask: Ask) -> Later:
     """Hold a playlist request until its browser's h5swscmnapi socket is granted the token
     (grants.HOLD at most): the stock player opens the socket as it sets `video.src`, so the
     playlist can come first. Sent without the cookie, the request is redirected to itself
-    once a socket opens: the browser asks again with the cookie the socket set."""
+    once a socket for the token is open: the browser asks again with the cookie the socket
+    set. Asked again still without it (that socket was another browser's), it waits for
+    the next socket."""
     client = client_in(ask.fields)
 
     def resume(granted: bool) -> None:
         if not granted:
+            sent = "without" if client is None else "with"
+            log.debug("HLS %s/%s %s the cookie: no h5swscmnapi socket of its browser", ask.token, ask.name, sent)
             ask.reply(error_response(AuthError(_NO_CREDENTIAL)))
         elif client is None:
+            log.debug("HLS %s/%s: a socket for it opened; asked again, with the cookie", ask.token, ask.name)
             ask.reply(again(ask))
         else:
             try:
@@ -197,13 +203,13 @@ def await_grant(ask: Ask) -> Later:
             if not isinstance(answered, Later):
                 ask.reply(answered)
 
-    ask.grants.wait(client, ask.token, resume)
+    ask.grants.wait(client, ask.token, resume, recent=_AGAIN not in ask.query)
     return LATER
 
 
 def again(ask: Ask) -> LeanResponse:
-    """307 to the same playlist (a relative Location: its name, and its query)."""
-    location = ask.name + ("?" + urlencode(ask.query) if ask.query else "")
+    """307 to the same playlist (a relative Location: its name, its query and the mark)."""
+    location = f"{ask.name}?{urlencode({**ask.query, _AGAIN: '1'})}"
     return LeanResponse(307, "text/plain", b"", HEADER_LINES + header_lines({"Location": location}))
 
 
