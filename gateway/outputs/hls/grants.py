@@ -14,14 +14,16 @@ GetHlsUrl.
 
 The cookie's value: the one the browser already sends, else one derived from the socket's
 session and address, so that a page's sockets opened at once (a grid of players) set the
-same value and none overwrites the others'. The stock player opens its socket and sets `video.src` in
-the same breath, so the first playlist request can be sent before the cookie is set: a
-playlist request without a grant is held (HOLD) until a socket of its browser is granted
-that token, then answered. One that came without the cookie cannot say whose it is: once a
-socket for the token has opened (just before it came, or while it waits), it is
-redirected to itself (http.py), SETTLE after the socket's handshake, by when the browser
-has stored the cookie it asks again with. If that socket was another browser's, the
-request comes again without the cookie, and waits for the next socket.
+same value and none overwrites the others'.
+
+The stock player opens its socket and sets `video.src` in the same breath, so the first
+playlist request can be sent before the cookie is set: a playlist request without a grant
+is held (HOLD) until a socket of its browser is granted that token, then answered. One
+that came without the cookie cannot say whose it is: once a socket for the token has
+opened (just before it came, or while it waits), it is redirected to itself (http.py),
+SETTLE after the socket's handshake, by when the browser has stored the cookie it asks
+again with. If that socket was another browser's, the request comes again without the
+cookie and waits for the next socket.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 COOKIE = "h5ss_hls"
+# After a browser's last socket for a token closes: its requests on their way, a page
+# reload, the player's own restart (its watchdog closes the socket, opens another and
+# reloads the video) go through; a closed player loses access about a playlist window later.
 GRACE = 10.0
-HOLD = 3.0
-SETTLE = 0.25
+HOLD = 3.0  # how long a playlist request without a grant waits for its browser's socket
+SETTLE = 0.25  # a redirect waits this long after the socket's handshake: the cookie is stored by then
 
 _VALUE = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 bytes, base64url
 # The cookie in a request's header lines (gateway/web/front.py LeanRequest.fields).
