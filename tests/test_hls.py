@@ -18,6 +18,7 @@ import aiohttp
 import av
 import pytest
 
+from gateway.outputs.hls.grants import GRACE
 from gateway.outputs.hls.signer import HlsSigner
 from gateway.auth import AuthError
 from gateway.config.settings import HlsSettings
@@ -422,9 +423,13 @@ def test_signed_url_plays_without_a_session(cam, tmp_path):
 
 
 def test_h5swscmnapi_keepalive_socket(cam):
+    cookies: dict[str, list[str]] = {}  # the cookies each socket's handshake set
+
     async def talk(session: str, token: str) -> tuple[int | None, str]:
         url = f"{cam.gw.ws_url}/api/v1/h5swscmnapi?token={token}&session={session}"
-        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        jar = aiohttp.CookieJar(unsafe=True)  # takes cookies from an IP address
+        async with aiohttp.ClientSession(cookie_jar=jar) as http, http.ws_connect(url) as ws:
+            cookies[session] = [f"{c.key} {c['httponly']} {c['samesite']} {c['path']}" for c in jar]
             for _ in range(2):
                 await ws.send_str('{"type":"keepalive"}')
                 try:
@@ -436,8 +441,9 @@ def test_h5swscmnapi_keepalive_socket(cam):
             return None, "open"
 
     assert run_async(lambda: talk(cam.session, "cam"), 20) == (None, "open")
+    assert cookies[cam.session] == ["h5ss_hls True Strict /"]  # names the browser for its HLS requests
     code, reason = run_async(lambda: talk("forged", "cam"), 20)
-    assert code == 4001 and "unauthorized" in reason
+    assert code == 4001 and "unauthorized" in reason and cookies["forged"] == []
     code, reason = run_async(lambda: talk(cam.session, "nope"), 20)
     assert code == 4004 and "unknown token" in reason
 
@@ -453,6 +459,139 @@ def test_chromium_plays_each_natively(cam, page, variant):
     state = wait_playing(page)
     assert (state["width"], state["height"]) == (640, 360)
     assert_smpte(bar_colours(page))
+
+
+# -- the stock h5s HLS player: no session in its URLs, a keepalive socket beside ----------
+
+# Exactly what h5s H5sPlayerHls does (PROTOCOLS.md §2): connect() opens the socket
+# (api/v1/h5swscmnapi?token&session; on open, {"type":"keepalive"} each second), then at
+# once sets video.src to {protocol}//{host}{rootpath}hls/{hlsver}/{token}/hls.m3u8, no
+# session in it. `socket_after` ms > 0 opens the socket that much later (src first).
+STOCK_HLS_PLAYER = """([token, session, hlsver, socket_after]) => {
+    document.body.innerHTML = '<video id="v" muted autoplay playsinline></video>';
+    const conf = {protocol: location.protocol, host: location.host, rootpath: '/', token, session, hlsver};
+    const video = document.getElementById('v');
+    video.type = 'application/x-mpegURL';
+    const socket = () => {
+        const path = conf.rootpath + 'api/v1/h5swscmnapi?token=' + token + '&session=' + conf.session;
+        const ws = new WebSocket((conf.protocol == 'https:' ? 'wss://' : 'ws://') + conf.host + path);
+        ws.onopen = () => { window.keepalive = setInterval(() => ws.send(JSON.stringify({type: 'keepalive'})), 1000); };
+        ws.onclose = e => { clearInterval(window.keepalive); window.closed = e.code; };
+        window.h5sSocket = ws;
+    };
+    if (socket_after > 0) setTimeout(socket, socket_after); else socket();
+    video.src = conf.protocol + '//' + conf.host + conf.rootpath + 'hls/' + hlsver + '/' + token + '/hls.m3u8';
+    video.play();
+}"""
+
+
+def native_hls_page(cam: HlsCam, page) -> None:
+    """A page on the gateway's origin, as the stock player's is; skip without native HLS."""
+    page.goto(f"{cam.gw.url}/login.html")
+    if not page.evaluate("() => document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"):
+        pytest.skip("this Chromium has no HLS of its own (H5sPlayerHls plays over MSE there)")
+
+
+def hls_answers(page) -> list[tuple[int, str]]:
+    """(status, path) of the page's HLS requests from now on, as they are answered."""
+    answers: list[tuple[int, str]] = []
+    page.on("response", lambda r: answers.append((r.status, r.url.split("/", 3)[3])) if "/hls/" in r.url else None)
+    return answers
+
+
+def stock_player_playing(cam: HlsCam, page, answers: list[tuple[int, str]]) -> dict:
+    """wait_playing, or what went wrong: the HLS answers, the video's error, the socket."""
+    try:
+        return wait_playing(page)
+    except Exception as e:
+        seen = page.evaluate("""() => ({error: document.querySelector('video').error?.message,
+                                        socket: window.h5sSocket?.readyState, closed: window.closed})""")
+        raise AssertionError(f"{seen} {answers[:6]}\n{cam.gw.log()[-1500:]}") from e
+
+
+def page_status(page, path: str) -> int:
+    """The status of a same-origin fetch from the page (with its cookies, as its <video> sends them)."""
+    return page.evaluate("p => fetch(p).then(r => r.status)", path)
+
+
+def open_socket(page, token: str, session: str) -> int | None:
+    """Open the stock player's keepalive socket alone; None while open, else its close code."""
+    return page.evaluate("""([token, session]) => new Promise(resolve => {
+        const ws = new WebSocket('ws://' + location.host + '/api/v1/h5swscmnapi?token=' + token + '&session=' + session);
+        ws.onopen = () => { window.keepalive = setInterval(() => ws.send(JSON.stringify({type: 'keepalive'})), 1000);
+                            setTimeout(() => resolve(null), 1500); };
+        ws.onclose = e => { clearInterval(window.keepalive); resolve(e.code); };
+        window.h5sSocket = ws;
+    })""", [token, session])
+
+
+def other_token(cam: HlsCam) -> str:
+    """A second source of the gateway (the same camera), added once."""
+    if cam.gw.api("GetSrc", session=cam.session, token="cam2")[0] != 200:
+        status, answer = cam.gw.api("AddSrcRTSP", session=cam.session, name="cam2", token="cam2", url=cam.camera.url)
+        assert status == 200, answer
+    return "cam2"
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+def test_stock_hls_player_plays_without_a_session_in_its_urls(cam, page, variant):
+    native_hls_page(cam, page)
+    playlist = f"/hls/{variant}/cam/hls.m3u8"
+    assert page_status(page, playlist) == 401  # no socket, no session: refused
+    answers = hls_answers(page)
+    page.evaluate(STOCK_HLS_PLAYER, ["cam", cam.gw.login(), variant, 0])
+    state = stock_player_playing(cam, page, answers)
+    assert state["frames"] > 0 and (state["width"], state["height"]) == (640, 360)
+    assert_smpte(bar_colours(page))
+    assert answers and {status for status, _ in answers} <= {200, 307}, answers
+    assert not any("session=" in url for _, url in answers)
+    # The socket's browser only: another client (here at the same address, without the
+    # browser's cookie) is still refused.
+    assert page_status(page, playlist) == 200
+    assert cam.gw.get(playlist)[0] == 401
+
+
+def test_stock_hls_player_whose_playlist_comes_before_its_socket(cam, page):
+    native_hls_page(cam, page)
+    # The playlist request, without the cookie yet, waits for the socket, then is sent
+    # back to itself (307, marked) and comes again with the cookie the socket set (after
+    # a first 307 in vain if another test's socket for the token opened just before).
+    answers = hls_answers(page)
+    page.evaluate(STOCK_HLS_PLAYER, ["cam", cam.gw.login(), "v1", 700])
+    stock_player_playing(cam, page, answers)
+    playlists = [answer for answer in answers if ".m3u8" in answer[1]]
+    assert playlists[0] == (307, "hls/v1/cam/hls.m3u8") and (200, "hls/v1/cam/hls.m3u8?h5ss_again=1") in playlists
+    assert 401 not in {status for status, _ in answers}, answers
+
+
+def test_stock_hls_socket_grants_its_token_only_until_the_grace_after_it_closes(cam, page):
+    native_hls_page(cam, page)
+    session = cam.gw.login()  # its own: pages holding one session at one address are one client
+    assert open_socket(page, other_token(cam), session) is None
+    assert page_status(page, "/hls/v1/cam2/hls.m3u8") != 401  # its token (503 or 200: the camera starts)
+    assert page_status(page, "/hls/v1/cam/hls.m3u8") == 401  # another token: nothing
+    assert open_socket(page, "cam", session) is None
+    assert page_status(page, "/hls/v1/cam/hls.m3u8") == 200
+    assert page_status(page, "/cam/index.m3u8") == 200  # LL-HLS too
+    page.evaluate("() => window.h5sSocket.close()")
+    closed = time.monotonic()
+    assert page_status(page, "/hls/v2/cam/hls.m3u8") == 200  # within the grace
+    time.sleep(max(0.0, closed + GRACE + 0.5 - time.monotonic()))
+    assert page_status(page, "/hls/v1/cam/hls.m3u8") == 401
+    assert page_status(page, "/hls/v1/cam/seg0.ts") == 401
+
+
+def test_stock_hls_socket_with_a_bad_session_is_refused_and_grants_nothing(cam, page):
+    native_hls_page(cam, page)
+    assert open_socket(page, "cam", "forged") == 4001
+    assert page_status(page, "/hls/v1/cam/hls.m3u8") == 401
+    # A socket whose session ends (Logout) closes and its grant goes at once.
+    session = cam.gw.login()
+    assert open_socket(page, "cam", session) is None
+    assert page_status(page, "/hls/v1/cam/hls.m3u8") == 200
+    assert cam.gw.api("Logout", session=session)[0] == 200
+    page.wait_for_function("() => window.h5sSocket.readyState === WebSocket.CLOSED")
+    assert page_status(page, "/hls/v1/cam/hls.m3u8") == 401
 
 
 def open_hls_player(cam: HlsCam, page, hlsver: str, nativehls: str) -> None:

@@ -17,13 +17,14 @@ def head(*lines: str) -> bytes:
 @pytest.mark.unit
 @pytest.mark.parametrize("raw,expected", [
     (head("GET /cam/index.m3u8?session=a&session=b&x= HTTP/1.1", "Host: h"),
-     LeanRequest("GET", "/cam/index.m3u8", {"session": "a", "x": ""}, True)),
+     LeanRequest("GET", "/cam/index.m3u8", {"session": "a", "x": ""}, True, b"\r\nHost: h")),
     (head("HEAD /hls/v1/c%61m/hls.m3u8 HTTP/1.1", "Connection: close"),
-     LeanRequest("HEAD", "/hls/v1/cam/hls.m3u8", {}, False)),
-    (head("GET /a HTTP/1.0"), LeanRequest("GET", "/a", {}, False)),
-    (head("GET /a HTTP/1.0", "Connection: Keep-Alive"), LeanRequest("GET", "/a", {}, True)),
-    (head("GET /a HTTP/1.1", "Content-Length: 0"), LeanRequest("GET", "/a", {}, True)),
-    (head("GET /a HTTP/1.1", "X-Content-Length: 5", "connection: KEEP-ALIVE, close"), LeanRequest("GET", "/a", {}, False)),
+     LeanRequest("HEAD", "/hls/v1/cam/hls.m3u8", {}, False, b"\r\nConnection: close")),
+    (head("GET /a HTTP/1.0"), LeanRequest("GET", "/a", {}, False, b"")),
+    (head("GET /a HTTP/1.0", "Connection: Keep-Alive"), LeanRequest("GET", "/a", {}, True, b"\r\nConnection: Keep-Alive")),
+    (head("GET /a HTTP/1.1", "Content-Length: 0"), LeanRequest("GET", "/a", {}, True, b"\r\nContent-Length: 0")),
+    (head("GET /a HTTP/1.1", "X-Content-Length: 5", "connection: KEEP-ALIVE, close"),
+     LeanRequest("GET", "/a", {}, False, b"\r\nX-Content-Length: 5\r\nconnection: KEEP-ALIVE, close")),
 ])
 def test_plain_gets_are_parsed(raw, expected):
     assert parse_head(raw) == expected

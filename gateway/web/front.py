@@ -50,6 +50,7 @@ class LeanRequest:
     path: str  # percent-decoded
     query: dict[str, str]  # the first value of each name, as aiohttp's request.query.get
     keep_alive: bool
+    fields: bytes  # the header lines as received, each led by CRLF (searched only where needed: a cookie)
 
 
 @dataclass(slots=True)
@@ -111,7 +112,11 @@ def parse_head(head: bytes) -> LeanRequest | None:
         except UnicodeDecodeError:
             return None
     return LeanRequest(
-        "GET" if method == b"GET" else "HEAD", path.partition("#")[0], parse_query(query.partition("#")[0]), keep_alive
+        "GET" if method == b"GET" else "HEAD",
+        path.partition("#")[0],
+        parse_query(query.partition("#")[0]),
+        keep_alive,
+        fields,
     )
 
 

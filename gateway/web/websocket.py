@@ -34,12 +34,15 @@ async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSo
 
 
 async def stream_socket(
-    request: web.Request, max_msg_size: int = 64 * 1024
+    request: web.Request, max_msg_size: int = 64 * 1024, set_cookie: str | None = None
 ) -> tuple[web.WebSocketResponse, Stream | None, Session | None]:
-    """Upgrade, then check the session, the token and `profile=` (main, the default, or
-    sub: the source's sub stream, its main one when it has none). On a problem the socket
-    is already closed with a readable reason and the stream is None."""
+    """Upgrade (its response setting `set_cookie`, a Set-Cookie value), then check the
+    session, the token and `profile=` (main, the default, or sub: the source's sub stream,
+    its main one when it has none). On a problem the socket is already closed with a
+    readable reason and the stream is None."""
     ws = web.WebSocketResponse(max_msg_size=max_msg_size, compress=False)
+    if set_cookie is not None:
+        ws.headers["Set-Cookie"] = set_cookie
     await ws.prepare(request)
     try:
         session = session_from(request)

@@ -23,6 +23,7 @@ from gateway.hub.output import OutputRegistry
 from gateway.hub.packet import MediaPacket, StreamParams
 from gateway.hub.stream import Stream
 from gateway.outputs.hls import rules
+from gateway.outputs.hls.grants import HlsGrants
 from gateway.outputs.hls.http import Ask, answer, json_errors
 from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
@@ -79,6 +80,7 @@ class Camera:
             settings=SimpleNamespace(http=SimpleNamespace(auth=False)),
         )
         self.signer = HlsSigner(b"k" * 32)
+        self.grants = HlsGrants(b"k" * 32)
         self.replies: list[LeanResponse] = []  # answers given LATER, in order
 
     @property
@@ -87,7 +89,8 @@ class Camera:
 
     def get(self, name: str, **query: object) -> LeanResponse | object:
         """The answer to GET /t/{name}?{query}, or LATER (then it comes in self.replies)."""
-        ask = Ask(self.gw, self.signer, "ll", "t", name, {k: str(v) for k, v in query.items()}, self.replies.append)
+        params = {k: str(v) for k, v in query.items()}
+        ask = Ask(self.gw, self.signer, self.grants, "ll", "t", name, params, b"", self.replies.append)
         return json_errors(answer, ask)
 
     def _play(self) -> Iterator[None]:

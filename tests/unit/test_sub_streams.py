@@ -167,7 +167,8 @@ def test_the_manager_serves_a_sub_stream_or_else_the_main_one_and_closes_both():
 def ask(query: dict[str, str], auth: bool = True) -> Ask:
     gw: Any = SimpleNamespace(settings=SimpleNamespace(http=SimpleNamespace(auth=auth)))
     no_signer: Any = None  # uri_query only copies an hlstoken, it never checks one
-    return Ask(gw, no_signer, "v2", "t", "hls.m3u8", query, lambda response: None)
+    no_grants: Any = None  # uri_query reads only the query
+    return Ask(gw, no_signer, no_grants, "v2", "t", "hls.m3u8", query, b"", lambda response: None)
 
 
 def test_hls_playlist_uris_carry_the_sub_profile_beside_the_credential():
@@ -177,3 +178,4 @@ def test_hls_playlist_uris_carry_the_sub_profile_beside_the_credential():
     assert uri_query(ask({"hlstoken": "1.ab", "profile": "sub"})) == b"?hlstoken=1.ab&profile=sub"
     assert uri_query(ask({"profile": "sub"}, auth=False)) == b"?profile=sub"
     assert uri_query(ask({}, auth=False)) == b""
+    assert uri_query(ask({"profile": "sub"})) == b"?profile=sub"  # granted by the socket's cookie

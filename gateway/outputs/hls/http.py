@@ -8,10 +8,11 @@ request gets, every one from the stream's one segmenter.
 
 The files are served on the lean HTTP front (gateway/web/front.py), not through aiohttp.
 Every URL takes `session=` (as the REST API) or `hlstoken=` (from GetHlsUrl, signer.py);
-the URIs in a playlist carry the credential the playlist was asked with. Errors are the
-REST API's JSON: 401 auth, 404 unknown token or file, 400 a blocking request too far
-ahead, 503 no media in time. What a request waits for is rules.py's; the answers made
-once for all clients are responses.py's.
+the URIs in a playlist carry the credential the playlist was asked with. A URL with
+neither is the h5s HLS player's: its browser's h5swscmnapi socket grants it (grants.py).
+Errors are the REST API's JSON: 401 auth, 404 unknown token or file, 400 a blocking
+request too far ahead, 503 no media in time. What a request waits for is rules.py's; the
+answers made once for all clients are responses.py's.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 from gateway.auth import AuthError
 from gateway.core import Gateway
 from gateway.hub.profile import SUB, profile_of
+from gateway.outputs.hls.grants import GRANTS_KEY, HlsGrants, client_in
 from gateway.outputs.hls.keepalive import h5swscmnapi
 from gateway.outputs.hls.responses import (
-    HEADERS,
+    HEADER_LINES,
     HlsAnswers,
     error_response,
     internal_error,
@@ -43,7 +45,7 @@ from gateway.outputs.hls.segmenter import HlsSegmenter, Segment
 from gateway.outputs.hls.signer import HlsSigner
 from gateway.tasks import background
 from gateway.web.errors import ApiError
-from gateway.web.front import LATER, FastRoute, Later, LeanRequest, LeanResponse
+from gateway.web.front import LATER, FastRoute, Later, LeanRequest, LeanResponse, header_lines
 from gateway.web.request import GATEWAY_KEY, auth_required, gateway, session_of
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ _INIT = re.compile(r"init(\d{1,12})\.mp4")
 def add_routes(app: web.Application) -> None:
     """Register the aiohttp side; before /api/v1/{command} and the static files."""
     app[SIGNER_KEY] = HlsSigner(secrets.token_bytes(32))
+    app[GRANTS_KEY] = HlsGrants(secrets.token_bytes(32))
     app.router.add_get("/api/v1/h5swscmnapi", h5swscmnapi)
     app.router.add_get("/hls/{variant:v1|v2}/{token}/{name}", aiohttp_route)
     app.router.add_get(
@@ -74,19 +77,23 @@ async def aiohttp_route(request: web.Request) -> web.Response:
         if not later.done():
             later.set_result(response)
 
+    cookies = request.headers.get("Cookie")
     ask = Ask(
         gateway(request),
         request.app[SIGNER_KEY],
+        request.app[GRANTS_KEY],
         info.get("variant", "ll"),
         info["token"],
         info["name"],
         request.query,
+        b"" if cookies is None else f"\r\nCookie: {cookies}".encode("utf-8", "surrogateescape"),
         reply,
     )
     answered = json_errors(answer, ask)
     response = await later if isinstance(answered, Later) else answered
+    headers = dict(line.split(": ", 1) for line in response.headers.decode("latin-1").split("\r\n") if line)
     return web.Response(
-        status=response.status, body=response.body, headers={**HEADERS, "Content-Type": response.content_type}
+        status=response.status, body=response.body, headers={**headers, "Content-Type": response.content_type}
     )
 
 
@@ -101,17 +108,19 @@ class Ask:
 
     gw: Gateway
     signer: HlsSigner
+    grants: HlsGrants
     variant: str  # v1, v2 or ll
     token: str
     name: str
     query: Mapping[str, str]
+    fields: bytes  # its header lines (LeanRequest.fields), read only without session= or hlstoken=
     reply: Callable[[LeanResponse], None]  # for an answer given LATER
 
 
 def fast_route(app: web.Application) -> FastRoute:
     """The HLS paths, answered on the lean front (gateway/web/front.py) without aiohttp:
     the HLS players' hundreds of requests a second are most of a gateway's HTTP traffic."""
-    gw, signer = app[GATEWAY_KEY], app[SIGNER_KEY]
+    gw, signer, grants = app[GATEWAY_KEY], app[SIGNER_KEY], app[GRANTS_KEY]
 
     def route(request: LeanRequest, reply: Callable[[LeanResponse], None]) -> Answer | None:
         if m := _H5S_PATH.fullmatch(request.path):
@@ -120,7 +129,7 @@ def fast_route(app: web.Application) -> FastRoute:
             variant, (token, name) = "ll", m.groups()
         else:
             return None
-        return json_errors(answer, Ask(gw, signer, variant, token, name, request.query, reply))
+        return json_errors(answer, Ask(gw, signer, grants, variant, token, name, request.query, request.fields, reply))
 
     return route
 
@@ -145,13 +154,64 @@ def deliver(ask: Ask, make: Callable[[], LeanResponse]) -> None:
     ask.reply(response)
 
 
-def check_credential(ask: Ask) -> None:
-    """The request's hlstoken or session must be valid (when the gateway asks for logins)."""
+_NO_CREDENTIAL = "missing session (nor hlstoken, nor an open h5swscmnapi socket for this token)"
+_PLAYLISTS = ("hls.m3u8", "index.m3u8", "stream.m3u8")
+_AGAIN = "h5ss_again"  # marks a playlist request redirected to itself (again): the sockets before are tried
+
+
+def check_credential(ask: Ask) -> bool:
+    """Whether the request may go on: its hlstoken or session is valid (when the gateway
+    asks for logins), or, with neither, its browser's socket grants its token. False: a
+    playlist to hold for that grant (await_grant); AuthError otherwise."""
     signed = ask.query.get("hlstoken")
     if signed is None:
-        session_of(ask.gw, ask.query.get("session"))
+        session = ask.query.get("session")
+        if session is None and auth_required(ask.gw):
+            if ask.grants.allows(client_in(ask.fields), ask.token):
+                return True
+            if ask.name in _PLAYLISTS:
+                return False
+            raise AuthError(_NO_CREDENTIAL)
+        session_of(ask.gw, session)
     elif auth_required(ask.gw):
         ask.signer.check(signed, ask.token)
+    return True
+
+
+def await_grant(ask: Ask) -> Later:
+    """Hold a playlist request until its browser's h5swscmnapi socket is granted the token
+    (grants.HOLD at most): the stock player opens the socket as it sets `video.src`, so the
+    playlist can come first. Sent without the cookie, the request is redirected to itself
+    once a socket for the token is open: the browser asks again with the cookie the socket
+    set. Asked again still without it (that socket was another browser's), it waits for
+    the next socket."""
+    client = client_in(ask.fields)
+
+    def resume(granted: bool) -> None:
+        if not granted:
+            sent = "without" if client is None else "with"
+            log.debug("HLS %s/%s %s the cookie: no h5swscmnapi socket of its browser", ask.token, ask.name, sent)
+            ask.reply(error_response(AuthError(_NO_CREDENTIAL)))
+        elif client is None:
+            log.debug("HLS %s/%s: a socket for it opened; asked again, with the cookie", ask.token, ask.name)
+            ask.reply(again(ask))
+        else:
+            try:
+                answered = json_errors(answer, ask)
+            except Exception:
+                log.exception("unhandled error on HLS %s/%s", ask.token, ask.name)
+                answered = internal_error()
+            if not isinstance(answered, Later):
+                ask.reply(answered)
+
+    ask.grants.wait(client, ask.token, resume, recent=_AGAIN not in ask.query)
+    return LATER
+
+
+def again(ask: Ask) -> LeanResponse:
+    """307 to the same playlist (a relative Location: its name, its query and the mark)."""
+    location = f"{ask.name}?{urlencode({**ask.query, _AGAIN: '1'})}"
+    return LeanResponse(307, "text/plain", b"", HEADER_LINES + header_lines({"Location": location}))
 
 
 def uri_query(ask: Ask) -> bytes:
@@ -164,7 +224,10 @@ def uri_query(ask: Ask) -> bytes:
     if signed is not None:
         query = b"?hlstoken=" + url_value(signed).encode()
     else:
-        query = b"?session=" + url_value(ask.query.get("session") or "").encode()
+        session = ask.query.get("session")
+        if session is None:  # the cookie goes with them
+            return b"?profile=sub" if sub else b""
+        query = b"?session=" + url_value(session).encode()
     return query + b"&profile=sub" if sub else query
 
 
@@ -186,8 +249,7 @@ def int_param(query: Mapping[str, str], name: str) -> int | None:
 
 
 def stream_answers(ask: Ask) -> HlsAnswers:
-    """The stream's answers, its segmenter started or kept running, once the credential is checked."""
-    check_credential(ask)
+    """The stream's answers, its segmenter started or kept running (the credential checked)."""
     gw, token = ask.gw, ask.token
     try:
         profile = profile_of(ask.query.get("profile"))
@@ -223,6 +285,8 @@ def after(ask: Ask, wait: Wait, answer: Callable[[], LeanResponse]) -> Answer:
 
 
 def answer(ask: Ask) -> Answer:
+    if not check_credential(ask):
+        return await_grant(ask)
     answers = stream_answers(ask)
     seg, name = answers.seg, ask.name
     if name == "index.m3u8" and ask.variant == "ll":
