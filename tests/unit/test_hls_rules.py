@@ -65,9 +65,9 @@ class Camera:
     """The stream and its HLS answers, fed by hand: one packet per step, the clip over and
     over as one continuous session (as a renewed input goes on)."""
 
-    def __init__(self, clip: tuple[StreamParams, list[MediaPacket]], segment_count: int = 4):
+    def __init__(self, clip: tuple[StreamParams, list[MediaPacket]], segment_count: int = 4, target: int = 1):
         registry = OutputRegistry()  # as app.py's output_registry
-        registry.register(HlsSegmenter, lambda stream: HlsSegmenter(stream, HlsSettings(segment_count, 1)))
+        registry.register(HlsSegmenter, lambda stream: HlsSegmenter(stream, HlsSettings(segment_count, target)))
         registry.register(HlsAnswers, HlsAnswers.of)
         self.stream = Stream(SourceConf.from_json({"strToken": "t"}, "t"), StillInput(), SourceSettings(1.0), registry)
         self.params, self.packets = clip
@@ -85,9 +85,11 @@ class Camera:
     def seg(self) -> HlsSegmenter:
         return self.stream.output(HlsSegmenter)
 
-    def get(self, name: str, **query: object) -> LeanResponse | object:
-        """The answer to GET /t/{name}?{query}, or LATER (then it comes in self.replies)."""
-        ask = Ask(self.gw, self.signer, "ll", "t", name, {k: str(v) for k, v in query.items()}, self.replies.append)
+    def get(self, name: str, variant: str = "ll", **query: object) -> LeanResponse | object:
+        """The answer to GET /t/{name}?{query} (or /hls/{variant}/t/{name}?{query}), or LATER
+        (then it comes in self.replies)."""
+        query_text = {k: str(v) for k, v in query.items()}
+        ask = Ask(self.gw, self.signer, variant, "t", name, query_text, self.replies.append)
         return json_errors(answer, ask)
 
     def _play(self) -> Iterator[None]:
@@ -172,11 +174,51 @@ async def test_blocking_reload_for_a_segment_is_answered_when_it_is_complete(cli
 
 
 @in_loop
-async def test_first_playlist_waits_for_three_segments(clip_packets):
+async def test_first_playlist_waits_for_a_complete_segment(clip_packets):
     camera = Camera(clip_packets)
     assert camera.get("index.m3u8") is LATER
-    response = answered_when(camera, lambda: len(camera.seg.complete_segments) == rules.START_SEGMENTS)
+    response = answered_when(camera, lambda: len(camera.seg.complete_segments) == 1)
     assert response.status == 200 and b"stream.m3u8" in response.body
+
+
+@in_loop
+async def test_first_playlists_of_a_live_stream_come_at_its_next_keyframe(clip_packets):
+    camera = Camera(clip_packets, target=2)
+    camera.stream.start()  # H5_ALWAYS: live before any HLS client
+    camera.until(lambda: camera.stream.gop.packets and camera.stream.gop.keyframe.dts == 25 * 3600
+                 and sum(p.kind == "video" for p in camera.stream.gop.packets) == 10)  # 1.36 s in
+    first = [camera.get(name, variant) for name, variant in
+             (("index.m3u8", "ll"), ("hls.m3u8", "v1"), ("hls.m3u8", "v2"), ("stream.m3u8", "ll"))]
+    assert first == [LATER] * 4
+    assert camera.seg.segments[0].first_dts == 25 * 3600  # the cached GOP, replayed: 2 parts already
+    while not camera.complete(0):  # not answered before the next keyframe (2 s)...
+        assert camera.replies == []
+        camera.step()
+    master, v1, v2 = camera.replies  # ...and in the packet that is it
+    assert [r.status for r in camera.replies] == [200] * 3
+    assert b"stream.m3u8" in master.body
+    assert b"#EXTINF:1.000,\nseg0.ts\n" in v1.body and b"#EXTINF:1.000,\nseg0.m4s\n" in v2.body
+    assert b"#EXT-X-TARGETDURATION:2\n" in v2.body and b"seg1" not in v2.body
+    # The LL-HLS media playlist: once PART-HOLD-BACK (3 parts) from its end is in the open
+    # segment, where an LL-HLS player starts: its 4th part.
+    camera.replies.clear()
+    ll = answered_when(camera, lambda: camera.parts_now(1) == 4)
+    assert b"#EXTINF:1.000,\nseg0.m4s\n" in ll.body and b'URI="part0.0.m4s",INDEPENDENT=YES' in ll.body
+    assert b'URI="part1.3.m4s"' in ll.body and b'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part1.4.m4s"' in ll.body
+    # Then it is answered at once, and the segment is there to fetch.
+    assert now(camera.get("stream.m3u8")).status == 200
+    assert now(camera.get("seg0.m4s", "v2")).body == camera.seg.segment(0).data
+
+
+@in_loop
+async def test_a_first_ll_playlist_waits_for_its_hold_back_in_the_open_segment(clip_packets):
+    camera = Camera(clip_packets)
+    camera.started()  # 3 segments and 2 parts
+    camera.until(lambda: camera.parts_now(4) == 1)  # the 5th second begins
+    assert camera.get("stream.m3u8") is LATER
+    assert now(camera.get("hls.m3u8", "v2")).status == 200  # v1, v2: any complete segment will do
+    response = answered_when(camera, lambda: camera.parts_now(4) == 4)
+    assert b'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part4.4.m4s"' in response.body
 
 
 @in_loop
@@ -191,7 +233,7 @@ async def test_a_request_too_far_ahead_is_refused_at_once(clip_packets):
     assert camera.get("stream.m3u8", _HLS_msn=3, _HLS_part=2 + advance - 1) is LATER  # just within reach
     assert camera.get("stream.m3u8", _HLS_msn=seg.next_msn) is LATER  # the next segment may be asked
     with pytest.raises(ApiError, match="too far ahead"):
-        rules.playlist_wait(seg, seg.next_msn + 1, None)
+        rules.playlist_wait(seg, seg.next_msn + 1, None, True)
 
 
 @in_loop
@@ -202,7 +244,7 @@ async def test_hls_part_needs_hls_msn(clip_packets):
     status, reason = error(camera.get("stream.m3u8", _HLS_msn="-1"))
     assert status == 400 and "whole number" in reason
     with pytest.raises(ApiError, match="needs _HLS_msn"):
-        rules.playlist_wait(camera.seg, None, 1)
+        rules.playlist_wait(camera.seg, None, 1, True)
 
 
 @in_loop

@@ -6,6 +6,11 @@ the open one has reached the `hls` target duration. A complete segment's fMP4 is
 parts joined, so LL-HLS parts, HLS v2 segments and the MPEG-TS segments of HLS v1 (made
 on first request, in order, by one TsWriter) all come from the same cut.
 
+Players start from a complete segment, so the first one is made as early as it can be:
+attaching to a live stream replays its cached GOP at once, so the first segment begins at
+the cached keyframe (a real past segment: its wall-clock time is when those frames were
+live), and it ends at the next keyframe rather than at the target duration.
+
 It runs only while clients ask: the first request attaches it to the stream (acquiring an
 on-demand source), and when no request has come for CLIENT_TIMEOUT target durations it
 detaches, releases the stream and forgets every segment. Waiting requests (blocking
@@ -18,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config.settings import HlsSettings
@@ -113,6 +118,7 @@ class HlsSegmenter:
         self._session: float | None = None
         self._clock: Clock | None = None
         self._last_video_dts = 0
+        self._video_end: int | None = None  # where the next part's video begins (see _placed)
         self._fragments = 0
         self._ts = TsWriter()
         self._ts_next: int | None = None  # the msn the TsWriter continues with
@@ -284,7 +290,8 @@ class HlsSegmenter:
             # Half a frame of slack: camera clocks jitter, and a GOP of exactly the target
             # must not grow into a segment of two.
             elapsed = (packet.dts - seg.first_dts + packet.duration / 2) / VIDEO_TIMESCALE if seg else 0
-            if seg is None or self._discontinuity or elapsed >= self.target:
+            # No complete segment yet (the open one is the only one): players wait for one.
+            if seg is None or self._discontinuity or elapsed >= self.target or len(self.segments) == 1:
                 self._start_segment(packet)
             elif any(p.kind == "video" for p in self._pending):
                 self._close_part()
@@ -314,7 +321,7 @@ class HlsSegmenter:
     def _close_part(self) -> None:
         seg = self.open_segment
         assert seg is not None
-        video = [p for p in self._pending if p.kind == "video"]
+        video = self._placed([p for p in self._pending if p.kind == "video"])
         audio = [p for p in self._pending if p.kind == "audio"]
         self._fragments += 1
         data = fragment_tracks(self._fragments, [("video", video), ("audio", audio)])
@@ -324,6 +331,27 @@ class HlsSegmenter:
         seg.packets += self._pending
         self._pending = []
         self._notify()
+
+    def _placed(self, video: list[MediaPacket]) -> list[MediaPacket]:
+        """A part's video frames on one unbroken timeline: each starts where the one before
+        it ends (the last part's last frame too) and lasts until the next one's decode time.
+
+        An fMP4 sample starts where the one before it ends, and the hub's durations are
+        estimates (camera clocks jitter, a loaded camera drops frames). A part's last frame
+        keeps its estimate, so the next part, placed at its first frame's decode time,
+        could begin more than two frames after that end, or before the last frame: both
+        are a discontinuity to MSE (Chromium drops every frame until the next keyframe,
+        hls.js loops on the part). So a part begins where the last one ended, and its first
+        frame's decode time moves by that jitter (with its presentation time). Frames that
+        are where they belong are kept as they are; others are copied (packets are shared)."""
+        at = video[0].dts if self._video_end is None else self._video_end
+        for i, frame in enumerate(video):
+            end = max(video[i + 1].dts, at + 1) if i + 1 < len(video) else at + frame.duration
+            if frame.dts != at or frame.duration != end - at:
+                video[i] = replace(frame, dts=at, pts=frame.pts + at - frame.dts, duration=end - at)
+            at = end
+        self._video_end = at
+        return video
 
     def _close_segment(self) -> None:
         """Finish the open segment (its last part too); drop segments beyond the window."""
