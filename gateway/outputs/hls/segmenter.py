@@ -33,6 +33,7 @@ from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 from gateway.hub.stream import Stream
 
 PART_TARGET = 0.2  # seconds: LL-HLS part length (a part may be cut short by a keyframe)
+PART_TICKS = round(PART_TARGET * VIDEO_TIMESCALE)
 CLIENT_TIMEOUT = 3  # target durations without a request before the segmenter stops
 EXTRA_SEGMENTS = 2  # kept beyond the playlist window for clients a little behind
 EXPIRY_CHECK = 0.25  # seconds between checks for waiting requests that timed out
@@ -297,10 +298,17 @@ class HlsSegmenter:
                 self._close_part()
         if self.open_segment is None:
             return  # waiting for a keyframe
+        # The open part's length with this frame, on the parts' timeline (see _placed).
+        if self._video_end is None:
+            self._video_end = packet.dts
+        half = packet.duration // 2
+        if packet.dts + packet.duration - self._video_end > PART_TICKS + half and any(
+            p.kind == "video" for p in self._pending
+        ):
+            self._close_part()  # a frame after a gap: it begins the next part, not this one
         self._pending.append(packet)
-        duration = sum(p.duration for p in self._pending if p.kind == "video") / VIDEO_TIMESCALE
         # Cut when one more frame would overshoot the target by more than half a frame.
-        if duration >= PART_TARGET - packet.duration / VIDEO_TIMESCALE / 2:
+        if packet.dts + packet.duration - self._video_end >= PART_TICKS - half:
             self._close_part()
 
     # -- cutting -------------------------------------------------------------------
@@ -342,9 +350,11 @@ class HlsSegmenter:
         could begin more than two frames after that end, or before the last frame: both
         are a discontinuity to MSE (Chromium drops every frame until the next keyframe,
         hls.js loops on the part). So a part begins where the last one ended, and its first
-        frame's decode time moves by that jitter (with its presentation time). Frames that
-        are where they belong are kept as they are; others are copied (packets are shared)."""
-        at = video[0].dts if self._video_end is None else self._video_end
+        frame's decode time moves by that jitter (with its presentation time); parts are
+        cut by their length on this timeline (on_packet). Frames that are where they belong
+        are kept as they are; others are copied (packets are shared)."""
+        at = self._video_end
+        assert at is not None
         for i, frame in enumerate(video):
             end = max(video[i + 1].dts, at + 1) if i + 1 < len(video) else at + frame.duration
             if frame.dts != at or frame.duration != end - at:
