@@ -136,3 +136,62 @@ def test_a_later_first_client_starts_at_the_cached_keyframe_again_and_numbers_go
             seg.stop()
 
     first_client(test)
+
+
+def video_run(part: bytes) -> tuple[int, list[int]]:
+    """(tfdt, sample durations) of the video track of a part's moof."""
+    at, end = 8, int.from_bytes(part[:4], "big")  # inside the moof
+    tfdt, durations = None, []
+    while at < end:
+        size, kind = int.from_bytes(part[at : at + 4], "big"), part[at + 4 : at + 8]
+        if kind == b"traf":
+            body = part[at + 8 : at + size]
+            track = int.from_bytes(body[body.index(b"tfhd") + 8 : body.index(b"tfhd") + 12], "big")
+            if track == 1:
+                tfdt = int.from_bytes(body[body.index(b"tfdt") + 8 : body.index(b"tfdt") + 16], "big")
+                trun = body.index(b"trun") + 4
+                count = int.from_bytes(body[trun + 4 : trun + 8], "big")
+                durations = [int.from_bytes(body[trun + 12 + 16 * i : trun + 16 + 16 * i], "big") for i in range(count)]
+        at += size
+    assert tfdt is not None
+    return tfdt, durations
+
+
+def test_parts_are_one_unbroken_timeline_through_camera_jitter(clip_packets):
+    """A loaded camera stamps frames late, early, or drops some: each part starts where the
+    last one ended (a gap or step back there is a discontinuity to MSE), frames keep their
+    decode times within a part, and a frame after a gap begins a part rather than making
+    one longer than the target (PART-TARGET stays 200 ms)."""
+    params, packets = clip_packets
+    jittered, dropped = [], {12, 13, 37}  # frames the camera dropped (2 in a row: 120 ms without one)
+    for p in packets:
+        frame = p.dts // FRAME
+        if p.kind == "video" and frame in dropped:
+            continue
+        shift = (-1500, 1700, 0, 400)[frame % 4] if p.kind == "video" and not p.keyframe else 0
+        jittered.append(MediaPacket(p.kind, p.dts + shift, p.pts + shift, p.duration, p.keyframe, p.data))
+
+    async def test() -> None:
+        stream = live_stream()
+        seg = HlsSegmenter(stream, HlsSettings(4, 1))
+        seg.touch()
+        try:
+            steps = camera(stream, (params, jittered))
+            fed: list[MediaPacket] = []  # as the hub placed them
+            until(steps, lambda p: fed.append(p) or len(seg.complete_segments) == 4)
+            parts = [part for s in seg.complete_segments for part in s.parts]
+            runs = [video_run(part.data) for part in parts]
+            for (start, durations), (next_start, _) in zip(runs, runs[1:]):
+                assert next_start == start + sum(durations)
+            assert all(d > 0 for _, durations in runs for d in durations)
+            assert seg.part_target == pytest.approx(0.2, abs=0.021)  # at most half a frame over
+            assert [part.duration for part in parts] == pytest.approx([sum(d) / VIDEO_TIMESCALE for _, d in runs])
+            # Within a part, a frame's decode time is the camera's (the first may move to the part's start).
+            video = {p.dts for p in fed if p.kind == "video"}
+            for start, durations in runs:
+                times = [start + sum(durations[:i]) for i in range(1, len(durations))]
+                assert set(times) <= video
+        finally:
+            seg.stop()
+
+    first_client(test)
