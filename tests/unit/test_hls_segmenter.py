@@ -80,14 +80,14 @@ def test_a_live_streams_first_segment_begins_at_its_cached_keyframe_and_ends_at_
             assert first.packets[0] is cached
             # A real past segment: its first frame was live 0.36 s before the newest one, which is live now.
             assert first.start == pytest.approx(asked - 9 * FRAME / VIDEO_TIMESCALE, abs=0.05)
-            # It ends at the next keyframe (2 s), a GOP, short of the 2 s target: then players have one.
+            # It ends at the next keyframe (2 s), a GOP, short of the 2 s target.
             keyframe = until(steps, lambda p: seg.has_segments())
             assert is_keyframe(keyframe) and keyframe.dts == 50 * FRAME
             assert first.complete and first.duration == pytest.approx(1.0)
             assert [s.msn for s in seg.segments] == [0, 1] and seg.segments[1].first_dts == keyframe.dts
-            # From then on, segments are the target's length again.
-            until(steps, lambda p: len(seg.complete_segments) == 3)
-            assert [s.duration for s in seg.complete_segments] == pytest.approx([1.0, 2.0, 2.0])
+            # So do the next two (players wait for three), then segments are the target's length.
+            until(steps, lambda p: len(seg.complete_segments) == 5)
+            assert [s.duration for s in seg.complete_segments] == pytest.approx([1.0, 1.0, 1.0, 2.0, 2.0])
             assert seg.max_duration == TARGET
         finally:
             seg.stop()
@@ -95,7 +95,7 @@ def test_a_live_streams_first_segment_begins_at_its_cached_keyframe_and_ends_at_
     first_client(test)
 
 
-def test_without_a_cached_gop_the_first_segment_is_the_first_gop(clip_packets):
+def test_without_a_cached_gop_the_first_segments_are_the_first_gops(clip_packets):
     async def test() -> None:
         stream = recorded_stream(RecordingInput())  # on demand: the first client starts it
         seg = HlsSegmenter(stream, HlsSettings(4, TARGET))
@@ -106,8 +106,8 @@ def test_without_a_cached_gop_the_first_segment_is_the_first_gop(clip_packets):
             until(steps, lambda p: seg.has_segments())
             first = seg.segments[0]
             assert first.first_dts == 0 and first.duration == pytest.approx(1.0)
-            until(steps, lambda p: len(seg.complete_segments) == 2)
-            assert seg.complete_segments[1].duration == pytest.approx(2.0)
+            until(steps, lambda p: len(seg.complete_segments) == 4)
+            assert [s.duration for s in seg.complete_segments] == pytest.approx([1.0, 1.0, 1.0, 2.0])
         finally:
             seg.stop()
 

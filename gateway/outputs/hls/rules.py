@@ -15,7 +15,7 @@ import math
 
 from gateway.hub.stream import READY_TIMEOUT
 from gateway.outputs.hls.playlist import HOLD_BACK_PARTS
-from gateway.outputs.hls.segmenter import HlsSegmenter
+from gateway.outputs.hls.segmenter import START_SEGMENTS, HlsSegmenter
 from gateway.web.errors import ApiError
 
 BLOCK_TIMEOUT = 3  # target durations a blocking request may wait before a 503
@@ -39,9 +39,10 @@ class Wait:
 
 
 class FirstSegment(Wait):
-    """A first playlist: until there is a complete segment, the least a player starts from
-    (hls.js takes a playlist without one for an error and asks again a second later). On a
-    live stream that is the segment of its cached GOP, complete at the next keyframe."""
+    """A first playlist (the LL-HLS master's): until there is a complete segment, the least
+    a player starts from (hls.js takes a playlist without one for an error and asks again a
+    second later). On a live stream that is the segment of its cached GOP, complete at the
+    next keyframe."""
 
     def __init__(self, seg: HlsSegmenter):
         self.seg = seg
@@ -52,6 +53,16 @@ class FirstSegment(Wait):
 
     def late(self) -> ApiError:
         return not_ready(self.seg)
+
+
+class FirstSegments(FirstSegment):
+    """A first HLS v1/v2 media playlist: START_SEGMENTS complete segments. Chromium's own
+    HLS (which the stock h5s player's <video src> gets there) does not start on a live
+    playlist of fewer; the first ones are a GOP each (segmenter), so on a live stream this
+    is three GOPs, less what was cached, after the first request."""
+
+    def ready(self) -> bool:
+        return self.seg.has_segments(min(START_SEGMENTS, self.seg.segment_count))
 
 
 class LiveStart(FirstSegment):
@@ -124,7 +135,7 @@ def playlist_wait(seg: HlsSegmenter, msn: int | None, part: int | None, ll: bool
     if msn is None:
         if part is not None:
             raise ApiError(400, "_HLS_part needs _HLS_msn")
-        return LiveStart(seg) if ll else FirstSegment(seg)
+        return LiveStart(seg) if ll else FirstSegments(seg)
     advance = math.ceil(ADVANCE_SECONDS / seg.part_target)
     open_seg = seg.open_segment
     parts_now = len(open_seg.parts) if open_seg is not None and open_seg.msn == msn else 0

@@ -6,10 +6,11 @@ the open one has reached the `hls` target duration. A complete segment's fMP4 is
 parts joined, so LL-HLS parts, HLS v2 segments and the MPEG-TS segments of HLS v1 (made
 on first request, in order, by one TsWriter) all come from the same cut.
 
-Players start from a complete segment, so the first one is made as early as it can be:
+Players start from complete segments, so the first ones are made as early as they can be:
 attaching to a live stream replays its cached GOP at once, so the first segment begins at
 the cached keyframe (a real past segment: its wall-clock time is when those frames were
-live), and it ends at the next keyframe rather than at the target duration.
+live), and it and the next ones up to START_SEGMENTS end at the next keyframe rather than
+at the target duration.
 
 It runs only while clients ask: the first request attaches it to the stream (acquiring an
 on-demand source), and when no request has come for CLIENT_TIMEOUT target durations it
@@ -36,6 +37,7 @@ PART_TARGET = 0.2  # seconds: LL-HLS part length (a part may be cut short by a k
 PART_TICKS = round(PART_TARGET * VIDEO_TIMESCALE)
 CLIENT_TIMEOUT = 3  # target durations without a request before the segmenter stops
 EXTRA_SEGMENTS = 2  # kept beyond the playlist window for clients a little behind
+START_SEGMENTS = 3  # a GOP each at the start: Chromium's own HLS starts with no fewer (rules.FirstSegments)
 EXPIRY_CHECK = 0.25  # seconds between checks for waiting requests that timed out
 
 
@@ -291,8 +293,8 @@ class HlsSegmenter:
             # Half a frame of slack: camera clocks jitter, and a GOP of exactly the target
             # must not grow into a segment of two.
             elapsed = (packet.dts - seg.first_dts + packet.duration / 2) / VIDEO_TIMESCALE if seg else 0
-            # No complete segment yet (the open one is the only one): players wait for one.
-            if seg is None or self._discontinuity or elapsed >= self.target or len(self.segments) == 1:
+            # Fewer than START_SEGMENTS complete segments (the open one is the last): players wait for them.
+            if seg is None or self._discontinuity or elapsed >= self.target or len(self.segments) <= START_SEGMENTS:
                 self._start_segment(packet)
             elif any(p.kind == "video" for p in self._pending):
                 self._close_part()
