@@ -66,16 +66,18 @@ class FirstSegments(FirstSegment):
 
 
 class LiveStart(FirstSegment):
-    """A first LL-HLS media playlist: a complete segment, and more than PART-HOLD-BACK of
-    parts in the open one. An LL-HLS player starts PART-HOLD-BACK from the end, at the
-    independent part before that point: so it starts in the open segment, at its first
-    part. One that would start in the parts of a complete segment (hls.js 1.7, when only
-    the first segment is complete) loads them again and again, stalls at its end and
-    plays on a second later than it should (bench/hls_js.py). A segment too short to
-    hold that much (a low frame rate's long parts) is enough once it is about done."""
+    """A first LL-HLS media playlist: a complete segment and, while it is the only one, more
+    than PART-HOLD-BACK of parts in the open one. An LL-HLS player starts PART-HOLD-BACK
+    from the end, at the independent part before that point; hls.js 1.7 starting in the
+    parts of a playlist's first segment loads them again and again, stalls at its end and
+    plays on a second later than it should (bench/hls_js.py), so with one complete segment
+    the start has to fall in the open one. A segment too short to hold that much (a low
+    frame rate's long parts) is enough once it is about done."""
 
     def ready(self) -> bool:
         seg = self.seg
+        if seg.has_segments(2):
+            return True
         open_seg = seg.open_segment
         if open_seg is None or not seg.has_segments():
             return False
