@@ -132,8 +132,8 @@ class HintedPart(Wait):
 
 def playlist_wait(seg: HlsSegmenter, msn: int | None, part: int | None, ll: bool) -> Wait:
     """What a media playlist request (`ll`: LL-HLS's) waits for: with `_HLS_msn` (and
-    `_HLS_part`), that segment (or part); without, where a player starts. ApiError 400 for `_HLS_part` alone or
-    for a segment or part too far ahead of the live edge."""
+    `_HLS_part`), that segment (or part); without, what a player starts from. ApiError 400
+    for `_HLS_part` alone or for a segment or part too far ahead of the live edge."""
     if msn is None:
         if part is not None:
             raise ApiError(400, "_HLS_part needs _HLS_msn")
