@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -32,6 +33,8 @@ from gateway.formats.aac import aac_params
 from tests.fixtures.hub import bare_stream
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway
+from tests.fixtures.hlsjs import hls_js
+from tests.fixtures.stamp import Rgb, read_stamp, stamp_age_ms
 from tests.fixtures.net import run_async
 from tests.test_browser import assert_smpte, bar_colours, wait_playing
 
@@ -629,6 +632,129 @@ def test_player_page_offers_hls(cam, page):
     assert_smpte(bar_colours(page))
 
 
+# -- the first client of a live stream (own gateway: a stamped camera, 2 s segments) ------
+
+
+class LiveCam(HlsCam):
+    """A stamped camera (GOP 1 s) that is live before any HLS client (H5_ALWAYS), with the
+    default 2 s segments: its first HLS client starts from the hub's cached GOP."""
+
+    def __init__(self, root: Path):
+        self.camera = RtspCamera(stamp=True, width=640, height=360, fps=25, gop=25, audio="none")
+        self.gw = Gateway(root, None, hls__nHLSDuration=2).start()
+        self.session = self.gw.login()
+        status, answer = self.gw.api("AddSrcRTSP", session=self.session, name="cam", token="cam",
+                                     url=self.camera.url, connecttype="H5_ALWAYS")
+        assert status == 200, answer
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not self.src()["bOnline"]:
+            time.sleep(0.2)
+        time.sleep(1.5)  # a GOP cached
+
+    def first_client(self) -> None:
+        """Until no HLS client is left (the segmenter stops after 3 target durations)."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.src()["nHlsSegments"]:
+            time.sleep(0.2)
+        assert self.src()["nHlsSegments"] == 0
+
+
+@pytest.fixture(scope="module")
+def live_cam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCam]:
+    running = LiveCam(tmp_path_factory.mktemp("hls-live"))
+    yield running
+    running.stop()
+
+
+def program_date_time(playlist: str) -> float:
+    text = re.search(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", playlist)[1]
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_first_playlists_of_a_live_stream_begin_at_its_cached_keyframe(live_cam, tmp_path):
+    live_cam.first_client()
+    asked = time.time()
+    answers: dict[str, tuple[float, str]] = {}
+
+    def ask(name: str, path: str) -> None:
+        answers[name] = (time.time(), live_cam.text(path))
+
+    askers = [threading.Thread(target=ask, args=item) for item in
+              (("v1", PLAYLISTS["v1"]), ("v2", PLAYLISTS["v2"]), ("ll", "/cam/stream.m3u8"))]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    # Not after three new segments of the 2 s target (6 s): LL-HLS once the cached GOP's
+    # segment is complete and PART-HOLD-BACK (3 parts) of the next is there; v1 and v2 with
+    # three segments (Chromium's own HLS needs them), a GOP each, the first the cached one.
+    assert answers["ll"][0] - asked < 2.5 and max(answers["v1"][0], answers["v2"][0]) - asked < 3.5, answers
+    v1, v2, ll = answers["v1"][1], answers["v2"][1], answers["ll"][1]
+    assert re.findall(r"^seg\d+\.ts", v1, re.M) == ["seg0.ts", "seg1.ts", "seg2.ts"]
+    assert re.findall(r"^seg\d+\.m4s", v2, re.M) == ["seg0.m4s", "seg1.m4s", "seg2.m4s"]
+    assert "#EXT-X-MEDIA-SEQUENCE:0" in v1 and "#EXT-X-TARGETDURATION:2" in v2
+    assert re.findall(r"^seg\d+\.m4s", ll, re.M) == ["seg0.m4s"] and 'URI="part1.3.m4s' in ll
+    assert [float(d) for d in re.findall(r"#EXTINF:([\d.]+),", v2)] == pytest.approx([1.0] * 3, abs=0.1)
+    # The first segment is the cached GOP: it began before the request, and its date is
+    # when its first frame was drawn.
+    began = program_date_time(v2)
+    assert began < asked and program_date_time(v1) == pytest.approx(began, abs=0.002)
+    assert program_date_time(ll) == pytest.approx(began, abs=0.002)
+    status, _, ts = live_cam.get("/hls/v1/cam/seg0.ts")
+    assert status == 200
+    (tmp_path / "seg0.ts").write_bytes(ts)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                            "stream=codec_name,width,nb_read_frames", "-of", "json", str(tmp_path / "seg0.ts")],
+                           capture_output=True, text=True, timeout=30)
+    assert probe.stderr == ""
+    (video,) = json.loads(probe.stdout)["streams"]
+    assert video["codec_name"] == "h264" and video["width"] == 640 and 20 <= int(video["nb_read_frames"]) <= 30
+    with av.open(str(tmp_path / "seg0.ts")) as media:
+        first = next(media.decode(video=0))
+        assert first.key_frame
+        drawn = read_stamp(Rgb(first))
+    assert drawn is not None and 0 < stamp_age_ms(drawn, asked) < 3000  # drawn before the request
+    assert abs((round(began * 1000) - drawn + 2**31) % 2**32 - 2**31) < 300  # ms from its date
+
+
+def test_chromium_plays_v1_and_v2_natively_as_a_first_client(live_cam, page):
+    """The stock h5s player's <video src>: Chromium's own HLS, on a first playlist."""
+    page.goto(f"{live_cam.gw.url}/login.html")
+    if not page.evaluate("() => document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"):
+        pytest.skip("this Chromium has no HLS of its own")
+    for variant in ("v1", "v2"):
+        live_cam.first_client()
+        page.evaluate("""u => { document.body.innerHTML = '<video muted autoplay playsinline></video>';
+                                const v = document.querySelector('video'); v.src = u; v.play(); }""",
+                      live_cam.url(PLAYLISTS[variant]))
+        state = wait_playing(page, 2)
+        assert (state["width"], state["height"]) == (640, 360), variant
+        page.goto(f"{live_cam.gw.url}/login.html")  # the player gone: the next one is a first client
+
+
+def test_hls_js_plays_a_first_playlist(live_cam, page):
+    """hls.js (tests/js), as a live stream's first HLS client, plays each variant."""
+    script = hls_js()
+    for variant, path in (("ll", PLAYLISTS["ll"]), ("v1", PLAYLISTS["v1"]), ("v2", PLAYLISTS["v2"])):
+        live_cam.first_client()
+        page.goto(f"{live_cam.gw.url}/login.html")
+        page.add_script_tag(path=str(script))
+        page.evaluate("""([url, ll]) => {
+            document.body.innerHTML = '<video muted autoplay playsinline></video>';
+            const video = document.querySelector('video');
+            window.hlsErrors = [];
+            const hls = window.hls = new Hls({lowLatencyMode: ll});
+            hls.on(Hls.Events.ERROR, (event, data) => { if (data.fatal) window.hlsErrors.push(data.details); });
+            hls.loadSource(url);
+            hls.attachMedia(video);
+            video.play().catch(() => {});
+        }""", [live_cam.url(path), variant == "ll"])
+        state = wait_playing(page, 2)
+        assert (state["width"], state["height"]) == (640, 360), variant
+        assert page.evaluate("window.hlsErrors") == [], variant
+        page.evaluate("window.hls.destroy()")  # no client left: the next variant's is a first one
+
+
 # -- lifetime and reconnects (own gateways: they stop and restart things) -----------------
 
 
@@ -678,3 +804,4 @@ def test_camera_restart_is_a_discontinuity_players_ride_through(tmp_path, page):
         assert page.evaluate("() => window.h5ssPlayer.stats().reconnects") == 0
     finally:
         running.stop()
+

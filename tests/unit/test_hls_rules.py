@@ -66,9 +66,9 @@ class Camera:
     """The stream and its HLS answers, fed by hand: one packet per step, the clip over and
     over as one continuous session (as a renewed input goes on)."""
 
-    def __init__(self, clip: tuple[StreamParams, list[MediaPacket]], segment_count: int = 4):
+    def __init__(self, clip: tuple[StreamParams, list[MediaPacket]], segment_count: int = 4, target: int = 1):
         registry = OutputRegistry()  # as app.py's output_registry
-        registry.register(HlsSegmenter, lambda stream: HlsSegmenter(stream, HlsSettings(segment_count, 1)))
+        registry.register(HlsSegmenter, lambda stream: HlsSegmenter(stream, HlsSettings(segment_count, target)))
         registry.register(HlsAnswers, HlsAnswers.of)
         self.stream = Stream(SourceConf.from_json({"strToken": "t"}, "t"), StillInput(), SourceSettings(1.0), registry)
         self.params, self.packets = clip
@@ -87,10 +87,11 @@ class Camera:
     def seg(self) -> HlsSegmenter:
         return self.stream.output(HlsSegmenter)
 
-    def get(self, name: str, **query: object) -> LeanResponse | object:
-        """The answer to GET /t/{name}?{query}, or LATER (then it comes in self.replies)."""
+    def get(self, name: str, variant: str = "ll", **query: object) -> LeanResponse | object:
+        """The answer to GET /t/{name}?{query} (or /hls/{variant}/t/{name}?{query}), or LATER
+        (then it comes in self.replies)."""
         params = {k: str(v) for k, v in query.items()}
-        ask = Ask(self.gw, self.signer, self.grants, "ll", "t", name, params, b"", self.replies.append)
+        ask = Ask(self.gw, self.signer, self.grants, variant, "t", name, params, b"", self.replies.append)
         return json_errors(answer, ask)
 
     def _play(self) -> Iterator[None]:
@@ -175,11 +176,51 @@ async def test_blocking_reload_for_a_segment_is_answered_when_it_is_complete(cli
 
 
 @in_loop
-async def test_first_playlist_waits_for_three_segments(clip_packets):
+async def test_first_playlist_waits_for_a_complete_segment(clip_packets):
     camera = Camera(clip_packets)
     assert camera.get("index.m3u8") is LATER
-    response = answered_when(camera, lambda: len(camera.seg.complete_segments) == rules.START_SEGMENTS)
+    response = answered_when(camera, lambda: len(camera.seg.complete_segments) == 1)
     assert response.status == 200 and b"stream.m3u8" in response.body
+
+
+@in_loop
+async def test_first_playlists_of_a_live_stream_start_from_its_cached_gop(clip_packets):
+    camera = Camera(clip_packets, target=2)
+    camera.stream.start()  # H5_ALWAYS: live before any HLS client
+    camera.until(lambda: camera.stream.gop.packets and camera.stream.gop.keyframe.dts == 25 * 3600
+                 and sum(p.kind == "video" for p in camera.stream.gop.packets) == 10)  # 1.36 s in
+    asks = (("index.m3u8", "ll"), ("stream.m3u8", "ll"), ("hls.m3u8", "v1"), ("hls.m3u8", "v2"))
+    assert [camera.get(name, variant) for name, variant in asks] == [LATER] * 4
+    assert camera.seg.segments[0].first_dts == 25 * 3600  # the cached GOP, replayed: 2 parts already
+    # The LL-HLS master: once the cached GOP's segment is complete, at the next keyframe (2 s).
+    master = answered_when(camera, lambda: camera.complete(0))
+    assert master.status == 200 and b"stream.m3u8" in master.body
+    # The LL-HLS media playlist: once PART-HOLD-BACK (3 parts) from its end is in the open
+    # segment, where an LL-HLS player starts: at its 4th part (2.8 s).
+    ll = answered_when(camera, lambda: camera.parts_now(1) == 4)
+    assert b"#EXTINF:1.000,\nseg0.m4s\n" in ll.body and b'URI="part0.0.m4s",INDEPENDENT=YES' in ll.body
+    assert b'URI="part1.3.m4s"' in ll.body and b'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part1.4.m4s"' in ll.body
+    # v1 and v2: three complete segments (Chromium's own HLS starts with no fewer), a GOP
+    # each rather than the 2 s target, so at the third keyframe (4 s).
+    while not camera.complete(2):
+        assert camera.replies == []
+        camera.step()
+    v1, v2 = camera.replies
+    assert [v1.status, v2.status] == [200, 200]
+    assert v1.body.count(b"#EXTINF:1.000,") == 3 and b"\nseg2.ts\n" in v1.body and b"seg3" not in v1.body
+    assert v2.body.count(b"#EXTINF:1.000,") == 3 and b"#EXT-X-TARGETDURATION:2\n" in v2.body
+    # Then they are answered at once, and the segments are there to fetch.
+    assert now(camera.get("hls.m3u8", "v1")).status == 200 and now(camera.get("index.m3u8")).status == 200
+    assert now(camera.get("seg0.m4s", "v2")).body == camera.seg.segment(0).data
+
+
+@in_loop
+async def test_a_later_ll_playlist_is_answered_at_once(clip_packets):
+    camera = Camera(clip_packets)
+    camera.started()  # 3 segments and 2 parts
+    camera.until(lambda: camera.parts_now(4) == 1)  # the 5th second begins: a part in the open segment
+    assert now(camera.get("stream.m3u8")).status == 200  # the start is in a complete segment, not the first
+    assert now(camera.get("hls.m3u8", "v2")).status == 200
 
 
 @in_loop
@@ -194,7 +235,7 @@ async def test_a_request_too_far_ahead_is_refused_at_once(clip_packets):
     assert camera.get("stream.m3u8", _HLS_msn=3, _HLS_part=2 + advance - 1) is LATER  # just within reach
     assert camera.get("stream.m3u8", _HLS_msn=seg.next_msn) is LATER  # the next segment may be asked
     with pytest.raises(ApiError, match="too far ahead"):
-        rules.playlist_wait(seg, seg.next_msn + 1, None)
+        rules.playlist_wait(seg, seg.next_msn + 1, None, True)
 
 
 @in_loop
@@ -205,7 +246,7 @@ async def test_hls_part_needs_hls_msn(clip_packets):
     status, reason = error(camera.get("stream.m3u8", _HLS_msn="-1"))
     assert status == 400 and "whole number" in reason
     with pytest.raises(ApiError, match="needs _HLS_msn"):
-        rules.playlist_wait(camera.seg, None, 1)
+        rules.playlist_wait(camera.seg, None, 1, True)
 
 
 @in_loop

@@ -40,7 +40,7 @@ from gateway.outputs.hls.responses import (
     media,
     playlist,
 )
-from gateway.outputs.hls.rules import FirstSegments, Wait, part_wait, playlist_wait, window
+from gateway.outputs.hls.rules import FirstSegment, Wait, part_wait, playlist_wait, window
 from gateway.outputs.hls.segmenter import HlsSegmenter, Segment
 from gateway.outputs.hls.signer import HlsSigner
 from gateway.tasks import background
@@ -290,10 +290,10 @@ def answer(ask: Ask) -> Answer:
     answers = stream_answers(ask)
     seg, name = answers.seg, ask.name
     if name == "index.m3u8" and ask.variant == "ll":
-        return after(ask, FirstSegments(seg), lambda: playlist(answers.master_playlist(uri_query(ask))))
+        return after(ask, FirstSegment(seg), lambda: playlist(answers.master_playlist(uri_query(ask))))
     if name == ("stream.m3u8" if ask.variant == "ll" else "hls.m3u8"):
         msn, part = int_param(ask.query, "_HLS_msn"), int_param(ask.query, "_HLS_part")
-        wait = playlist_wait(seg, msn, part)
+        wait = playlist_wait(seg, msn, part, ask.variant == "ll")
         return after(ask, wait, lambda: playlist(answers.media_playlist(ask.variant, uri_query(ask))))
     return media_file(ask, answers)
 

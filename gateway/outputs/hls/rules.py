@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 
 from gateway.hub.stream import READY_TIMEOUT
-from gateway.outputs.hls.segmenter import HlsSegmenter
+from gateway.outputs.hls.playlist import HOLD_BACK_PARTS
+from gateway.outputs.hls.segmenter import START_SEGMENTS, HlsSegmenter
 from gateway.web.errors import ApiError
 
-START_SEGMENTS = 3  # players start 3 target durations from the end: a first playlist has them
 BLOCK_TIMEOUT = 3  # target durations a blocking request may wait before a 503
 ADVANCE_SECONDS = 3.0  # how far ahead a blocking request may ask, in parts (LL-HLS §6.2.5.2)
 
@@ -38,22 +38,51 @@ class Wait:
         return None
 
 
-class FirstSegments(Wait):
-    """The segments a player starts from: a shorter live playlist makes Chromium's own HLS
-    fail to start, so no client gets an empty or too short one."""
-
-    __slots__ = ("count",)
+class FirstSegment(Wait):
+    """A first playlist (the LL-HLS master's): until there is a complete segment, the least
+    a player starts from (hls.js takes a playlist without one for an error and asks again a
+    second later). On a live stream that is the segment of its cached GOP, complete at the
+    next keyframe."""
 
     def __init__(self, seg: HlsSegmenter):
         self.seg = seg
-        self.count = count = min(START_SEGMENTS, seg.segment_count)
-        self.timeout = READY_TIMEOUT + (count + 1) * seg.target
+        self.timeout = READY_TIMEOUT + BLOCK_TIMEOUT * seg.target
 
     def ready(self) -> bool:
-        return self.seg.has_segments(self.count)
+        return self.seg.has_segments()
 
     def late(self) -> ApiError:
         return not_ready(self.seg)
+
+
+class FirstSegments(FirstSegment):
+    """A first HLS v1/v2 media playlist: START_SEGMENTS complete segments. Chromium's own
+    HLS (which the stock h5s player's <video src> gets there) does not start on a live
+    playlist of fewer; the first ones are a GOP each (segmenter), so on a live stream this
+    is three GOPs, less what was cached, after the first request."""
+
+    def ready(self) -> bool:
+        return self.seg.has_segments(min(START_SEGMENTS, self.seg.segment_count))
+
+
+class LiveStart(FirstSegment):
+    """A first LL-HLS media playlist: a complete segment and, while it is the only one, more
+    than PART-HOLD-BACK of parts in the open one. An LL-HLS player starts PART-HOLD-BACK
+    from the end, at the independent part before that point; hls.js 1.7 starting in the
+    parts of a playlist's first segment loads them again and again, stalls at its end and
+    plays on a second later than it should (bench/hls_js.py), so with one complete segment
+    the start has to fall in the open one. A segment too short to hold that much (a low
+    frame rate's long parts) is enough once it is about done."""
+
+    def ready(self) -> bool:
+        seg = self.seg
+        if seg.has_segments(2):
+            return True
+        open_seg = seg.open_segment
+        if open_seg is None or not seg.has_segments():
+            return False
+        parts = sum(p.duration for p in open_seg.parts)
+        return parts > HOLD_BACK_PARTS * seg.part_target or parts + seg.part_target >= seg.target
 
 
 class BlockingReload(Wait):
@@ -101,14 +130,14 @@ class HintedPart(Wait):
         return (s is not None and self.index < len(s.parts)) or self.seg.part_gone(self.msn, self.index)
 
 
-def playlist_wait(seg: HlsSegmenter, msn: int | None, part: int | None) -> Wait:
-    """What a media playlist request waits for: with `_HLS_msn` (and `_HLS_part`), that
-    segment (or part); without, the first segments. ApiError 400 for `_HLS_part` alone or
-    for a segment or part too far ahead of the live edge."""
+def playlist_wait(seg: HlsSegmenter, msn: int | None, part: int | None, ll: bool) -> Wait:
+    """What a media playlist request (`ll`: LL-HLS's) waits for: with `_HLS_msn` (and
+    `_HLS_part`), that segment (or part); without, what a player starts from. ApiError 400
+    for `_HLS_part` alone or for a segment or part too far ahead of the live edge."""
     if msn is None:
         if part is not None:
             raise ApiError(400, "_HLS_part needs _HLS_msn")
-        return FirstSegments(seg)
+        return LiveStart(seg) if ll else FirstSegments(seg)
     advance = math.ceil(ADVANCE_SECONDS / seg.part_target)
     open_seg = seg.open_segment
     parts_now = len(open_seg.parts) if open_seg is not None and open_seg.msn == msn else 0

@@ -6,6 +6,12 @@ the open one has reached the `hls` target duration. A complete segment's fMP4 is
 parts joined, so LL-HLS parts, HLS v2 segments and the MPEG-TS segments of HLS v1 (made
 on first request, in order, by one TsWriter) all come from the same cut.
 
+Players start from complete segments, so the first ones are made as early as they can be:
+attaching to a live stream replays its cached GOP at once, so the first segment begins at
+the cached keyframe (a real past segment: its wall-clock time is when those frames were
+live), and it and the next ones up to START_SEGMENTS end at the next keyframe rather than
+at the target duration.
+
 It runs only while clients ask: the first request attaches it to the stream (acquiring an
 on-demand source), and when no request has come for CLIENT_TIMEOUT target durations it
 detaches, releases the stream and forgets every segment. Waiting requests (blocking
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config.settings import HlsSettings
@@ -28,8 +34,10 @@ from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams
 from gateway.hub.stream import Stream
 
 PART_TARGET = 0.2  # seconds: LL-HLS part length (a part may be cut short by a keyframe)
+PART_TICKS = round(PART_TARGET * VIDEO_TIMESCALE)
 CLIENT_TIMEOUT = 3  # target durations without a request before the segmenter stops
 EXTRA_SEGMENTS = 2  # kept beyond the playlist window for clients a little behind
+START_SEGMENTS = 3  # a GOP each at the start: Chromium's own HLS starts with no fewer (rules.FirstSegments)
 EXPIRY_CHECK = 0.25  # seconds between checks for waiting requests that timed out
 
 
@@ -113,6 +121,7 @@ class HlsSegmenter:
         self._session: float | None = None
         self._clock: Clock | None = None
         self._last_video_dts = 0
+        self._video_end: int | None = None  # where the next part's video begins (see _placed)
         self._fragments = 0
         self._ts = TsWriter()
         self._ts_next: int | None = None  # the msn the TsWriter continues with
@@ -284,16 +293,24 @@ class HlsSegmenter:
             # Half a frame of slack: camera clocks jitter, and a GOP of exactly the target
             # must not grow into a segment of two.
             elapsed = (packet.dts - seg.first_dts + packet.duration / 2) / VIDEO_TIMESCALE if seg else 0
-            if seg is None or self._discontinuity or elapsed >= self.target:
+            # Fewer than START_SEGMENTS complete segments (the open one is the last): players wait for them.
+            if seg is None or self._discontinuity or elapsed >= self.target or len(self.segments) <= START_SEGMENTS:
                 self._start_segment(packet)
             elif any(p.kind == "video" for p in self._pending):
                 self._close_part()
         if self.open_segment is None:
             return  # waiting for a keyframe
+        # The open part's length with this frame, on the parts' timeline (see _placed).
+        if self._video_end is None:
+            self._video_end = packet.dts
+        half = packet.duration // 2
+        if packet.dts + packet.duration - self._video_end > PART_TICKS + half and any(
+            p.kind == "video" for p in self._pending
+        ):
+            self._close_part()  # a frame after a gap: it begins the next part, not this one
         self._pending.append(packet)
-        duration = sum(p.duration for p in self._pending if p.kind == "video") / VIDEO_TIMESCALE
         # Cut when one more frame would overshoot the target by more than half a frame.
-        if duration >= PART_TARGET - packet.duration / VIDEO_TIMESCALE / 2:
+        if packet.dts + packet.duration - self._video_end >= PART_TICKS - half:
             self._close_part()
 
     # -- cutting -------------------------------------------------------------------
@@ -314,7 +331,7 @@ class HlsSegmenter:
     def _close_part(self) -> None:
         seg = self.open_segment
         assert seg is not None
-        video = [p for p in self._pending if p.kind == "video"]
+        video = self._placed([p for p in self._pending if p.kind == "video"])
         audio = [p for p in self._pending if p.kind == "audio"]
         self._fragments += 1
         data = fragment_tracks(self._fragments, [("video", video), ("audio", audio)])
@@ -324,6 +341,29 @@ class HlsSegmenter:
         seg.packets += self._pending
         self._pending = []
         self._notify()
+
+    def _placed(self, video: list[MediaPacket]) -> list[MediaPacket]:
+        """A part's video frames on one unbroken timeline: each starts where the one before
+        it ends (the last part's last frame too) and lasts until the next one's decode time.
+
+        An fMP4 sample starts where the one before it ends, and the hub's durations are
+        estimates (camera clocks jitter, a loaded camera drops frames). A part's last frame
+        keeps its estimate, so the next part, placed at its first frame's decode time,
+        could begin more than two frames after that end, or before the last frame: both
+        are a discontinuity to MSE (Chromium drops every frame until the next keyframe,
+        hls.js loops on the part). So a part begins where the last one ended, and its first
+        frame's decode time moves by that jitter (with its presentation time); parts are
+        cut by their length on this timeline (on_packet). Frames that are where they belong
+        are kept as they are; others are copied (packets are shared)."""
+        at = self._video_end
+        assert at is not None
+        for i, frame in enumerate(video):
+            end = max(video[i + 1].dts, at + 1) if i + 1 < len(video) else at + frame.duration
+            if frame.dts != at or frame.duration != end - at:
+                video[i] = replace(frame, dts=at, pts=frame.pts + at - frame.dts, duration=end - at)
+            at = end
+        self._video_end = at
+        return video
 
     def _close_segment(self) -> None:
         """Finish the open segment (its last part too); drop segments beyond the window."""
