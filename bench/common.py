@@ -3,13 +3,14 @@ the test camera and Chromium, percentiles, and a same-origin bench page in the b
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 from contextlib import contextmanager
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,6 +50,16 @@ def make_clip(path: Path, width: int, height: int, fps: int, seconds: int, bitra
 
     make_sample(path, seconds=seconds, width=width, height=height, fps=fps, bitrate=bitrate)
     return path
+
+
+def chosen_modes(parser: argparse.ArgumentParser, text: str, known: Iterable[str]) -> list[str]:
+    """The comma-separated modes of `text`; an unknown one ends the bench with a usage error."""
+    modes = [m for m in text.split(",") if m]
+    known = list(known)
+    unknown = set(modes) - set(known)
+    if unknown:
+        parser.error(f"unknown modes: {', '.join(sorted(unknown))} (choose from {', '.join(known)})")
+    return modes
 
 
 def machine_note() -> str:

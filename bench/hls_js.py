@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (Gateway, RtspCamera, launch_chromium, live_gateway, machine_note, open_bench_page,
+from common import (Gateway, RtspCamera, chosen_modes, launch_chromium, live_gateway, machine_note, open_bench_page,
                     percentile, source_state, summary, wait_until)
 
 from tests.fixtures.hlsjs import hls_js, pinned_version
@@ -124,10 +124,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8, help="glass-to-glass recording per run (s)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()
-    modes = [m for m in args.modes.split(",") if m]
-    unknown = set(modes) - set(PATHS)
-    if unknown:
-        parser.error(f"unknown modes: {', '.join(sorted(unknown))} (choose from {', '.join(PATHS)})")
+    modes = chosen_modes(parser, args.modes, PATHS)
 
     from playwright.sync_api import sync_playwright
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (Gateway, RtspCamera, launch_chromium, live_gateway, machine_note, open_bench_page, show,
+from common import (Gateway, RtspCamera, chosen_modes, launch_chromium, live_gateway, machine_note, open_bench_page, show,
                     summary)
 
 TOKEN = "lat"
@@ -94,10 +94,7 @@ def main() -> None:
     parser.add_argument("--modes", default="ll,v1,v1-native")
     parser.add_argument("--json", action="store_true", help="also print the summaries as JSON")
     args = parser.parse_args()
-    modes = [m for m in args.modes.split(",") if m]
-    unknown = set(modes) - set(MODES)
-    if unknown:
-        parser.error(f"unknown modes: {', '.join(sorted(unknown))} (choose from {', '.join(MODES)})")
+    modes = chosen_modes(parser, args.modes, MODES)
 
     from playwright.sync_api import sync_playwright
 
