@@ -202,6 +202,14 @@ def valid_token(token: Any) -> bool:
     )
 
 
+def whole_number(text: str, max_digits: int = 12) -> int | None:
+    """`text` as an int when it is 1 to `max_digits` ASCII digits, else None: str.isdigit
+    also takes '²' (which int() refuses) and '١٢' (which it reads), and int() has a digit limit."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 @dataclass
 class Config:
     """The file as read (`raw`, written back by save()), its sources, and its typed settings."""
