@@ -17,7 +17,7 @@ from gateway.api.sources import common_source_fields
 from gateway.auth import Session
 from gateway.config.file import RTSP_TYPES, SourceConf, whole_number
 from gateway.ingest.onvif import OnvifSource
-from gateway.ingest.stream import redact
+from gateway.redact import redact
 from gateway.vendors.onvif import discovery
 from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
 from gateway.web.errors import ApiError, ok

@@ -17,7 +17,8 @@ from typing import Any
 from gateway.config.file import SourceConf, whole_number
 from gateway.hub.profile import MAIN
 from gateway.ingest.base import InputSpec, SourceError
-from gateway.ingest.stream import check_url, input_options, redact, with_credentials
+from gateway.ingest.stream import check_url, input_options, with_credentials
+from gateway.redact import redact
 from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
 
 log = logging.getLogger(__name__)
