@@ -6,7 +6,10 @@ traceback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import urllib.error
+import urllib.request
 from urllib.parse import quote
 
 import aiohttp
@@ -64,3 +67,39 @@ def test_hostile_json_on_a_websocket_is_ignored_and_the_socket_stays_sane(record
     run_async(_still_answers(url, probe, answer_type))
     log = gw.log()
     assert "Traceback" not in log and "RecursionError" not in log, log[-3000:]
+
+
+async def _signalling(url: str) -> tuple[list[dict], int | None]:
+    """Open a WebRTC signalling socket, send a malformed candidate (ignored: the socket
+    stays), then a malformed answer (refused with a reason); the events and close code."""
+    events: list[dict] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_str('{"type": "open"}')
+        while not any(e.get("type") == "offer" for e in events):
+            events.append(json.loads((await ws.receive(timeout=10)).data))
+        for candidate in ["x", "1 1 udp", "a b c d e f g h"]:
+            await ws.send_str(json.dumps({"type": "remoteice", "candidate": candidate, "sdpMid": "0"}))
+        await ws.send_str(json.dumps({"type": "remoteice", "candidate": "1 1 udp 1 127.0.0.1 9 typ host",
+                                      "sdpMid": {"x": 1}, "sdpMLineIndex": "0"}))
+        with contextlib.suppress(TimeoutError):
+            msg = await ws.receive(timeout=0.5)
+            raise AssertionError(f"answered a malformed candidate: {msg}")
+        await ws.send_str(json.dumps({"type": "answer", "sdp": "v=0\r\nm=video"}))
+        async for msg in ws:
+            events.append(json.loads(msg.data))
+        return events, ws.close_code
+
+
+def test_malformed_sdp_and_candidates_are_refused_cleanly(recorded):
+    gw, session, _, _ = recorded
+    events, code = run_async(_signalling(f"{gw.ws_url}/api/v1/h5srtcapi?token=cam&session={session}"))
+    assert events[-1] == {"type": "H5_ERROR", "strCode": "bad signalling message: malformed SDP (AssertionError)"}
+    assert code == 4001
+    # WHEP: the same offer is a 400 with a reason, not a 500.
+    request = urllib.request.Request(f"{gw.url}/cam/whep?session={session}", data=b"v=0\r\nm=video",
+                                     headers={"Content-Type": "application/sdp"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400 and "malformed SDP" in json.loads(refused.value.read())["strCode"]
+    log = gw.log()
+    assert "Traceback" not in log, log[-3000:]
