@@ -317,7 +317,9 @@ def write_noise_segment(path, seconds: float) -> None:
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}) as out:
+    from tests.fixtures.recordings import FRAG_FLAGS
+
+    with av.open(str(path), "w", format="mp4", options={"movflags": FRAG_FLAGS}) as out:
         video = out.add_stream("libx264", rate=25)
         video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
         video.codec_context.options = {"preset": "ultrafast", "g": "25"}
