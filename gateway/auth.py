@@ -20,7 +20,7 @@ from typing import Any
 
 ROLE_RANK = {"Viewer": 0, "Operator": 1, "Administrator": 2}
 PBKDF2_ITERATIONS = 120_000
-_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_MD5_RE = re.compile(r"[0-9a-f]{32}")
 
 
 def hash_md5(md5_hex: str, salt: str | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
@@ -40,7 +40,7 @@ def verify_md5(md5_hex: str, stored: str) -> bool:
 
 
 def is_md5(value: str) -> bool:
-    return bool(_MD5_RE.match(value.lower()))
+    return bool(_MD5_RE.fullmatch(value.lower()))
 
 
 def upgrade_users(users: list[dict[str, Any]]) -> bool:

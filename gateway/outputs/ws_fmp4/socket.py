@@ -11,7 +11,6 @@ read the body of a refused upgrade.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from aiohttp import WSMsgType, web
@@ -20,7 +19,14 @@ from gateway.hub.stream import StreamNotReady
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.playback.socket import playback_socket
-from gateway.web.websocket import CLOSE_BAD_REQUEST, CLOSE_NOT_FOUND, CLOSE_NOT_READY, refuse, stream_socket
+from gateway.web.websocket import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NOT_FOUND,
+    CLOSE_NOT_READY,
+    client_message,
+    refuse,
+    stream_socket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +83,7 @@ async def read_commands(ws: web.WebSocketResponse) -> None:
         text = msg.data.strip()
         if text == "keepalive":
             continue
-        try:
-            cmd = json.loads(text).get("cmd")
-        except (ValueError, AttributeError):
-            cmd = None
+        message = client_message(text)
+        cmd = message.get("cmd") if message is not None else None
         if cmd not in KNOWN_COMMANDS:
             log.debug("ignoring unknown ws command %.80r", text)
