@@ -304,7 +304,8 @@ class HttpFront(asyncio.BufferedProtocol):
 
     def close_if_idle(self, now: float) -> None:
         """After the keep-alive time without a request, or HEAD_TIMEOUT on one head."""
-        assert self.transport is not None
+        if self.transport is None:
+            return  # closed (by a `Connection: close` answer), its connection_lost to come
         if self.idle(now, KEEPALIVE_TIMEOUT) or (self.head_since and now - self.head_since > HEAD_TIMEOUT):
             self.transport.close()
 
