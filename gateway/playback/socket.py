@@ -33,6 +33,7 @@ from gateway.web.websocket import (
     CLOSE_POLICY,
     client_message,
     error_event,
+    h5s_socket,
     refuse,
 )
 
@@ -43,7 +44,7 @@ SEND_TIMEOUT = 30.0  # a viewer that takes no data for this long is dropped
 
 async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     gw = gateway(request)
-    ws = web.WebSocketResponse(max_msg_size=64 * 1024, compress=False)
+    ws = h5s_socket()
     await ws.prepare(request)
     try:
         session_from(request)
