@@ -40,8 +40,10 @@ def _error(status: int) -> dict[str, Any]:
 
 def _operation(entry: Described) -> dict[str, Any]:
     if entry.media_type == "application/json":
-        answer = {"allOf": [{"$ref": "#/components/schemas/Answer"}, entry.answer]} if entry.answer else None
-        content = {"application/json": {"schema": answer or {"$ref": "#/components/schemas/Answer"}}}
+        schema: dict[str, Any] = {"$ref": "#/components/schemas/Answer"}
+        if entry.answer:
+            schema = {"allOf": [schema, entry.answer]}
+        content: dict[str, Any] = {"application/json": {"schema": schema}}
     else:
         content = {entry.media_type: {}}
     statuses = [400, 404, *entry.upstream]
