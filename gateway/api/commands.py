@@ -28,15 +28,16 @@ COMMANDS: dict[str, tuple[Handler, str | None]] = {}
 class Described:
     """What /api/v1/openapi.json says of a command (api/openapi.py): its query
     parameters, the fields of its success answer (or its media type when not JSON), and
-    the 5xx it answers when what it depends on fails: 502 a camera or platform refused or
-    cannot be reached, 503 a source has no media (yet)."""
+    the errors it answers besides 400, 404 and a session's 401/403: 401 Login's wrong
+    password, 502 a camera or platform refused or cannot be reached, 503 a source has no
+    media (yet)."""
 
     name: str
     role: str | None
     params: tuple[Param, ...]
     answer: Schema
     media_type: str
-    upstream: tuple[int, ...]
+    errors: tuple[int, ...]
     about: str
 
 
@@ -50,7 +51,7 @@ def command(
     params: tuple[Param, ...] = (),
     answer: Schema | None = None,
     media_type: str = "application/json",
-    upstream: tuple[int, ...] = (),
+    errors: tuple[int, ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Register an API command; role None means no session needed (Login). `params`
     and `answer` describe it where it is written (api/schema.py has the pieces)."""
@@ -58,7 +59,7 @@ def command(
     def register(handler: Handler) -> Handler:
         COMMANDS[name.lower()] = (handler, role)
         about = (handler.__doc__ or "").strip()
-        DESCRIBED[name.lower()] = Described(name, role, params, answer or {}, media_type, upstream, about)
+        DESCRIBED[name.lower()] = Described(name, role, params, answer or {}, media_type, errors, about)
         return handler
 
     return register

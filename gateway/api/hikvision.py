@@ -32,7 +32,7 @@ from gateway.web.request import gateway
         failed=list_of({}),
         gone=list_of({}),
     ),
-    upstream=(502,),
+    errors=(502,),
 )
 async def add_device_hik(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)

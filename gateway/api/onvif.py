@@ -101,7 +101,7 @@ def device_failed(e: OnvifError) -> ApiError:
         text("sub", 64, about="sub profile token"),
         choice("rtsptype", RTSP_TYPES),
     ),
-    upstream=(502,),
+    errors=(502,),
 )
 async def add_src_onvif(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
@@ -153,7 +153,7 @@ async def add_src_onvif(request: web.Request, _: Session | None) -> web.Response
             )
         )
     ),
-    upstream=(502,),
+    errors=(502,),
 )
 async def onvif_probe(request: web.Request, _: Session | None) -> web.Response:
     found: list[dict[str, Any]] = []
@@ -188,7 +188,7 @@ async def onvif_probe(request: web.Request, _: Session | None) -> web.Response:
     role="Administrator",
     params=(number("timeout", SEARCH_MIN, SEARCH_MAX, about=f"seconds, default {SEARCH_DEFAULT:g}"),),
     answer=obj(device=list_of(obj(strIp=TEXT, strPort=TEXT, strOnvifAddr=TEXT, strModel=TEXT, strName=TEXT))),
-    upstream=(503,),
+    errors=(503,),
 )
 async def onvif_search(request: web.Request, _: Session | None) -> web.Response:
     timeout = number_param(request, "timeout", SEARCH_DEFAULT, SEARCH_MIN, SEARCH_MAX)
@@ -216,7 +216,7 @@ async def onvif_search(request: web.Request, _: Session | None) -> web.Response:
         number("speed", 0.01, 1.0, about="default 0.5"),
         text("preset", 64, about="the preset to go to (action=preset)"),
     ),
-    upstream=(502, 503),
+    errors=(502, 503),
 )
 async def ptz(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
@@ -242,7 +242,7 @@ async def ptz(request: web.Request, _: Session | None) -> web.Response:
     role="Operator",
     params=(PTZ_SOURCE,),
     answer=obj(preset=list_of(obj(strToken=TEXT, strName=TEXT))),
-    upstream=(502, 503),
+    errors=(502, 503),
 )
 async def get_presets(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
@@ -259,7 +259,7 @@ async def get_presets(request: web.Request, _: Session | None) -> web.Response:
     role="Operator",
     params=(PTZ_SOURCE, text("presetname", 64, required=True), text("presettoken", 64, about="overwrite this one")),
     answer=obj(strPresetToken=TEXT),
-    upstream=(502, 503),
+    errors=(502, 503),
 )
 async def set_preset(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
@@ -275,7 +275,7 @@ async def set_preset(request: web.Request, _: Session | None) -> web.Response:
     return ok(f"preset {token} saved", strPresetToken=token)
 
 
-@command("DelPreset", role="Operator", params=(PTZ_SOURCE, text("presettoken", 64, required=True)), upstream=(502, 503))
+@command("DelPreset", role="Operator", params=(PTZ_SOURCE, text("presettoken", 64, required=True)), errors=(502, 503))
 async def del_preset(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
     preset = param(request, "presettoken", max_len=64)

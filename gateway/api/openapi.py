@@ -16,7 +16,7 @@ from gateway.api.schema import Param
 PATH = "/api/v1/openapi.json"
 STATUS_TEXT = {
     400: "bad input (nothing changed)",
-    401: "no, unknown or expired session",
+    401: "no, unknown or expired session (Login: wrong user or password)",
     403: "the session's role may not do this",
     404: "unknown token, command or file",
     429: "too many at once for this user",
@@ -46,9 +46,9 @@ def _operation(entry: Described) -> dict[str, Any]:
         content: dict[str, Any] = {"application/json": {"schema": schema}}
     else:
         content = {entry.media_type: {}}
-    statuses = [400, 404, *entry.upstream]
+    statuses = {400, 404, *entry.errors}
     if entry.role is not None:
-        statuses += [401, 403]
+        statuses |= {401, 403}
     role = f"Role: {entry.role}." if entry.role else "No session needed."
     operation: dict[str, Any] = {
         "operationId": entry.name,

@@ -105,7 +105,7 @@ def _filename_param(required: bool) -> Param:
     role="Operator",
     params=(token(), _duration_param(True), _filename_param(False)),
     answer=obj(strPath=TEXT, nDuration=INT),
-    upstream=(503,),
+    errors=(503,),
 )
 async def record(request: web.Request, _: Session | None) -> web.Response:
     return await _record(request, in_given_place=False)
@@ -116,7 +116,7 @@ async def record(request: web.Request, _: Session | None) -> web.Response:
     role="Operator",
     params=(token(), *PLACE_PARAMS, _duration_param(True), _filename_param(True)),
     answer=obj(strPath=TEXT, nDuration=INT),
-    upstream=(503,),
+    errors=(503,),
 )
 async def path_record(request: web.Request, _: Session | None) -> web.Response:
     return await _record(request, in_given_place=True)
@@ -137,7 +137,7 @@ async def _record(request: web.Request, in_given_place: bool) -> web.Response:
 
 
 @command(
-    "ManualRecordStart", role="Operator", params=(token(), _duration_param(False)), answer=FILE_ANSWER, upstream=(503,)
+    "ManualRecordStart", role="Operator", params=(token(), _duration_param(False)), answer=FILE_ANSWER, errors=(503,)
 )
 async def manual_record_start(request: web.Request, _: Session | None) -> web.Response:
     stream = _stream(request)
@@ -181,7 +181,7 @@ async def _snapshot(request: web.Request, stream: Stream, name: str, place: Plac
     role="Operator",
     params=(token(), _filename_param(False)),
     answer=obj(strPath=TEXT, strStartTime=TEXT),
-    upstream=(503,),
+    errors=(503,),
 )
 async def snapshot(request: web.Request, _: Session | None) -> web.Response:
     stream = _stream(request)
@@ -194,7 +194,7 @@ async def snapshot(request: web.Request, _: Session | None) -> web.Response:
     role="Operator",
     params=(token(), *PLACE_PARAMS, _filename_param(True)),
     answer=obj(strPath=TEXT, strStartTime=TEXT),
-    upstream=(503,),
+    errors=(503,),
 )
 async def path_snapshot(request: web.Request, _: Session | None) -> web.Response:
     stream = _stream(request)
@@ -246,7 +246,7 @@ async def search(request: web.Request, _: Session | None) -> web.Response:
 # -- images -------------------------------------------------------------------------------
 
 
-@command("GetImage", params=(token(),), media_type="image/jpeg", upstream=(503,))
+@command("GetImage", params=(token(),), media_type="image/jpeg", errors=(503,))
 async def get_image(request: web.Request, _: Session | None) -> web.StreamResponse:
     stream = gateway(request).stream(token_param(request))
     if stream is None:

@@ -16,6 +16,7 @@ from gateway.web.request import gateway
     role=None,
     params=(text("user", 128, required=True), text("password", 128, required=True, about="MD5 hex of the password")),
     answer=obj(strSession=TEXT, nTimeout=INT, strUserType=TEXT),
+    errors=(401,),
 )
 async def login(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
