@@ -29,8 +29,8 @@ class Described:
     """What /api/v1/openapi.json says of a command (api/openapi.py): its query
     parameters, the fields of its success answer (or its media type when not JSON), and
     the errors it answers besides 400, 404 and a session's 401/403: 401 Login's wrong
-    password, 502 a camera or platform refused or cannot be reached, 503 a source has no
-    media (yet)."""
+    password, 429 too many at once for one user, 502 a camera or platform refused or
+    cannot be reached, 503 a source has no media (yet) or too many at once."""
 
     name: str
     role: str | None
