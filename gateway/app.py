@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 # The api modules register their commands with api.commands when imported.
-from gateway.api import commands, download, hikvision, onvif, record, session, sources, system  # noqa: F401
+from gateway.api import commands, download, hikvision, onvif, openapi, record, session, sources, system  # noqa: F401
 from gateway.api import hls as hls_api  # noqa: F401
 from gateway.auth import upgrade_users
 from gateway.config.file import Config
@@ -76,6 +76,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/api/v1/h5swsapi", ws.h5swsapi)
     hls.add_routes(app)
     mediastore.add_routes(app)
+    app.router.add_get(openapi.PATH, openapi.serve)  # before /api/v1/{command}, which would take it
     app.router.add_get("/api/v1/{command}", commands.handle)
     rtc.add_routes(app)
     whep.add_routes(app)

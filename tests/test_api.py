@@ -202,3 +202,12 @@ def test_loading_image_and_static_pages(gateway):
     assert status == 200 and b"<html" in body.lower()
     status, _, _ = gateway.get("/js/h5splayer.js")
     assert status == 200
+
+
+def test_openapi_document_is_served_without_a_session_and_names_every_command(gateway):
+    status, content_type, body = gateway.get("/api/v1/openapi.json")
+    assert status == 200 and content_type.startswith("application/json")
+    doc = json.loads(body)
+    assert doc["openapi"] == "3.1.0"
+    described = {path.removeprefix("/api/v1/").lower() for path in doc["paths"]} - {"openapi.json"}
+    assert described == set(COMMANDS)

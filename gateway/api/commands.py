@@ -9,9 +9,11 @@ nothing is changed when a call fails.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.api.schema import Param, Schema
 from gateway.auth import AuthError, Session, allowed
 from gateway.config.file import ConfigError, valid_token
 from gateway.ingest import SourceError
@@ -22,11 +24,42 @@ Handler = Callable[[web.Request, Session | None], Awaitable[web.StreamResponse]]
 COMMANDS: dict[str, tuple[Handler, str | None]] = {}
 
 
-def command(name: str, role: str | None = "Viewer") -> Callable[[Handler], Handler]:
-    """Register an API command; role None means no session needed (Login)."""
+@dataclass(frozen=True)
+class Described:
+    """What /api/v1/openapi.json says of a command (api/openapi.py): its query
+    parameters, the fields of its success answer (or its media type when not JSON), and
+    the errors it answers besides 400, 404 and a session's 401/403: 401 Login's wrong
+    password, 429 too many at once for one user, 502 a camera or platform refused or
+    cannot be reached, 503 a source has no media (yet) or too many at once."""
+
+    name: str
+    role: str | None
+    params: tuple[Param, ...]
+    answer: Schema
+    media_type: str
+    errors: tuple[int, ...]
+    about: str
+
+
+DESCRIBED: dict[str, Described] = {}
+
+
+def command(
+    name: str,
+    role: str | None = "Viewer",
+    *,
+    params: tuple[Param, ...] = (),
+    answer: Schema | None = None,
+    media_type: str = "application/json",
+    errors: tuple[int, ...] = (),
+) -> Callable[[Handler], Handler]:
+    """Register an API command; role None means no session needed (Login). `params`
+    and `answer` describe it where it is written (api/schema.py has the pieces)."""
 
     def register(handler: Handler) -> Handler:
         COMMANDS[name.lower()] = (handler, role)
+        about = (handler.__doc__ or "").strip()
+        DESCRIBED[name.lower()] = Described(name, role, params, answer or {}, media_type, errors, about)
         return handler
 
     return register

@@ -23,6 +23,7 @@ import av
 from aiohttp import web
 
 from gateway.api.commands import command
+from gateway.api.schema import TIME_SCHEMA, shaped, text, token
 from gateway.auth import Session
 from gateway.config.settings import DownloadSettings
 from gateway.playback.pacer import Segment
@@ -118,7 +119,17 @@ def _remux(segments: list[Segment], length: float, pipe: ChunkPipe) -> None:
         pipe.end(complete)
 
 
-@command("DownloadRecord")
+@command(
+    "DownloadRecord",
+    params=(
+        token(),
+        shaped("start", TIME_SCHEMA, about="required unless filename is given"),
+        shaped("end", TIME_SCHEMA, about="required unless filename is given"),
+        text("filename", about="one recording's strPath (from Search) instead of the range"),
+    ),
+    media_type="video/mp4",
+    errors=(429, 503),
+)
 async def download_record(request: web.Request, session: Session | None) -> web.StreamResponse:
     gw = gateway(request)
     wanted = record_range(gw, request.query, "start", "end")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.commands import command, dispatch
+from gateway.api.schema import INT, list_of, obj
 from gateway.auth import Session
 from gateway.vendors.hikvision.client import HikError
 from gateway.vendors.hikvision.importer import import_cameras
@@ -17,7 +18,22 @@ from gateway.web.errors import ApiError, ok
 from gateway.web.request import gateway
 
 
-@command("AddDeviceHik", role="Administrator")
+@command(
+    "AddDeviceHik",
+    role="Administrator",
+    answer=obj(
+        nAdded=INT,
+        nUpdated=INT,
+        nUnchanged=INT,
+        nFailed=INT,
+        nGone=INT,
+        added=list_of({}),
+        updated=list_of({}),
+        failed=list_of({}),
+        gone=list_of({}),
+    ),
+    errors=(502,),
+)
 async def add_device_hik(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
     if gw.hikvision is None:

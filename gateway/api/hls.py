@@ -5,15 +5,24 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.commands import command, token_param
+from gateway.api.schema import INT, TEXT, choice, obj, token, whole
 from gateway.auth import Session
-from gateway.hub.profile import SUB, profile_of
+from gateway.hub.profile import MAIN, SUB, profile_of
 from gateway.outputs.hls.http import SIGNER_KEY, int_param
 from gateway.web.errors import ApiError, ok
 
 SIGNED_EXPIRE = (60, 10, 86400)  # default, min, max seconds of a GetHlsUrl token
 
 
-@command("GetHlsUrl")
+@command(
+    "GetHlsUrl",
+    params=(
+        token(),
+        choice("profile", (MAIN, SUB)),
+        whole("expire", SIGNED_EXPIRE[1], SIGNED_EXPIRE[2], about="seconds the URLs may start to be played"),
+    ),
+    answer=obj(strUrl=TEXT, strV1Url=TEXT, strV2Url=TEXT, nExpire=INT),
+)
 async def get_hls_url(request: web.Request, _: Session | None) -> web.Response:
     """Signed HLS URLs (relative to the gateway root) for one stream; `profile=sub`: its sub stream."""
     token = token_param(request)

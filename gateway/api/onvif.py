@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.commands import command, enum_param, param, token_param
-from gateway.api.sources import common_source_fields
+from gateway.api.schema import BOOL, INT, TEXT, Param, choice, list_of, number, obj, shaped, text, token
+from gateway.api.sources import SOURCE_PARAMS, common_source_fields
 from gateway.auth import Session
 from gateway.config.file import RTSP_TYPES, SourceConf, whole_number
 from gateway.ingest.onvif import OnvifSource
@@ -45,6 +46,17 @@ def number_param(request: web.Request, name: str, default: float, low: float, hi
     if not low <= value <= high:  # NaN fails too
         raise ApiError(400, f"parameter '{name}' must be a number from {low:g} to {high:g}")
     return value
+
+
+# What endpoint_param reads (AddSrcONVIF, OnvifProbe).
+ENDPOINT_PARAMS: tuple[Param, ...] = (
+    text("ip", 253, required=True, about="the camera's host name or address"),
+    shaped("port", {"type": "string", "maxLength": 5, "pattern": "^[0-9]{1,5}$"}, about="default 80"),
+    text("user", 128),
+    text("password", 128),
+    text("onvifaddr", 256, about="the device service's path, default " + DEFAULT_PATH),
+)
+PTZ_SOURCE = token(about="an ONVIF source's token")
 
 
 def endpoint_param(request: web.Request) -> Endpoint:
@@ -79,7 +91,18 @@ def device_failed(e: OnvifError) -> ApiError:
 # -- sources -----------------------------------------------------------------------------
 
 
-@command("AddSrcONVIF", role="Administrator")
+@command(
+    "AddSrcONVIF",
+    role="Administrator",
+    params=(
+        *SOURCE_PARAMS,
+        *ENDPOINT_PARAMS,
+        text("main", 64, about="main profile token (default: chosen)"),
+        text("sub", 64, about="sub profile token"),
+        choice("rtsptype", RTSP_TYPES),
+    ),
+    errors=(502,),
+)
 async def add_src_onvif(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
     endpoint = endpoint_param(request)
@@ -110,7 +133,28 @@ async def add_src_onvif(request: web.Request, _: Session | None) -> web.Response
 # -- finding cameras -------------------------------------------------------------------
 
 
-@command("OnvifProbe", role="Administrator")
+@command(
+    "OnvifProbe",
+    role="Administrator",
+    params=ENDPOINT_PARAMS,
+    answer=obj(
+        profile=list_of(
+            obj(
+                strToken=TEXT,
+                strName=TEXT,
+                strCodecName=TEXT,
+                strRtspUrl=TEXT,
+                nWidth=INT,
+                nHeight=INT,
+                nFps=INT,
+                nBandwidth=INT,
+                bGotUrl=BOOL,
+                bPtz=BOOL,
+            )
+        )
+    ),
+    errors=(502,),
+)
 async def onvif_probe(request: web.Request, _: Session | None) -> web.Response:
     found: list[dict[str, Any]] = []
     try:
@@ -139,7 +183,13 @@ async def onvif_probe(request: web.Request, _: Session | None) -> web.Response:
     return ok(profile=found)
 
 
-@command("OnvifSearch", role="Administrator")
+@command(
+    "OnvifSearch",
+    role="Administrator",
+    params=(number("timeout", SEARCH_MIN, SEARCH_MAX, about=f"seconds, default {SEARCH_DEFAULT:g}"),),
+    answer=obj(device=list_of(obj(strIp=TEXT, strPort=TEXT, strOnvifAddr=TEXT, strModel=TEXT, strName=TEXT))),
+    errors=(503,),
+)
 async def onvif_search(request: web.Request, _: Session | None) -> web.Response:
     timeout = number_param(request, "timeout", SEARCH_DEFAULT, SEARCH_MIN, SEARCH_MAX)
     try:
@@ -157,7 +207,17 @@ async def onvif_search(request: web.Request, _: Session | None) -> web.Response:
 # -- PTZ -------------------------------------------------------------------------------
 
 
-@command("Ptz", role="Operator")
+@command(
+    "Ptz",
+    role="Operator",
+    params=(
+        PTZ_SOURCE,
+        choice("action", PTZ_ACTIONS, required=True),
+        number("speed", 0.01, 1.0, about="default 0.5"),
+        text("preset", 64, about="the preset to go to (action=preset)"),
+    ),
+    errors=(502, 503),
+)
 async def ptz(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
     action = enum_param(request, "action", PTZ_ACTIONS, "")
@@ -177,7 +237,13 @@ async def ptz(request: web.Request, _: Session | None) -> web.Response:
     return ok(f"{action} sent")
 
 
-@command("GetPresets", role="Operator")
+@command(
+    "GetPresets",
+    role="Operator",
+    params=(PTZ_SOURCE,),
+    answer=obj(preset=list_of(obj(strToken=TEXT, strName=TEXT))),
+    errors=(502, 503),
+)
 async def get_presets(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
     try:
@@ -188,7 +254,13 @@ async def get_presets(request: web.Request, _: Session | None) -> web.Response:
     return ok(preset=[{"strToken": p.token, "strName": p.name} for p in presets])
 
 
-@command("SetPreset", role="Operator")
+@command(
+    "SetPreset",
+    role="Operator",
+    params=(PTZ_SOURCE, text("presetname", 64, required=True), text("presettoken", 64, about="overwrite this one")),
+    answer=obj(strPresetToken=TEXT),
+    errors=(502, 503),
+)
 async def set_preset(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
     name = param(request, "presetname", max_len=64).strip()
@@ -203,7 +275,7 @@ async def set_preset(request: web.Request, _: Session | None) -> web.Response:
     return ok(f"preset {token} saved", strPresetToken=token)
 
 
-@command("DelPreset", role="Operator")
+@command("DelPreset", role="Operator", params=(PTZ_SOURCE, text("presettoken", 64, required=True)), errors=(502, 503))
 async def del_preset(request: web.Request, _: Session | None) -> web.Response:
     source = onvif_source(request)
     preset = param(request, "presettoken", max_len=64)

@@ -10,6 +10,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.commands import bool_param, command, enum_param, param, token_param
+from gateway.api.schema import (
+    FILENAME_SCHEMA,
+    INT,
+    TEXT,
+    TIME_SCHEMA,
+    ZONE_SCHEMA,
+    Param,
+    choice,
+    flag,
+    list_of,
+    obj,
+    shaped,
+    token,
+    whole,
+)
 from gateway.auth import Session
 from gateway.config.file import whole_number
 from gateway.hub.stream import Stream, StreamNotReady
@@ -24,6 +39,14 @@ from gateway.web.request import gateway
 MAX_RECORD_SECONDS = 86400
 STREAM_READY_TIMEOUT = 10.0
 SNAPSHOT_TIMEOUT = 10.0
+
+# What _given_place reads (PathRecord, PathSnapshot).
+PLACE_PARAMS: tuple[Param, ...] = (
+    shaped("start1", {"type": "string", "maxLength": 16, "pattern": r"^\d{4}-\d{2}-\d{2}$"}, required=True),
+    shaped("start2", {"type": "string", "maxLength": 16, "pattern": r"^\d{2}-\d{2}-\d{2}$"}, required=True),
+    shaped("tz", ZONE_SCHEMA, about="e.g. +08; default the gateway's zone"),
+)
+FILE_ANSWER = obj(strPath=TEXT)
 
 
 def media_url(path: str) -> str:
@@ -69,12 +92,32 @@ async def _until_ready(stream: Stream) -> None:
 # -- recording ----------------------------------------------------------------------------
 
 
-@command("Record", role="Operator")
+def _duration_param(required: bool) -> Param:
+    return whole("duration", 1, MAX_RECORD_SECONDS, required=required, about="seconds")
+
+
+def _filename_param(required: bool) -> Param:
+    return shaped("filename", FILENAME_SCHEMA, required=required)
+
+
+@command(
+    "Record",
+    role="Operator",
+    params=(token(), _duration_param(True), _filename_param(False)),
+    answer=obj(strPath=TEXT, nDuration=INT),
+    errors=(503,),
+)
 async def record(request: web.Request, _: Session | None) -> web.Response:
     return await _record(request, in_given_place=False)
 
 
-@command("PathRecord", role="Operator")
+@command(
+    "PathRecord",
+    role="Operator",
+    params=(token(), *PLACE_PARAMS, _duration_param(True), _filename_param(True)),
+    answer=obj(strPath=TEXT, nDuration=INT),
+    errors=(503,),
+)
 async def path_record(request: web.Request, _: Session | None) -> web.Response:
     return await _record(request, in_given_place=True)
 
@@ -93,7 +136,9 @@ async def _record(request: web.Request, in_given_place: bool) -> web.Response:
     return ok("recording", strPath=media_url(job.first_path or ""), nDuration=duration)
 
 
-@command("ManualRecordStart", role="Operator")
+@command(
+    "ManualRecordStart", role="Operator", params=(token(), _duration_param(False)), answer=FILE_ANSWER, errors=(503,)
+)
 async def manual_record_start(request: web.Request, _: Session | None) -> web.Response:
     stream = _stream(request)
     duration = _duration(request, required=False)
@@ -104,14 +149,14 @@ async def manual_record_start(request: web.Request, _: Session | None) -> web.Re
     return ok("recording", strPath=media_url(job.first_path or ""))
 
 
-@command("ManualRecordStop", role="Operator")
+@command("ManualRecordStop", role="Operator", params=(token(),), answer=obj(strPath=TEXT, path=list_of(TEXT)))
 async def manual_record_stop(request: web.Request, _: Session | None) -> web.Response:
     token = token_param(request)
     paths = gateway(request).recordings.manual_stop(token)
     return ok("stopped", strPath=media_url(paths[0]) if paths else "", path=[media_url(p) for p in paths])
 
 
-@command("SetRec", role="Administrator")
+@command("SetRec", role="Administrator", params=(token(), flag("enable", "default true")))
 async def set_rec(request: web.Request, _: Session | None) -> web.Response:
     """h5ss: turn a source's continuous recording (its bRec) on or off."""
     token = token_param(request)
@@ -131,14 +176,26 @@ async def _snapshot(request: web.Request, stream: Stream, name: str, place: Plac
     return ok("snapshot", strPath=media_url(entry.path), strStartTime=_start_text(entry))
 
 
-@command("Snapshot", role="Operator")
+@command(
+    "Snapshot",
+    role="Operator",
+    params=(token(), _filename_param(False)),
+    answer=obj(strPath=TEXT, strStartTime=TEXT),
+    errors=(503,),
+)
 async def snapshot(request: web.Request, _: Session | None) -> web.Response:
     stream = _stream(request)
     name = check_name(param(request, "filename", stream.token, max_len=128), "snapshot")
     return await _snapshot(request, stream, name, None)
 
 
-@command("PathSnapshot", role="Operator")
+@command(
+    "PathSnapshot",
+    role="Operator",
+    params=(token(), *PLACE_PARAMS, _filename_param(True)),
+    answer=obj(strPath=TEXT, strStartTime=TEXT),
+    errors=(503,),
+)
 async def path_snapshot(request: web.Request, _: Session | None) -> web.Response:
     stream = _stream(request)
     place = _given_place(request, "snapshot", stream.token)
@@ -153,7 +210,18 @@ def _start_text(entry: MediaEntry) -> str:
     return format_epoch(entry.start, entry.tz)
 
 
-@command("Search")
+@command(
+    "Search",
+    params=(
+        choice("type", KINDS),
+        token(required=False, about="only this token's files (also of a deleted source)"),
+        shaped("start", TIME_SCHEMA, required=True),
+        shaped("end", TIME_SCHEMA, required=True),
+    ),
+    answer=obj(
+        record=list_of(obj(strToken=TEXT, strStartTime=TEXT, strDuration=TEXT, strPath=TEXT, nSize=INT)),
+    ),
+)
 async def search(request: web.Request, _: Session | None) -> web.Response:
     kind = enum_param(request, "type", KINDS, "record")
     token = token_param(request, existing=False) if "token" in request.query else None  # deleted sources too
@@ -178,7 +246,7 @@ async def search(request: web.Request, _: Session | None) -> web.Response:
 # -- images -------------------------------------------------------------------------------
 
 
-@command("GetImage")
+@command("GetImage", params=(token(),), media_type="image/jpeg", errors=(503,))
 async def get_image(request: web.Request, _: Session | None) -> web.StreamResponse:
     stream = gateway(request).stream(token_param(request))
     if stream is None:

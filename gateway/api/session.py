@@ -5,12 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.commands import command, param
+from gateway.api.schema import INT, TEXT, obj, text
 from gateway.auth import AuthError, Session, allowed
 from gateway.web.errors import ApiError, fail, ok
 from gateway.web.request import gateway
 
 
-@command("Login", role=None)
+@command(
+    "Login",
+    role=None,
+    params=(text("user", 128, required=True), text("password", 128, required=True, about="MD5 hex of the password")),
+    answer=obj(strSession=TEXT, nTimeout=INT, strUserType=TEXT),
+    errors=(401,),
+)
 async def login(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
     try:
@@ -42,7 +49,14 @@ async def keepalive(request: web.Request, session: Session | None) -> web.Respon
     return ok()
 
 
-@command("UpdateUser")
+@command(
+    "UpdateUser",
+    params=(
+        text("user", 128, required=True),
+        text("oldpassword", required=True, about="MD5 hex"),
+        text("newpassword", required=True, about="MD5 hex"),
+    ),
+)
 async def update_user(request: web.Request, session: Session | None) -> web.Response:
     gw = gateway(request)
     user = param(request, "user", max_len=128)

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.commands import bool_param, command, enum_param, param, token_param
+from gateway.api.schema import BOOL, INT, TEXT, Param, choice, flag, list_of, obj, text, token
 from gateway.auth import Session
 from gateway.config.file import CONNECT_TYPES, RTSP_TYPES, SourceConf
 from gateway.core import Gateway
@@ -84,11 +85,57 @@ def describe_sub(gw: Gateway, token: str, main: dict[str, Any]) -> dict[str, Any
     return info
 
 
-@command("GetSrc")
+# GetSrc's fields of a source (describe_source; some depend on its type and state).
+SOURCE_ANSWER = obj(
+    nType=TEXT,
+    strName=TEXT,
+    strToken=TEXT,
+    strUrl=TEXT,
+    strUser=TEXT,
+    strPasswd=TEXT,
+    bPasswdEncrypt=BOOL,
+    bEnableAudio=BOOL,
+    nConnectType=TEXT,
+    nRTSPType=TEXT,
+    strSrcIpAddress=TEXT,
+    strSrcPort=TEXT,
+    nChannelNumber=INT,
+    bOnvifProfileAuto=BOOL,
+    strOnvifAddr=TEXT,
+    strOnvifProfileMain=TEXT,
+    strOnvifProfileSub=TEXT,
+    bRec=BOOL,
+    bOnline=BOOL,
+    strState=TEXT,
+    strLastError=TEXT,
+    nViewers=INT,
+    nRtcPeers=INT,
+    strSnapshotUrl=TEXT,
+    nWidth=INT,
+    nHeight=INT,
+    strCodec=TEXT,
+    bSubStream=BOOL,
+    bSubOnline=BOOL,
+    strSubState=TEXT,
+    nSubViewers=INT,
+)
+
+
+@command("GetSrc", params=(token(required=False, about="only this source"),), answer=obj(src=list_of(SOURCE_ANSWER)))
 async def get_src(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
     tokens = [token_param(request)] if "token" in request.query else list(gw.config.sources)
     return web.json_response({"bStatus": True, "strCode": "ok", "src": [describe_source(gw, t) for t in tokens]})
+
+
+# What common_source_fields reads.
+SOURCE_PARAMS: tuple[Param, ...] = (
+    text("name", 128, required=True),
+    token(about="the new source's token (unique)"),
+    flag("audio", "pass the audio on (default true)"),
+    choice("connecttype", CONNECT_TYPES),
+    flag("rec", "record continuously (default false)"),
+)
 
 
 def common_source_fields(request: web.Request) -> dict[str, Any]:
@@ -104,14 +151,29 @@ def common_source_fields(request: web.Request) -> dict[str, Any]:
     }
 
 
-@command("AddSrcFile", role="Administrator")
+@command(
+    "AddSrcFile",
+    role="Administrator",
+    params=(*SOURCE_PARAMS, text("url", required=True, about="a file name in the media dir")),
+)
 async def add_src_file(request: web.Request, _: Session | None) -> web.Response:
     fields = common_source_fields(request) | {"nType": "H5_FILE", "strUrl": param(request, "url")}
     conf = gateway(request).add_source(fields)
     return ok(f"source {conf.token} added")
 
 
-@command("AddSrcRTSP", role="Administrator")
+@command(
+    "AddSrcRTSP",
+    role="Administrator",
+    params=(
+        *SOURCE_PARAMS,
+        text("url", required=True, about="rtsp:// or rtmp:// URL"),
+        text("suburl", about="the sub stream's URL"),
+        text("user", 128),
+        text("password", 128),
+        choice("rtsptype", RTSP_TYPES),
+    ),
+)
 async def add_src_rtsp(request: web.Request, _: Session | None) -> web.Response:
     fields = common_source_fields(request) | {
         "nType": "H5_STREAM",
@@ -125,7 +187,7 @@ async def add_src_rtsp(request: web.Request, _: Session | None) -> web.Response:
     return ok(f"source {conf.token} added")
 
 
-@command("DelSrc", role="Administrator")
+@command("DelSrc", role="Administrator", params=(token(),))
 async def del_src(request: web.Request, _: Session | None) -> web.Response:
     token = token_param(request)
     gateway(request).delete_source(token)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.api.commands import command
+from gateway.api.schema import INT, NUMBER, TEXT, obj
 from gateway.auth import Session
 from gateway.outputs.webrtc.sender_path import SENDER_PATH
 from gateway.web.request import gateway
@@ -31,7 +32,10 @@ def host_id() -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:16].upper()
 
 
-@command("GetSystemInfo")
+@command(
+    "GetSystemInfo",
+    answer=obj(strVersion=TEXT, strHostId=TEXT, strHostName=TEXT, strOS=TEXT, strPython=TEXT, nSourceCount=INT),
+)
 async def get_system_info(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
     return web.json_response(
@@ -48,12 +52,28 @@ async def get_system_info(request: web.Request, _: Session | None) -> web.Respon
     )
 
 
-@command("GetRunInfo")
+@command(
+    "GetRunInfo",
+    answer=obj(
+        strRunTime=TEXT,
+        nCPUUsage=NUMBER,
+        nMemoryUsage=NUMBER,
+        nTotalMemoryByte=INT,
+        nNetworkInK=NUMBER,
+        nNetworkOutK=NUMBER,
+        nTotalSpaceByte=INT,
+        nFreeSpaceByte=INT,
+        nRecordTotalSpaceByte=INT,
+        nRecordFreeSpaceByte=INT,
+        strWebRtcPath=TEXT,
+        nWebRtcFallbacks=INT,
+    ),
+)
 async def get_run_info(request: web.Request, _: Session | None) -> web.Response:
     answer = {"bStatus": True, "strCode": "ok", **gateway(request).runinfo.snapshot(), **SENDER_PATH.run_info()}
     return web.json_response(answer)
 
 
-@command("GetLoadingImage", role=None)
+@command("GetLoadingImage", role=None, media_type="image/svg+xml")
 async def get_loading_image(request: web.Request, _: Session | None) -> web.Response:
     return web.Response(text=LOADING_SVG, content_type="image/svg+xml")
