@@ -15,6 +15,7 @@ import pytest
 from tests.fixtures.gateway import ADMIN_MD5, md5
 from tests.fixtures.net import run_async
 from tests.fixtures.ws_client import WsViewer
+from tests.test_playback import h5_time, recorded  # noqa: F401  (a fixture: three recorded segments of cam)
 
 
 class Watched:
@@ -242,3 +243,77 @@ def test_malformed_hlstoken_is_401_not_a_traceback(gateway, hlstoken):
     status, kind, body = gateway.get(f"/token1/index.m3u8?hlstoken={hlstoken}")
     assert status == 401 and b"invalid hlstoken" in body and kind.startswith("application/json")
     assert "Traceback" not in gateway.log()
+
+
+async def login_from(url: str, address: str, user: str, password: str) -> tuple[int, dict[str, Any], float]:
+    """Login from a given loopback address: (status, answer, seconds taken)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        started = time.perf_counter()
+        async with http.get(f"{url}/api/v1/Login", params={"user": user, "password": password}) as r:
+            return r.status, await r.json(), time.perf_counter() - started
+
+
+def test_wrong_logins_from_one_address_do_not_lock_the_user_out_elsewhere(gateway):
+    async def main() -> list[tuple[int, str]]:
+        answers = []
+        for _ in range(5):
+            status, answer, _ = await login_from(gateway.url, "127.0.0.2", "admin", md5("wrong"))
+            answers.append((status, answer["strCode"]))
+        status, answer, _ = await login_from(gateway.url, "127.0.0.2", "admin", ADMIN_MD5)
+        answers.append((status, answer["strCode"]))
+        status, answer, _ = await login_from(gateway.url, "127.0.0.1", "admin", ADMIN_MD5)
+        answers.append((status, answer["strCode"]))
+        return answers
+
+    answers = run_async(main, 60)
+    assert answers[4][0] == 401 and "locked" in answers[4][1]
+    assert answers[5][0] == 401 and "locked" in answers[5][1]  # the attacker's address is locked
+    assert answers[6] == (200, "ok")  # the user, elsewhere, is not
+
+
+def test_a_wrong_old_password_counts_as_a_failed_login(gateway):
+    session = gateway.login()
+    answers = [
+        gateway.api("UpdateUser", session=session, user="admin", oldpassword=md5("guess"), newpassword=md5("x"))
+        for _ in range(5)
+    ]
+    assert [status for status, _ in answers] == [400] * 5
+    assert "locked" in answers[4][1]["strCode"]
+    status, answer = gateway.api(
+        "UpdateUser", session=session, user="admin", oldpassword=ADMIN_MD5, newpassword=md5("x")
+    )
+    assert status == 400 and "locked" in answer["strCode"]
+
+
+def test_login_time_does_not_tell_whether_a_user_exists(make_gateway):
+    gw = make_gateway([], system__nLoginFailLimit=1000)
+
+    async def median(user: str) -> float:
+        times = [(await login_from(gw.url, "127.0.0.1", user, md5("wrong")))[2] for _ in range(7)]
+        return sorted(times)[3]
+
+    async def main() -> tuple[float, float]:
+        return await median("admin"), await median("nobody-by-this-name")
+
+    known, unknown = run_async(main, 60)
+    assert unknown > known / 3, (known, unknown)  # before: 0.5 ms against ~27 ms
+
+
+def test_logout_ends_a_playback_of_recordings(recorded):  # noqa: F811
+    gw, session, start, _ = recorded
+    query = f"token=cam&begintime={h5_time(start)}&endtime={h5_time(start + 15)}&session={session}"
+
+    async def main() -> tuple[int | None, str, float]:
+        async with aiohttp.ClientSession() as http:
+            watched = await Watched(http, f"{gw.ws_url}/api/v1/h5swsapi?playback=true&{query}").open()
+            await asyncio.sleep(1.5)  # playing: 15 s of recordings at 1x
+            assert watched.code is None
+            async with http.get(f"{gw.url}/api/v1/Logout?session={session}") as r:
+                assert r.status == 200
+            logged_out = time.monotonic()
+            assert await watched.closed(5)
+            return watched.code, watched.reason, (watched.closed_at or 0) - logged_out
+
+    code, reason, delay = run_async(main, 30)
+    assert code == 4001 and "logged out" in reason and delay < 3
