@@ -95,6 +95,7 @@ class Failures:
 HASH_THREADS = 2  # PBKDF2 runs here, off the event loop (it releases the GIL)
 MAX_HASHING = 32  # checks running or queued; beyond, a login is refused with AuthBusy
 MAX_FAILURE_RECORDS = 10_000  # (user, address) records kept; the oldest go first
+MAX_ENDED = 1_000  # ended sessions whose reason check() still tells
 _DUMMY_MD5 = "0" * 32
 
 
@@ -123,6 +124,7 @@ class Auth:
         self.sessions: dict[str, Session] = {}
         self.failures: dict[tuple[str, str], Failures] = {}  # oldest failure first
         self._closers: dict[str, set[Closer]] = {}
+        self._ended: dict[str, str] = {}  # recently ended session ids: why (oldest first)
         self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="pbkdf2")
         self._hashing = 0
         # An unknown user's password is checked against this, so that it takes as long as a known one's.
@@ -188,7 +190,7 @@ class Auth:
             raise AuthError("missing session")
         session = self.sessions.get(session_id)
         if session is None:
-            raise AuthError("invalid session")
+            raise AuthError(self._ended.get(session_id, "invalid session"))
         if session.expires < self.clock():
             self.end(session, "session expired")
             raise AuthError("session expired")
@@ -215,6 +217,9 @@ class Auth:
     def end(self, session: Session, reason: str) -> None:
         """Forget `session` and close what it opened."""
         self.sessions.pop(session.id, None)
+        self._ended[session.id] = reason if reason == "session expired" else f"session ended: {reason}"
+        while len(self._ended) > MAX_ENDED:
+            del self._ended[next(iter(self._ended))]
         for closer in self._closers.pop(session.id, set()):
             try:
                 closer(reason)

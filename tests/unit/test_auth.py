@@ -59,7 +59,7 @@ def test_ending_a_session_runs_its_closers_once_with_the_reason():
         auth.logout(a)
         auth.logout(a)
         assert reasons == [("a1", "logged out")]
-        with pytest.raises(AuthError):
+        with pytest.raises(AuthError, match="session ended: logged out"):
             auth.check(a.id)
         auth.on_end(a, lambda r: reasons.append(("late", r)))  # opened as it ended: closed at once
         assert reasons[-1] == ("late", "session ended")
@@ -97,6 +97,8 @@ def test_expired_sessions_are_swept_and_their_closers_run():
         clock.now += 61
         auth.sweep()  # nobody checked it: the sweep ends it
         assert reasons == ["session expired"] and auth.sessions == {}
+        with pytest.raises(AuthError, match="session expired"):
+            auth.check(session.id)  # told why, though swept
 
     run(main)
 
