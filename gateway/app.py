@@ -117,7 +117,7 @@ def warn_open_doors(settings: Settings, users: list[dict[str, Any]]) -> None:
         )
         return
     for name in default_password_users(users):
-        log.warning("user %r still has the default password 12345: change it (UpdateUser, or the web page)", name)
+        log.warning("user %r still has the default password 12345: change it (the UpdateUser command)", name)
 
 
 def tls_context(root: Path) -> ssl.SSLContext | None:
