@@ -6,7 +6,9 @@ A gateway with no sources; one client calls Keepalive (a cheap command) every 20
 times it, first quietly, then while another sends --rate wrong logins a second for the
 admin (the lockout raised out of reach, so that each costs one PBKDF2 check, as
 h5stream's UpdateUser had no lockout).
-Printed: Keepalive's latency in both phases, and the logins' answers by status.
+Meanwhile a rightful admin logs in from another address (127.0.0.2) every half second.
+Printed: Keepalive's latency in both phases, the rightful logins' times and answers, and
+the wrong logins' answers by status.
 """
 
 from __future__ import annotations
@@ -54,11 +56,30 @@ async def flood(url: str, rate: float, seconds: float) -> Counter[int]:
     return statuses
 
 
+async def rightful(url: str, seconds: float) -> tuple[list[float], Counter[int]]:
+    times, statuses = [], Counter[int]()
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            async with http.get(f"{url}/api/v1/Login", params={"user": "admin", "password": md5("12345")}) as r:
+                await r.read()
+                statuses[r.status] += 1
+            times.append(1000 * (time.perf_counter() - started))
+            await asyncio.sleep(0.5)
+    return times, statuses
+
+
 async def main(gw: Gateway, rate: float, seconds: float) -> None:
     session = gw.login()
     show("Keepalive, quiet", await probe(gw.url, session, seconds))
     flooding = asyncio.create_task(flood(gw.url, rate, seconds))
+    logins = asyncio.create_task(rightful(gw.url, seconds))
     show(f"Keepalive, {rate:g} wrong logins/s", await probe(gw.url, session, seconds))
+    times, statuses = await logins
+    show("rightful Login from another address", times)
+    print(f"  rightful logins answered: {dict(statuses)}")
     print(f"  wrong logins answered: {dict(await flooding)}")
 
 

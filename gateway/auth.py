@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ class Failures:
 
 
 HASH_THREADS = 2  # PBKDF2 runs here, off the event loop (it releases the GIL)
-MAX_HASHING = 32  # checks running or queued; beyond, a login is refused with AuthBusy
+MAX_HASHING = 32  # checks running or queued; beyond, a login is refused with AuthBusy ...
+MAX_HASHING_PER_ADDRESS = HASH_THREADS  # ... or this many from one address: one client cannot queue them all
 MAX_FAILURE_RECORDS = 10_000  # (user, address) records kept; the oldest go first
 MAX_ENDED = 1_000  # ended sessions whose reason check() still tells
 _DUMMY_MD5 = "0" * 32
@@ -126,7 +128,7 @@ class Auth:
         self._closers: dict[str, set[Closer]] = {}
         self._ended: dict[str, str] = {}  # recently ended session ids: why (oldest first)
         self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="pbkdf2")
-        self._hashing = 0
+        self._hashing: Counter[str] = Counter()  # checks running or queued, by client address
         # An unknown user's password is checked against this, so that it takes as long as a known one's.
         self._dummy = hash_md5(_DUMMY_MD5)
 
@@ -136,14 +138,16 @@ class Auth:
     def _user(self, name: str) -> dict[str, Any] | None:
         return next((u for u in self.users if u["strUser"] == name), None)
 
-    async def _in_pool(self, work: Callable[[], Any]) -> Any:
-        if self._hashing >= MAX_HASHING:
+    async def _in_pool(self, work: Callable[[], Any], address: str) -> Any:
+        if self._hashing[address] >= MAX_HASHING_PER_ADDRESS or self._hashing.total() >= MAX_HASHING:
             raise AuthBusy("too many password checks at once; try again")
-        self._hashing += 1
+        self._hashing[address] += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, work)
         finally:
-            self._hashing -= 1
+            self._hashing[address] -= 1
+            if not self._hashing[address]:
+                del self._hashing[address]
 
     async def _verify(self, name: str, md5_hex: str, address: str) -> dict[str, Any]:
         """The user whose password `md5_hex` is; AuthError (a failure counted) otherwise."""
@@ -155,7 +159,7 @@ class Auth:
             raise AuthError(f"user locked after {self.fail_limit} failed logins; try again in {wait} s")
         user = self._user(name)
         stored = self._dummy if user is None else user["strPasswd"]
-        right = is_md5(md5_hex) and await self._in_pool(partial(verify_md5, md5_hex, stored))
+        right = is_md5(md5_hex) and await self._in_pool(partial(verify_md5, md5_hex, stored), address)
         if user is None or not right:
             raise self._failed(key)
         self.failures.pop(key, None)
@@ -240,7 +244,7 @@ class Auth:
         if not is_md5(new_md5):
             raise AuthError("new password must be the MD5 hex of the password")
         user = await self._verify(name, old_md5, address)
-        user["strPasswd"] = await self._in_pool(partial(hash_md5, new_md5))
+        user["strPasswd"] = await self._in_pool(partial(hash_md5, new_md5), address)
         # The user's sessions end: a changed password should lock out old logins.
         for session in [s for s in self.sessions.values() if s.user == name]:
             self.end(session, "password changed")
