@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 from common import Gateway, machine_note, show
+
 from tests.fixtures.gateway import md5
 
 
