@@ -2,9 +2,10 @@
 
 `POST /{token}/whep` with an SDP offer -> 201 + Location + answer; `DELETE` on the
 Location, with the credential of the session that made it (or an Administrator's), ends
-it; so does that session's end (Logout, ...). A WHEP client authenticates with `Authorization: Bearer <session>` (the
-session from Login) or `?session=`; `?profile=sub` plays the source's sub stream (its
-main one when it has none). `GET /{token}/` is the page that plays the stream.
+it; so does that session's end (Logout, ...). A WHEP client authenticates with
+`Authorization: Bearer <session>` (the session from Login) or `?session=`; `?profile=sub`
+plays the source's sub stream (its main one when it has none). `GET /{token}/` is the
+page that plays the stream.
 """
 
 from __future__ import annotations
