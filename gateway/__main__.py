@@ -13,6 +13,7 @@ import sys
 
 from gateway.app import prepare, serve
 from gateway.config.file import Config, ConfigError, load_config
+from gateway.redact import RedactingFormatter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"h5ss: config error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.settings.system.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()  # camera URLs in any line (FFmpeg's text too) redacted
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.settings.system.log_level.upper(), handlers=[handler])
     logging.getLogger("libav").setLevel(logging.ERROR)
     for noisy in ("aiortc", "aioice"):  # per-packet debug lines
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))

@@ -72,6 +72,7 @@ async def index(request: web.Request) -> web.FileResponse:
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(middlewares=[no_stack_traces])
     app[GATEWAY_KEY] = gateway
+    app[download.DOWNLOAD_LIMITS_KEY] = download.DownloadLimits(gateway.settings.download)
     app.router.add_get("/api/v1/h5swsapi", ws.h5swsapi)
     hls.add_routes(app)
     mediastore.add_routes(app)

@@ -355,6 +355,9 @@ def test_preload_hint_part_is_served_when_ready(cam):
     ({"_HLS_part": "1"}, 400, "needs _HLS_msn"),
     ({"_HLS_msn": "-1"}, 400, "whole number"),
     ({"_HLS_msn": "x"}, 400, "whole number"),
+    ({"_HLS_msn": "\u00b2"}, 400, "whole number"),  # str.isdigit takes it, int() does not
+    ({"_HLS_msn": "open", "_HLS_part": "\u00b2"}, 400, "whole number"),
+    ({"_HLS_msn": "\u0661"}, 400, "whole number"),
 ])
 def test_blocking_reload_bad_requests_are_refused_at_once(cam, query, code, words):
     media = cam.text("/cam/stream.m3u8")
@@ -366,6 +369,7 @@ def test_blocking_reload_bad_requests_are_refused_at_once(cam, query, code, word
     assert status == code and kind.startswith("application/json")
     answer = json.loads(body)
     assert answer["bStatus"] is False and words in answer["strCode"]
+    assert "Traceback" not in cam.gw.log()
 
 
 @pytest.mark.parametrize("path,session,code,words", [

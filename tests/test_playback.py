@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -306,3 +307,135 @@ def test_download_of_a_range_across_two_segments_is_one_playable_mp4(recorded):
         assert status == status_wanted and json.loads(body)["bStatus"] is False, (query, body)
     status, _, _ = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&start={h5_time(begin)}&end={h5_time(end)}")
     assert status == 401
+
+
+def write_noise_segment(path, seconds: float) -> None:
+    """Video nothing compresses (random pictures, ~5 MB a second): a download big enough
+    that a client which stops reading stalls it."""
+    from fractions import Fraction
+
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from tests.fixtures.recordings import FRAG_FLAGS
+
+    with av.open(str(path), "w", format="mp4", options={"movflags": FRAG_FLAGS}) as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
+        video.codec_context.options = {"preset": "ultrafast", "g": "25"}
+        for i in range(round(seconds * 25)):
+            frame = av.VideoFrame(640, 360, "yuv420p")
+            for plane in frame.planes:
+                plane.update(os.urandom(plane.buffer_size))
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+
+
+@pytest.fixture
+def big_recordings(make_gateway):
+    """(gateway, admin session, viewer session, start, end): 8 s of noise (~40 MB) of `cam`;
+    downloads limited to 3 at once, 2 per user, a 2 s write timeout."""
+    import shutil
+
+    from gateway.auth import hash_md5
+    from gateway.store.index import MediaEntry, MediaIndex
+    from tests.fixtures.gateway import md5
+    from tests.fixtures.recordings import store_path
+
+    gw = make_gateway([dict(CAM)], start=False, system__nDownloadMax=3, system__nDownloadMaxPerUser=2,
+                      system__nDownloadWriteTimeoutSec=2)
+    conf = json.loads(gw.conf_path.read_text())
+    conf["user"]["users"].append({"strUser": "viewer", "strPasswd": hash_md5(md5("v")), "strUserType": "Viewer"})
+    gw.conf_path.write_text(json.dumps(conf))
+    store = gw.root / "mediastore"
+    start = float(int(time.time()) - 600)
+    first = store / store_path("cam", start, TZ, "noise0")
+    write_noise_segment(first, 1.0)
+    entries = []
+    for n in range(8):
+        rel = store_path("cam", start + n, TZ, f"noise{n}")
+        if n:
+            (store / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(first, store / rel)
+        entries.append(MediaEntry("record", "cam", rel, start + n, 1.0, first.stat().st_size, "+0800"))
+    index = MediaIndex(store / "index.sqlite3")
+    index.put_many(entries)
+    index.close()
+    gw.start()
+    return gw, gw.login(), gw.login("viewer", "v"), start, start + 8
+
+
+def _stalled_download(gw, session: str, start: float, end: float):
+    """A raw socket that asks for a download and never reads (a small receive buffer)."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", gw.port))
+    sock.sendall(f"GET /api/v1/DownloadRecord?token=cam&session={session}&start={h5_time(start)}"
+                 f"&end={h5_time(end)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return sock
+
+
+def _open_files(pid: int) -> list[str]:
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return links
+
+
+def _store_files(gw) -> dict[str, int]:
+    return {str(p): p.stat().st_size for p in (gw.root / "mediastore").rglob("*") if p.is_file()}
+
+
+def test_downloads_stream_without_temp_files_are_limited_and_a_stalled_client_is_dropped(big_recordings):
+    gw, admin, viewer, start, end = big_recordings
+    pid = gw.proc.pid
+    fds_before = len(os.listdir(f"/proc/{pid}/fd"))
+    store_before = _store_files(gw)
+    stalled = [_stalled_download(gw, admin, start, end), _stalled_download(gw, admin, start, end)]
+    time.sleep(1)
+    # A third of the same user's: 429; the viewer's first fills the gateway's 3; then 503.
+    status, _, body = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&session={admin}"
+                           f"&start={h5_time(start)}&end={h5_time(end)}")
+    assert status == 429 and "2 downloads running" in json.loads(body)["strCode"], body[:200]
+    stalled.append(_stalled_download(gw, viewer, start, end))
+    time.sleep(0.5)
+    status, _, body = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&session={viewer}"
+                           f"&start={h5_time(start)}&end={h5_time(end)}")
+    assert status == 503 and "3 downloads are running" in json.loads(body)["strCode"], body[:200]
+    assert _store_files(gw) == store_before  # nothing written into the store for them, not even
+    assert not [link for link in _open_files(pid) if "(deleted)" in link]  # an unlinked temp file
+    # Reading nothing for 2 s, each is dropped: its connection closed, before the end.
+    deadline = time.monotonic() + 15
+    while gw.log().count("read nothing for 2 s; dropped") < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gw.log().count("read nothing for 2 s; dropped") == 3, gw.log()[-2000:]
+    for sock in stalled:
+        got = b""
+        try:
+            while chunk := sock.recv(1 << 20):
+                got += chunk
+        except ConnectionResetError:
+            pass
+        sock.close()
+        assert b"200 OK" in got[:20] and len(got) < 30_000_000 and not got.endswith(b"0\r\n\r\n")
+    # Everything is freed: the slots (a whole download now goes through), the sockets and files.
+    status, headers, body = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&session={viewer}"
+                                 f"&start={h5_time(start)}&end={h5_time(end)}")
+    assert status == 200 and headers["Content-Disposition"].startswith('attachment; filename="cam-')
+    path = gw.root / "whole.mp4"
+    path.write_bytes(body)
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-count_packets", "-show_format", "-show_streams", "-of", "json", str(path)],
+        capture_output=True, timeout=30, check=True).stdout)
+    assert [s["codec_name"] for s in probe["streams"]] == ["h264"] and probe["streams"][0]["nb_read_packets"] == "200"
+    assert 7.9 <= float(probe["format"]["duration"]) <= 8.1, probe["format"]
+    assert len(os.listdir(f"/proc/{pid}/fd")) <= fds_before + 2
+    assert _store_files(gw) == store_before
+    assert "Traceback" not in gw.log()

@@ -144,6 +144,18 @@ BAD_REQUESTS = [
     ("Search", {"start": "2026-01-01T000000+08", "end": "2026-01-01T000000+15"}),
     ("Search", {"start": "2026-01-02T000000+08", "end": "2026-01-01T000000+08"}),
     ("Search", {"type": "video", **SEARCH_ALL}),
+    # A trailing newline or non-ASCII digits (`$`, `\d`, str.isdigit take them) in a name or folder.
+    ("Record", {"duration": 5, "filename": "x\n"}),
+    ("Record", {"duration": "\u0661\u0660"}),
+    ("Record", {"duration": "\u00b2"}),
+    ("Record", {"duration": "9" * 5000}),
+    ("PathRecord", {"start1": "2026-01-01\n", "start2": "12-00-00", "duration": 5, "filename": "x"}),
+    ("PathRecord", {"start1": "2026-01-0\u0661", "start2": "12-00-00", "duration": 5, "filename": "x"}),
+    ("PathRecord", {"start1": "2026-01-01", "start2": "12-00-00\n", "duration": 5, "filename": "x"}),
+    ("PathRecord", {"start1": "2026-01-01", "start2": "\u0661\u0662-00-00", "duration": 5, "filename": "x"}),
+    ("Snapshot", {"filename": "x\n"}),
+    ("PathSnapshot", {"start1": "2026-01-01", "start2": "12-00-0\u0661", "filename": "x"}),
+    ("Search", {"start": "\u0662026-01-01T000000+08", "end": "2026-01-02T000000+08"}),
 ]
 
 
@@ -160,6 +172,8 @@ def test_bad_input_is_refused_and_nothing_is_written(gateway):
     assert sorted(p.name for p in store.iterdir()) == [n for n in sorted(p.name for p in store.iterdir())
                                                        if n.startswith("index.sqlite3")]
     assert not list(gateway.root.rglob("x.*")) and not list(gateway.root.rglob("*.mp4.*"))
+    assert not [p for p in gateway.root.rglob("*") if not p.name.isascii() or "\n" in p.name]
+    assert "Traceback" not in gateway.log()
 
 
 def test_snapshot_and_path_snapshot_write_decodable_jpegs(camera_source):

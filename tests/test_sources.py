@@ -109,3 +109,29 @@ def test_camera_credentials_work_and_are_never_shown(make_gateway, camera_factor
     assert src["bOnline"] is False and src["strLastError"]
     everything = gw.log() + json.dumps(gw.api("GetSrc", session=session)[1])
     assert secret not in everything and "Pa55" not in everything
+
+
+def test_credentials_in_a_camera_urls_query_are_shown_to_no_one(make_gateway, camera_factory, tmp_path):
+    """Cameras that take `?user=&password=`: GetSrc (every role) and the log mask them."""
+    from gateway.auth import hash_md5
+    from tests.fixtures.gateway import md5
+
+    camera = camera_factory(audio="none")
+    url = f"rtsp://admin:Userinfo-secret@127.0.0.1:{camera.port}/cam?user=admin&password=Query-secret&pwd=Pwd-secret"
+    gw = make_gateway(start=False, system__strLogLevel="debug")
+    conf = json.loads(gw.conf_path.read_text())
+    conf["user"]["users"].append({"strUser": "viewer", "strPasswd": hash_md5(md5("v")), "strUserType": "Viewer"})
+    gw.conf_path.write_text(json.dumps(conf))
+    gw.start()
+    session = gw.login()
+    status, answer = gw.api("AddSrcRTSP", session=session, name="c", token="c", url=url)
+    assert status == 200, answer
+    _, streams = capture(gw, session, "c", 1, tmp_path)  # the camera is opened with them
+    assert [s["codec_name"] for s in streams] == ["h264"]
+    for who in (session, gw.login("viewer", "v")):
+        src = gw.api("GetSrc", session=who, token="c")[1]["src"][0]
+        assert src["strUrl"] == (f"rtsp://admin:*****@127.0.0.1:{camera.port}/cam"
+                                 "?user=admin&password=*****&pwd=*****"), src
+    assert f"127.0.0.1:{camera.port}/cam" in gw.log()  # the log names the URL...
+    assert "secret" not in gw.log()  # ...without its secrets
+    assert json.loads(gw.conf_path.read_text())["source"]["src"][-1]["strUrl"] == url  # the config keeps them

@@ -15,9 +15,9 @@ from aiohttp import web
 from gateway.api.commands import command, enum_param, param, token_param
 from gateway.api.sources import common_source_fields
 from gateway.auth import Session
-from gateway.config.file import RTSP_TYPES, SourceConf
+from gateway.config.file import RTSP_TYPES, SourceConf, whole_number
 from gateway.ingest.onvif import OnvifSource
-from gateway.ingest.stream import redact
+from gateway.redact import redact
 from gateway.vendors.onvif import discovery
 from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError
 from gateway.web.errors import ApiError, ok
@@ -48,12 +48,12 @@ def number_param(request: web.Request, name: str, default: float, low: float, hi
 
 
 def endpoint_param(request: web.Request) -> Endpoint:
-    port = param(request, "port", "80", max_len=5)
-    if not port.isdigit():
+    port = whole_number(param(request, "port", "80", max_len=5))
+    if port is None:
         raise ApiError(400, "parameter 'port' must be a number from 1 to 65535")
     return Endpoint(
         host=param(request, "ip", max_len=253),
-        port=int(port),
+        port=port,
         user=param(request, "user", "", max_len=128),
         password=param(request, "password", "", max_len=128),
         path=param(request, "onvifaddr", "", max_len=256) or DEFAULT_PATH,

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.api.commands import bool_param, command, enum_param, param, token_param
 from gateway.auth import Session
+from gateway.config.file import whole_number
 from gateway.hub.stream import Stream, StreamNotReady
 from gateway.outputs.snapshot.files import save_snapshot
 from gateway.outputs.snapshot.snapshotter import Snapshotter
@@ -42,9 +43,10 @@ def _duration(request: web.Request, required: bool = True) -> int | None:
         if required:
             raise ApiError(400, "missing parameter 'duration'")
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_RECORD_SECONDS:
+    seconds = whole_number(text)
+    if seconds is None or not 1 <= seconds <= MAX_RECORD_SECONDS:
         raise ApiError(400, f"duration must be whole seconds, 1-{MAX_RECORD_SECONDS}")
-    return int(text)
+    return seconds
 
 
 def _given_place(request: web.Request, kind: str, token: str) -> Place:

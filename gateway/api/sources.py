@@ -10,7 +10,7 @@ from gateway.api.commands import bool_param, command, enum_param, param, token_p
 from gateway.auth import Session
 from gateway.config.file import CONNECT_TYPES, RTSP_TYPES, SourceConf
 from gateway.core import Gateway
-from gateway.ingest.stream import redact
+from gateway.redact import redact, redact_urls
 from gateway.web.errors import ApiError, ok
 from gateway.web.request import gateway
 
@@ -46,7 +46,7 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     stream = gw.stream(token)
     info["bOnline"] = bool(stream and stream.online)
     info["strState"] = stream.state if stream else "disabled"
-    info["strLastError"] = (stream.last_error if stream else "source could not be created") or ""
+    info["strLastError"] = redact_urls((stream.last_error if stream else "source could not be created") or "")
     info["nViewers"] = stream.viewers if stream else 0
     info["nRtcPeers"] = sum(1 for peer in gw.rtc_peers.values() if peer.stream.token == token)  # main and sub
     info["strSnapshotUrl"] = f"api/v1/GetImage?token={token}"

@@ -48,6 +48,9 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("system", "nSnapshotInDay", int, 7),
     ("system", "nRecordSegmentSec", int, 600),
     ("system", "nDiskFullPercent", int, 90),
+    ("system", "nDownloadMax", int, 4),
+    ("system", "nDownloadMaxPerUser", int, 2),
+    ("system", "nDownloadWriteTimeoutSec", int, 30),
     ("system", "nSessionTimeout", int, 600),
     ("system", "nLoginFailLimit", int, 5),
     ("system", "nLoginLockSec", int, 300),
@@ -202,6 +205,14 @@ def valid_token(token: Any) -> bool:
     )
 
 
+def whole_number(text: str, max_digits: int = 12) -> int | None:
+    """`text` as an int when it is 1 to `max_digits` ASCII digits, else None: str.isdigit
+    also takes '²' (which int() refuses) and '١٢' (which it reads), and int() has a digit limit."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 @dataclass
 class Config:
     """The file as read (`raw`, written back by save()), its sources, and its typed settings."""
@@ -302,6 +313,9 @@ def load_config(path: str | Path) -> Config:
         ("system", "nRecordSegmentSec"),
         ("system", "nSessionTimeout"),
         ("system", "nLoginFailLimit"),
+        ("system", "nDownloadMax"),
+        ("system", "nDownloadMaxPerUser"),
+        ("system", "nDownloadWriteTimeoutSec"),
         ("hls", "nHLSSegmentNum"),
         ("hls", "nHLSDuration"),
     ):

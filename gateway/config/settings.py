@@ -78,6 +78,13 @@ class WebRtcSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DownloadSettings:
+    at_most: int  # system.nDownloadMax: DownloadRecord answers at once, gateway-wide
+    at_most_per_user: int  # system.nDownloadMaxPerUser
+    write_timeout: float  # system.nDownloadWriteTimeoutSec: a client reading nothing this long is dropped
+
+
+@dataclass(frozen=True, slots=True)
 class OnvifSettings:
     discovery_target: tuple[str, int]  # onvif.strDiscoveryTarget
 
@@ -101,6 +108,7 @@ class Settings:
     webrtc: WebRtcSettings
     onvif: OnvifSettings
     hikvision: HikvisionSettings
+    download: DownloadSettings
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], root: Path) -> Settings:
@@ -121,6 +129,9 @@ class Settings:
                 session_timeout=system["nSessionTimeout"],
                 login_fail_limit=system["nLoginFailLimit"],
                 login_lock_seconds=system["nLoginLockSec"],
+            ),
+            download=DownloadSettings(
+                system["nDownloadMax"], system["nDownloadMaxPerUser"], float(system["nDownloadWriteTimeoutSec"])
             ),
             source=SourceSettings(float(raw["source"]["nOnDemandLingerSec"])),
             hls=HlsSettings(raw["hls"]["nHLSSegmentNum"], raw["hls"]["nHLSDuration"]),

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from gateway.config.file import SourceConf
+from gateway.config.file import SourceConf, whole_number
 from gateway.hub.profile import MAIN
 from gateway.ingest.base import InputSpec, SourceError
-from gateway.ingest.stream import check_url, input_options, redact, with_credentials
+from gateway.ingest.stream import check_url, input_options, with_credentials
+from gateway.redact import redact
 from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, OnvifError, Profile
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,13 @@ class OnvifSource:
 
     @classmethod
     def from_conf(cls, conf: SourceConf, profile: str = MAIN) -> OnvifSource:
-        port = conf["strSrcPort"] or "80"
-        if not port.isdigit():
-            raise SourceError(f"strSrcPort {port!r} is not a port number")
+        port = whole_number(conf["strSrcPort"] or "80", max_digits=5)
+        if port is None:
+            raise SourceError(f"strSrcPort {conf['strSrcPort']!r} is not a port number")
         try:
             endpoint = Endpoint(
                 conf["strSrcIpAddress"],
-                int(port),
+                port,
                 conf["strUser"],
                 conf["strPasswd"],
                 conf["strOnvifAddr"] or DEFAULT_PATH,

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from gateway.ingest.base import InputSpec, SourceError
+from gateway.redact import redact
 
 # FFmpeg protocols each scheme may pull in underneath (RTSP over UDP opens rtp/udp).
 PROTOCOLS = {
@@ -59,16 +60,6 @@ def with_credentials(url: str, user: str, password: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and answers."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:*****@{netloc}", parts.path, parts.query, parts.fragment))
 
 
 def input_options(url: str, rtsp_type: str = "H5_RTSP_TCP") -> dict[str, str]:

@@ -16,7 +16,6 @@ after a seek (the player drops its buffer and shows timeline second nTime), and
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -32,6 +31,7 @@ from gateway.web.websocket import (
     CLOSE_NOT_FOUND,
     CLOSE_NOT_READY,
     CLOSE_POLICY,
+    client_message,
     close_ended,
     ended_session,
     error_event,
@@ -109,7 +109,7 @@ def _number(message: dict[str, Any], name: str, low: float, high: float) -> floa
         return None
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an int of hundreds of digits
         return None
     return number if low <= number <= high else None
 
@@ -118,11 +118,10 @@ async def _read_commands(ws: web.WebSocketResponse, control: PlaybackControl) ->
     async for msg in ws:
         if msg.type != WSMsgType.TEXT:
             continue
-        try:
-            message = json.loads(msg.data)
-            cmd = message.get("cmd")
-        except (ValueError, AttributeError):
+        message = client_message(msg.data)
+        if message is None:
             continue  # "keepalive" from older players, or noise
+        cmd = message.get("cmd")
         if cmd == "H5_PAUSE":
             control.pause()
         elif cmd in ("H5_RESUME", "H5_START"):

@@ -3,13 +3,16 @@
 The output starts at the keyframe at or before the range's start (a player cannot begin
 elsewhere without decoding) and ends with the last packet before the range's end. Each
 file is placed by its index start time, so a gap between recordings stays a gap.
+It is fragmented MP4 (an empty moov first, then a fragment per keyframe), written in
+order to any writable object: a download streams it to the client as it is made, with
+no temp file (ffprobe, VLC and browsers read it, duration included).
 Blocking (PyAV): run it in a thread.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import Protocol
 
 import av
 
@@ -18,10 +21,20 @@ from gateway.playback.pacer import Segment, first_frame, seek_file
 log = logging.getLogger(__name__)
 
 
-def stitch(segments: list[Segment], length: float, out_path: Path) -> float:
+FRAGMENTED = "frag_keyframe+empty_moov+default_base_moof"
+
+
+class Sink(Protocol):
+    """Where the MP4 goes: written in order, never sought (PyAV sees no seek())."""
+
+    def write(self, data: bytes) -> int: ...
+
+
+def stitch(segments: list[Segment], length: float, sink: Sink) -> float:
     """Write `segments` (offsets in seconds from the range's start) up to `length` seconds
-    into `out_path` (MP4, moov first); returns the seconds of media written."""
-    with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+    into `sink` (fragmented MP4, written in order, never sought); returns the seconds of
+    media written. An exception from `sink.write` ends it."""
+    with av.open(sink, "w", format="mp4", options={"movflags": FRAGMENTED}) as out:
         outputs: dict[str, av.stream.Stream] = {}
         extradata: dict[str, bytes] = {}
         origin: float | None = None  # range seconds of the first keyframe written: output's 0

@@ -17,12 +17,12 @@ from gateway.store.timefmt import TimeFormatError, format_offset, parse_offset
 
 EXTENSIONS = {"record": "mp4", "snapshot": "jpg"}
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_CLOCK = re.compile(r"^(\d{2})-(\d{2})-(\d{2})$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_CLOCK = re.compile(r"([0-9]{2})-([0-9]{2})-([0-9]{2})")
 _PATH = re.compile(
-    r"^(?P<kind>record|snapshot)/(?P<token>[A-Za-z0-9_.-]{1,64})/(?P<day>\d{4}-\d{2}-\d{2})TZ(?P<tz>[+-]\d{4})/"
-    r"(?P<clock>\d{2}-\d{2}-\d{2})/[A-Za-z0-9_.-]{1,64}\.(mp4|jpg)$"
+    r"(?P<kind>record|snapshot)/(?P<token>[A-Za-z0-9_.-]{1,64})/(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})TZ(?P<tz>[+-][0-9]{4})/"
+    r"(?P<clock>[0-9]{2}-[0-9]{2}-[0-9]{2})/[A-Za-z0-9_.-]{1,64}\.(mp4|jpg)"
 )
 
 
@@ -35,7 +35,7 @@ def check_name(name: str, kind: str) -> str:
     ext = "." + EXTENSIONS[kind]
     if name.lower().endswith(ext):
         name = name[: -len(ext)]
-    if not _NAME.match(name) or ".." in name or name.startswith("."):
+    if not _NAME.fullmatch(name) or ".." in name or name.startswith("."):
         raise LayoutError("filename must be 1-64 letters, digits, '-', '_' or '.', without '..' or a leading '.'")
     return name
 
@@ -59,14 +59,14 @@ class Place:
     @classmethod
     def given(cls, kind: str, token: str, day: str, clock: str, tz: str | None) -> Place:
         """PathRecord/PathSnapshot's `start1` (Y-M-D), `start2` (h-m-s) and `tz`."""
-        match = _DAY.match(day)
+        match = _DAY.fullmatch(day)
         try:
             if not match:
                 raise ValueError
             datetime(int(match[1]), int(match[2]), int(match[3]))
         except ValueError:
             raise LayoutError(f"start1 must be a date as Y-M-D, e.g. 2026-11-21, not {day!r}") from None
-        match = _CLOCK.match(clock)
+        match = _CLOCK.fullmatch(clock)
         if not match or int(match[1]) > 23 or int(match[2]) > 59 or int(match[3]) > 59:
             raise LayoutError(f"start2 must be a time as h-m-s, e.g. 12-00-00, not {clock!r}")
         try:
@@ -97,7 +97,7 @@ class PathInfo:
 
 def parse_path(path: str) -> PathInfo | None:
     """What a store path says about its file; None for anything not in the layout."""
-    match = _PATH.match(path)
+    match = _PATH.fullmatch(path)
     if not match:
         return None
     try:

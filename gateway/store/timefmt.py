@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 _ISO = re.compile(
-    r"^(?P<y>\d{4})-?(?P<mo>\d{2})-?(?P<d>\d{2})"
-    r"(?:[T ](?P<h>\d{2}):?(?P<mi>\d{2})(?::?(?P<s>\d{2}))?(?:\.\d+)?)?"
-    r"(?P<tz>Z|[+-]\d{2}(?::?\d{2})?)?$"
+    r"(?P<y>[0-9]{4})-?(?P<mo>[0-9]{2})-?(?P<d>[0-9]{2})"
+    r"(?:[T ](?P<h>[0-9]{2}):?(?P<mi>[0-9]{2})(?::?(?P<s>[0-9]{2}))?(?:\.[0-9]+)?)?"
+    r"(?P<tz>Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
 )
-_OFFSET = re.compile(r"^(?P<sign>[+-])?(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?$")
+_OFFSET = re.compile(r"(?P<sign>[+-])?(?P<h>[0-9]{1,2})(?::?(?P<m>[0-9]{2}))?")
 
 
 class TimeFormatError(ValueError):
@@ -29,7 +29,7 @@ def parse_offset(text: str) -> timezone:
     text = text.strip()
     if text.upper() in ("Z", "UTC"):
         return UTC
-    match = _OFFSET.match(text)
+    match = _OFFSET.fullmatch(text)
     if not match:
         raise TimeFormatError(f"bad time zone {text!r} (expected e.g. +08 or -05:30)")
     hours, minutes = int(match["h"]), int(match["m"] or 0)
@@ -41,7 +41,7 @@ def parse_offset(text: str) -> timezone:
 
 def parse_time(text: str, default_tz: timezone | None = None) -> datetime:
     """An aware datetime; without a zone in `text`, `default_tz` (else the local zone)."""
-    match = _ISO.match(text.strip())
+    match = _ISO.fullmatch(text.strip())
     if not match:
         raise TimeFormatError(f"bad time {text!r} (expected ISO 8601, e.g. 2018-03-07T120101+08)")
     try:

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +26,17 @@ CLOSE_BAD_REQUEST = 4000
 CLOSE_POLICY = 4001  # no session (or it ended: Logout, ...), or a feature turned off
 CLOSE_NOT_FOUND = 4004
 CLOSE_NOT_READY = 4008  # no media in time, or a recording that cannot be read
+
+
+def client_message(text: str) -> dict[str, Any] | None:
+    """A client's text message as a JSON object; None for anything else ("keepalive", not
+    JSON, too deep for the parser (50,000 `[` raise RecursionError), numbers past int()'s
+    digit limit, not an object). The size is capped by the socket's max_msg_size."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return message if isinstance(message, dict) else None
 
 
 async def error_event(ws: web.WebSocketResponse, reason: str) -> None:

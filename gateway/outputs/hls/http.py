@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from gateway.auth import AuthError
+from gateway.config.file import whole_number
 from gateway.core import Gateway
 from gateway.hub.profile import SUB, profile_of
 from gateway.outputs.hls.grants import GRANTS_KEY, HlsGrants, client_in
@@ -51,9 +52,9 @@ from gateway.web.request import GATEWAY_KEY, auth_required, gateway, session_of
 log = logging.getLogger(__name__)
 SIGNER_KEY = web.AppKey("hls_signer", HlsSigner)
 
-_SEGMENT = re.compile(r"seg(\d{1,12})\.(ts|m4s)")
-_PART = re.compile(r"part(\d{1,12})\.(\d{1,4})\.m4s")
-_INIT = re.compile(r"init(\d{1,12})\.mp4")
+_SEGMENT = re.compile(r"seg([0-9]{1,12})\.(ts|m4s)")
+_PART = re.compile(r"part([0-9]{1,12})\.([0-9]{1,4})\.m4s")
+_INIT = re.compile(r"init([0-9]{1,12})\.mp4")
 
 
 def add_routes(app: web.Application) -> None:
@@ -63,7 +64,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/h5swscmnapi", h5swscmnapi)
     app.router.add_get("/hls/{variant:v1|v2}/{token}/{name}", aiohttp_route)
     app.router.add_get(
-        r"/{token}/{name:(?:index\.m3u8|stream\.m3u8|init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)}", aiohttp_route
+        r"/{token}/{name:(?:index\.m3u8|stream\.m3u8|init[0-9]+\.mp4|seg[0-9]+\.m4s|part[0-9]+\.[0-9]+\.m4s)}",
+        aiohttp_route,
     )
 
 
@@ -98,7 +100,7 @@ async def aiohttp_route(request: web.Request) -> web.Response:
 
 
 _H5S_PATH = re.compile(r"/hls/(v1|v2)/([^/]+)/([^/]+)")
-_LL_PATH = re.compile(r"/([^/]+)/(index\.m3u8|stream\.m3u8|init\d+\.mp4|seg\d+\.m4s|part\d+\.\d+\.m4s)")
+_LL_PATH = re.compile(r"/([^/]+)/(index\.m3u8|stream\.m3u8|init[0-9]+\.mp4|seg[0-9]+\.m4s|part[0-9]+\.[0-9]+\.m4s)")
 Answer = LeanResponse | Later  # now, or LATER: ask.reply will be called with it
 
 
@@ -243,9 +245,10 @@ def int_param(query: Mapping[str, str], name: str) -> int | None:
     value = query.get(name)
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 12:
+    number = whole_number(value)
+    if number is None:
         raise ApiError(400, f"parameter '{name}' must be a whole number >= 0")
-    return int(value)
+    return number
 
 
 def stream_answers(ask: Ask) -> HlsAnswers:

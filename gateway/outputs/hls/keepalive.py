@@ -8,8 +8,6 @@ the URL, as the player does (grants.py): the handshake sets the cookie that name
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import WSMsgType, web
 
 from gateway.auth import AuthError
@@ -17,7 +15,7 @@ from gateway.outputs.hls.grants import COOKIE, GRANTS_KEY
 from gateway.outputs.hls.segmenter import HlsSegmenter
 from gateway.tasks import background
 from gateway.web.request import auth_required, gateway, session_from
-from gateway.web.websocket import CLOSE_POLICY, close_ended, ended_session, refuse, stream_socket
+from gateway.web.websocket import CLOSE_POLICY, client_message, close_ended, ended_session, refuse, stream_socket
 
 
 async def h5swscmnapi(request: web.Request) -> web.WebSocketResponse:
@@ -66,8 +64,5 @@ def is_keepalive(text: str) -> bool:
     text = text.strip()
     if text == "keepalive":
         return True
-    try:
-        message = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(message, dict) and (message.get("type") == "keepalive" or message.get("cmd") == "H5_KEEPALIVE")
+    message = client_message(text)
+    return message is not None and (message.get("type") == "keepalive" or message.get("cmd") == "H5_KEEPALIVE")

@@ -87,6 +87,16 @@ def audio_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
     return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == mime]
 
 
+def client_description(sdp: str, kind: str) -> RTCSessionDescription:
+    """A client's offer or answer, parsed first: aiortc's parser meets malformed SDP with
+    AssertionError, StopIteration, IndexError... which would escape as a server error."""
+    try:
+        aiortc.sdp.SessionDescription.parse(sdp)
+    except Exception as e:
+        raise ValueError(f"malformed SDP ({type(e).__name__})") from None
+    return RTCSessionDescription(sdp, kind)
+
+
 class PeerTrack(LeanTrack):
     """One peer's view of a stream's frames, sent as they come by its LeanRtpSender.
 
@@ -301,7 +311,7 @@ class RtcPeer:
     async def answer(self, offer_sdp: str) -> str:
         """WHEP: the client offers, we answer."""
         assert self.pc is not None
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self.pc.setRemoteDescription(client_description(offer_sdp, "offer"))
         take_dtls_server_role(self.pc)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
@@ -314,15 +324,22 @@ class RtcPeer:
 
     async def accept_answer(self, answer_sdp: str) -> None:
         assert self.pc is not None
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        await self.pc.setRemoteDescription(client_description(answer_sdp, "answer"))
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         assert self.pc is not None
         if not candidate:
             return
-        parsed = aiortc.sdp.candidate_from_sdp(
-            candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate
-        )
+        if not isinstance(sdp_mid, str | None) or not (
+            sdp_mline_index is None or (type(sdp_mline_index) is int and 0 <= sdp_mline_index < 1024)
+        ):
+            raise ValueError("sdpMid must be a string and sdpMLineIndex a small number")
+        try:
+            parsed = aiortc.sdp.candidate_from_sdp(
+                candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate
+            )
+        except Exception as e:  # aiortc's parser meets malformed input with assert, IndexError...
+            raise ValueError(f"malformed candidate ({type(e).__name__})") from None
         parsed.sdpMid, parsed.sdpMLineIndex = sdp_mid, sdp_mline_index
         await self.pc.addIceCandidate(parsed)
 

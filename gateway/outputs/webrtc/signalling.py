@@ -18,7 +18,14 @@ from gateway.hub.stream import Stream, StreamNotReady
 from gateway.outputs.webrtc.peers import DISABLED, new_peer
 from gateway.tasks import background
 from gateway.web.request import gateway
-from gateway.web.websocket import CLOSE_NOT_READY, CLOSE_POLICY, closing_with_session, refuse, stream_socket
+from gateway.web.websocket import (
+    CLOSE_NOT_READY,
+    CLOSE_POLICY,
+    client_message,
+    closing_with_session,
+    refuse,
+    stream_socket,
+)
 
 if TYPE_CHECKING:
     from gateway.outputs.webrtc.peer import RtcPeer
@@ -46,11 +53,10 @@ async def _signal(
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
-            try:
-                message = json.loads(msg.data)
-            except ValueError:
+            message = client_message(msg.data)
+            if message is None:
                 continue
-            kind = message.get("type") if isinstance(message, dict) else None
+            kind = message.get("type")
             if kind == "open" and peer is None:
                 await ws.send_str(
                     json.dumps(

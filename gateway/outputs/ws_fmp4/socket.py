@@ -11,7 +11,6 @@ read the body of a refused upgrade.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -25,6 +24,7 @@ from gateway.web.websocket import (
     CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
     CLOSE_NOT_READY,
+    client_message,
     close_ended,
     ended_session,
     refuse,
@@ -103,9 +103,7 @@ async def read_commands(ws: web.WebSocketResponse) -> None:
         text = msg.data.strip()
         if text == "keepalive":
             continue
-        try:
-            cmd = json.loads(text).get("cmd")
-        except (ValueError, AttributeError):
-            cmd = None
+        message = client_message(text)
+        cmd = message.get("cmd") if message is not None else None
         if cmd not in KNOWN_COMMANDS:
             log.debug("ignoring unknown ws command %.80r", text)

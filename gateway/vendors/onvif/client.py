@@ -23,7 +23,7 @@ import aiohttp
 DEFAULT_PATH = "/onvif/device_service"
 DEFAULT_TIMEOUT = 5.0
 STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
-HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})$")
+HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})")
 
 for _name in ("onvif", "zeep"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -50,7 +50,7 @@ class Endpoint:
     path: str = DEFAULT_PATH
 
     def __post_init__(self) -> None:
-        if not HOST_RE.match(self.host):
+        if not HOST_RE.fullmatch(self.host):
             raise ValueError(f"ONVIF address {self.host!r} is not a host name or IP address")
         if not 0 < self.port < 65536:
             raise ValueError(f"ONVIF port {self.port} is not 1-65535")
