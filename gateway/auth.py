@@ -125,7 +125,7 @@ class Auth:
         self.clock = clock
         self.sessions: dict[str, Session] = {}
         self.failures: dict[tuple[str, str], Failures] = {}  # oldest failure first
-        self._closers: dict[str, set[Closer]] = {}
+        self._closers: dict[str, dict[Closer, None]] = {}  # by session id, in the order registered
         self._ended: dict[str, str] = {}  # recently ended session ids: why (oldest first)
         self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="pbkdf2")
         self._hashing: Counter[str] = Counter()  # checks running or queued, by client address
@@ -214,9 +214,9 @@ class Auth:
         if session.id not in self.sessions:
             closer("session ended")
             return lambda: None
-        closers = self._closers.setdefault(session.id, set())
-        closers.add(closer)
-        return lambda: closers.discard(closer)
+        closers = self._closers.setdefault(session.id, {})
+        closers[closer] = None
+        return lambda: closers.pop(closer, None)
 
     def end(self, session: Session, reason: str) -> None:
         """Forget `session` and close what it opened."""
@@ -224,7 +224,7 @@ class Auth:
         self._ended[session.id] = reason if reason == "session expired" else f"session ended: {reason}"
         while len(self._ended) > MAX_ENDED:
             del self._ended[next(iter(self._ended))]
-        for closer in self._closers.pop(session.id, set()):
+        for closer in self._closers.pop(session.id, {}):
             try:
                 closer(reason)
             except Exception:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 
 from gateway.auth import Session
+from gateway.core import Gateway
 from gateway.hub.stream import Stream, StreamNotReady
 from gateway.outputs.webrtc.peers import DISABLED, new_peer
 from gateway.tasks import background
@@ -72,7 +73,7 @@ async def _signal(
                 except StreamNotReady as e:
                     return await refuse(ws, CLOSE_NOT_READY, str(e))
                 await ws.send_str(json.dumps({"type": "offer", "sdp": await peer.offer()}))
-                background(_close_ws_with_peer(ws, peer))
+                background(_close_ws_with_peer(ws, peer, gw, session))
             elif kind == "answer" and peer is not None:
                 await peer.accept_answer(str(message.get("sdp", "")))
             elif kind == "remoteice" and peer is not None:
@@ -92,8 +93,10 @@ async def _signal(
     return ws
 
 
-async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: RtcPeer) -> None:
+async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: RtcPeer, gw: Gateway, session: Session | None) -> None:
     await peer.closed.wait()
+    if session is not None and session.id not in gw.auth.sessions:
+        return  # the peer closed as its session ended: the socket closes with that reason (closing_with_session)
     if not ws.closed:
         await ws.close(code=1000, message=b"webrtc connection ended")
 
