@@ -13,6 +13,7 @@ import sys
 
 from gateway.app import prepare, serve
 from gateway.config.file import Config, ConfigError, load_config
+from gateway.log_filter import bound_repeats
 from gateway.redact import RedactingFormatter
 
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler()  # camera URLs in any line (FFmpeg's text too) redacted
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.settings.system.log_level.upper(), handlers=[handler])
+    bound_repeats(logging.getLogger())
     logging.getLogger("libav").setLevel(logging.ERROR)
     for noisy in ("aiortc", "aioice"):  # per-packet debug lines
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))

@@ -31,7 +31,8 @@ from gateway.outputs.ws_fmp4 import socket as ws
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.playback import files as mediastore
 from gateway.web.errors import fail
-from gateway.web.front import FrontSite
+from gateway.web.fd_limit import connection_cap, raise_fd_limit
+from gateway.web.front import BACKLOG, KEEPALIVE_TIMEOUT, ConnectionCap, FrontSite
 from gateway.web.request import GATEWAY_KEY
 
 log = logging.getLogger(__name__)
@@ -134,14 +135,24 @@ async def serve(config: Config) -> web.AppRunner:
     """Start the HTTP (and HTTPS, when certs exist) listeners; returns the runner."""
     settings = config.settings
     gateway = Gateway(config, output_registry(settings))
-    runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=True)
+    runner = web.AppRunner(
+        build_app(gateway), access_log=None, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT
+    )
     await runner.setup()
     app = runner.app
     bind = settings.http.bind
+    fd_limit = raise_fd_limit()
+    cap = ConnectionCap(fd_limit, runner)
 
     def site(port: int, context: ssl.SSLContext | None = None) -> FrontSite:
         return FrontSite(
-            runner, bind, port, route=hls.fast_route(app), internal_error=hls.internal_error, ssl_context=context
+            runner,
+            bind,
+            port,
+            route=hls.fast_route(app),
+            internal_error=hls.internal_error,
+            cap=cap,
+            ssl_context=context,
         )
 
     http_port, https_port = settings.http.port, settings.http.https_port
@@ -160,4 +171,6 @@ async def serve(config: Config) -> web.AppRunner:
         log.info("serving https://%s:%d/", bind, https_port)
     elif https_port:
         log.info("HTTPS off: no certs/server.crt and certs/server.key (run ./gencert.sh)")
+    cap.limit = connection_cap(fd_limit, len(cap.sites), BACKLOG)
+    log.info("at most %d client connections at once", cap.limit)
     return runner

@@ -18,13 +18,16 @@ def head(*lines: str) -> bytes:
 @pytest.mark.parametrize("raw,expected", [
     (head("GET /cam/index.m3u8?session=a&session=b&x= HTTP/1.1", "Host: h"),
      LeanRequest("GET", "/cam/index.m3u8", {"session": "a", "x": ""}, True, b"\r\nHost: h")),
-    (head("HEAD /hls/v1/c%61m/hls.m3u8 HTTP/1.1", "Connection: close"),
-     LeanRequest("HEAD", "/hls/v1/cam/hls.m3u8", {}, False, b"\r\nConnection: close")),
+    (head("HEAD /hls/v1/c%61m/hls.m3u8 HTTP/1.1", "Connection: close", "host: h"),
+     LeanRequest("HEAD", "/hls/v1/cam/hls.m3u8", {}, False, b"\r\nConnection: close\r\nhost: h")),
     (head("GET /a HTTP/1.0"), LeanRequest("GET", "/a", {}, False, b"")),
     (head("GET /a HTTP/1.0", "Connection: Keep-Alive"), LeanRequest("GET", "/a", {}, True, b"\r\nConnection: Keep-Alive")),
-    (head("GET /a HTTP/1.1", "Content-Length: 0"), LeanRequest("GET", "/a", {}, True, b"\r\nContent-Length: 0")),
-    (head("GET /a HTTP/1.1", "X-Content-Length: 5", "connection: KEEP-ALIVE, close"),
-     LeanRequest("GET", "/a", {}, False, b"\r\nX-Content-Length: 5\r\nconnection: KEEP-ALIVE, close")),
+    (head("GET /a HTTP/1.1", "Content-Length: 0", "HOST: h"),
+     LeanRequest("GET", "/a", {}, True, b"\r\nContent-Length: 0\r\nHOST: h")),
+    (head("GET /a HTTP/1.1", "X-Content-Length: 5", "Host:", "connection: KEEP-ALIVE, close"),
+     LeanRequest("GET", "/a", {}, False, b"\r\nX-Content-Length: 5\r\nHost:\r\nconnection: KEEP-ALIVE, close")),
+    (head("GET /a HTTP/1.1", "Host: h", *[f"X{i}: y" for i in range(127)]),
+     LeanRequest("GET", "/a", {}, True, "".join(["\r\nHost: h", *[f"\r\nX{i}: y" for i in range(127)]]).encode())),
 ])
 def test_plain_gets_are_parsed(raw, expected):
     assert parse_head(raw) == expected
@@ -50,6 +53,11 @@ def test_plain_gets_are_parsed(raw, expected):
     head("GET /a HTTP/1.1", "Host: h", ""),
     "GET /caf\u00e9 HTTP/1.1".encode("utf-8"),
     head("GET /%ff HTTP/1.1"),
+    head("GET /a HTTP/1.1"),  # no Host (aiohttp: 400)
+    head("GET /a HTTP/1.1", "X-Host: h", "Hostname: h"),
+    head("GET /a HTTP/1.1", "Host: h", "host: h"),  # two (aiohttp: 400)
+    head("GET /a HTTP/1.0", "Host: h", "Host: h"),
+    head("GET /a HTTP/1.1", "Host: h", *[f"X{i}: y" for i in range(128)]),  # 129 lines (aiohttp: 400)
 ])
 def test_anything_else_is_left_to_aiohttp(raw):
     assert parse_head(raw) is None
@@ -123,9 +131,13 @@ def test_head_errors_and_connection_close(gateway):
     (b"GET /token1/index.m3u8 HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", (400, 431)),
     (b"GET /token1/index.m3u8 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", (400, 401)),
     (b"BREW /token1/index.m3u8 HTTP/1.1\r\n\r\n", (400, 405)),
-], ids=["oversized-head", "get-with-body", "unknown-method"])
+    (b"GET /token1/index.m3u8 HTTP/1.1\r\n\r\n", (400,)),
+    (b"GET /token1/index.m3u8 HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", (400,)),
+    (b"GET /token1/index.m3u8 HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 128 + b"\r\n", (400,)),
+], ids=["oversized-head", "get-with-body", "unknown-method", "no-host", "two-hosts", "129-header-lines"])
 def test_odd_requests_meet_aiohttp(gateway, raw, codes):
-    """An oversized head, a GET with a body, an unknown method: aiohttp's answer, no hang."""
+    """An oversized head, a GET with a body, an unknown method, HTTP/1.1 without one Host,
+    more header lines than aiohttp takes: aiohttp's answer, no hang."""
     with connect(gateway) as sock:
         sock.sendall(raw)
         status, headers, body = read_response(sock, bytearray())

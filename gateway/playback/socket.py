@@ -35,6 +35,7 @@ from gateway.web.websocket import (
     close_ended,
     ended_session,
     error_event,
+    h5s_socket,
     refuse,
 )
 
@@ -45,7 +46,7 @@ SEND_TIMEOUT = 30.0  # a viewer that takes no data for this long is dropped
 
 async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     gw = gateway(request)
-    ws = web.WebSocketResponse(max_msg_size=64 * 1024, compress=False)
+    ws = h5s_socket()
     await ws.prepare(request)
     try:
         session = session_from(request)

@@ -28,13 +28,28 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 8190  # as aiohttp's default line limit; a longer head goes to aiohttp
+MAX_HEADERS = 128  # header lines, as aiohttp's limit: a head with more goes to aiohttp (400)
 MAX_PIPELINED = 65536  # bytes read ahead while a request is answered; then reading pauses
-KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection is kept (aiohttp's default)
-SWEEP_INTERVAL = 10.0
+# Seconds an idle connection is kept, here and (set on the AppRunner) by aiohttp, whose
+# own default is 3630. aiohttp's timer also bounds the wait for a whole request head: it
+# runs from the connection's start or its last answer, and a partial head does not reset it.
+KEEPALIVE_TIMEOUT = 30.0
+HEAD_TIMEOUT = 10.0  # seconds from a head's first bytes to its end here (a slowloris client)
+EVICTABLE_IDLE = 1.0  # at the connection cap, a connection idle this long may be closed for a new one
+SWEEP_INTERVAL = 5.0
+# Connections taken from the kernel's queue per loop turn, and its length. Each is a file
+# descriptor before the front can close it, so fd_limit.py keeps this many spare per port.
+BACKLOG = 64
 # A head the front takes: the request line, then lines of a token, a colon and printable
-# ASCII (no tab, no folding). One regular expression checks it all in C: parsing in
+# ASCII (no tab, no folding), with one Host line, which HTTP/1.1 requires (aiohttp refuses
+# a request without, or with two). One regular expression checks it all in C: parsing in
 # Python was a third of an HLS request's cost.
-_HEAD = re.compile(rb"(GET|HEAD) (/[!-~]*) HTTP/1\.([01])((?:\r\n[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ -~]*)*)")
+_LINE = rb"\r\n(?![Hh][Oo][Ss][Tt]:)[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ -~]*"
+_HOST_LINE = rb"\r\n[Hh][Oo][Ss][Tt]:[ -~]*"
+_HEAD = re.compile(
+    rb"(GET|HEAD) (/[!-~]*) HTTP/1\.(?:(1)|0)"
+    rb"((?:%s)*(?(3)%s(?:%s)*|(?:%s(?:%s)*)?))" % (_LINE, _HOST_LINE, _LINE, _HOST_LINE, _LINE)
+)
 # The fields that decide whether the front may answer, and how the connection goes on.
 _SPECIAL_FIELDS = re.compile(
     rb"\r\n(content-length|transfer-encoding|upgrade|expect|connection):([ -~]*)", re.IGNORECASE
@@ -95,7 +110,9 @@ def parse_head(head: bytes) -> LeanRequest | None:
     if match is None:
         return None  # anything unusual (a control character, a folded or malformed line): aiohttp decides
     method, target, minor, fields = match.groups()
-    keep_alive = minor == b"1"
+    if len(fields) > 4 * MAX_HEADERS and fields.count(b"\r\n") > MAX_HEADERS:
+        return None  # (a line takes 4 bytes at least: most heads need no count)
+    keep_alive = minor is not None
     for name, value in _SPECIAL_FIELDS.findall(fields):
         name = name.lower()
         if name == b"connection":
@@ -149,6 +166,11 @@ def date_line() -> bytes:
 
 
 _KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
+_TOO_MANY = b'{"bStatus":false,"strCode":"too many connections, try again later"}'
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TOO_MANY), _TOO_MANY)
+)
 _CLOSE = b"Connection: close\r\n\r\n"
 _received = memoryview(bytearray(65536))  # every connection reads into it and copies out at once
 
@@ -165,15 +187,20 @@ class HttpFront(asyncio.BufferedProtocol):
         self.answering: LeanRequest | None = None  # a request being answered LATER
         self.write_paused = False
         self.read_paused = False
-        self.last_active = 0.0
+        self.last_active = 0.0  # connected, or last answered
+        self.head_since = 0.0  # when the first bytes of a head still incomplete came (0: none is)
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        self.last_active = now = time.monotonic()
+        if not self.site.cap.admit(now):
+            transport.write(_REFUSED)
+            transport.close()
+            return
         self.transport = transport
-        self.last_active = time.monotonic()
-        self.site.lean.add(self)
+        self.site.lean[self] = None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _received
@@ -188,7 +215,7 @@ class HttpFront(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.site.lean.discard(self)
+        self.site.lean.pop(self, None)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -207,10 +234,14 @@ class HttpFront(asyncio.BufferedProtocol):
             if end < 0:
                 if len(self.buffer) > MAX_HEAD:
                     self._hand_off()
-                elif self.read_paused:
+                    return
+                if self.buffer and not self.head_since:
+                    self.head_since = time.monotonic()
+                if self.read_paused:
                     self.read_paused = False
                     self.transport.resume_reading()
                 return
+            self.head_since = 0.0
             request = parse_head(bytes(self.buffer[:end]))
             answer = None
             if request is not None:
@@ -255,7 +286,8 @@ class HttpFront(asyncio.BufferedProtocol):
         """aiohttp takes the connection over, with what has been read of it."""
         transport = self.transport
         assert transport is not None
-        self.site.lean.discard(self)
+        self.site.lean.pop(self, None)
+        self.site.cap.handed_off += 1
         self.transport = None
         if self.read_paused:
             transport.resume_reading()
@@ -266,9 +298,60 @@ class HttpFront(asyncio.BufferedProtocol):
             handler.data_received(bytes(self.buffer))
         self.buffer.clear()
 
+    def idle(self, now: float, for_seconds: float) -> bool:
+        """No request answered for `for_seconds`, none in progress (but perhaps a head coming)."""
+        return self.transport is not None and self.answering is None and now - self.last_active > for_seconds
+
     def close_if_idle(self, now: float) -> None:
-        if self.transport is not None and self.answering is None and now - self.last_active > KEEPALIVE_TIMEOUT:
+        """After the keep-alive time without a request, or HEAD_TIMEOUT on one head."""
+        if self.transport is None:
+            return  # closed (by a `Connection: close` answer), its connection_lost to come
+        if self.idle(now, KEEPALIVE_TIMEOUT) or (self.head_since and now - self.head_since > HEAD_TIMEOUT):
             self.transport.close()
+
+
+class ConnectionCap:
+    """At most `limit` connections over all listeners (gateway/web/fd_limit.py sets it below
+    the process's file descriptor limit). A new connection at the limit takes the place of
+    the longest-connected one that is idle (no answer for EVICTABLE_IDLE seconds, none in
+    progress): its client, an abandoned or hostile one or a keep-alive client between
+    requests, at worst reconnects. Connections that are busy (a request being answered, a
+    WebSocket, a download) are never closed for a newcomer; when all are, the newcomer gets a
+    503 and a close right away, so it neither hangs nor costs the others anything."""
+
+    RECOUNT_INTERVAL = 0.1
+
+    def __init__(self, limit: int, runner: web.BaseRunner):
+        self.limit = limit
+        self.runner = runner
+        self.sites: list[FrontSite] = []
+        # Connections handed to aiohttp, counted up here and recounted from aiohttp's own
+        # list near the limit (they close without telling the front): never less than true.
+        self.handed_off = 0
+        self._recounted = 0.0
+
+    def lean(self) -> int:
+        return sum(len(site.lean) for site in self.sites)
+
+    def admit(self, now: float) -> bool:
+        """Whether a new connection may stay (perhaps having closed an idle one for it)."""
+        if self.lean() + self.handed_off < self.limit:
+            return True
+        server = self.runner.server
+        if server is not None and now - self._recounted > self.RECOUNT_INTERVAL:
+            self._recounted = now
+            self.handed_off = len(server.connections)
+            if self.lean() + self.handed_off < self.limit:
+                return True
+        for site in self.sites:
+            for connection in site.lean:
+                if connection.idle(now, EVICTABLE_IDLE):
+                    assert connection.transport is not None
+                    connection.transport.close()
+                    site.lean.pop(connection)
+                    return True
+        log.warning("connection limit (%d) reached, none idle: a new connection refused", self.limit)
+        return False
 
 
 class FrontSite(web.TCPSite):
@@ -282,12 +365,14 @@ class FrontSite(web.TCPSite):
         *,
         route: FastRoute,
         internal_error: InternalError,
+        cap: ConnectionCap,
         ssl_context: ssl.SSLContext | None = None,
     ):
-        super().__init__(runner, host, port, ssl_context=ssl_context)
+        super().__init__(runner, host, port, ssl_context=ssl_context, backlog=BACKLOG)
         self.route = route
         self.internal_error = internal_error
-        self.lean: set[HttpFront] = set()
+        self.cap = cap
+        self.lean: dict[HttpFront, None] = {}  # the front's own connections, oldest first
         self._sweeper: asyncio.TimerHandle | None = None
 
     def aiohttp_protocol(self) -> asyncio.Protocol:
@@ -299,8 +384,14 @@ class FrontSite(web.TCPSite):
         await web.BaseSite.start(self)  # registers with the runner, as TCPSite.start does
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: HttpFront(self), self._host, self._port, ssl=self._ssl_context, backlog=self._backlog
+            lambda: HttpFront(self),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=HEAD_TIMEOUT if self._ssl_context is not None else None,
         )
+        self.cap.sites.append(self)
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
@@ -313,6 +404,8 @@ class FrontSite(web.TCPSite):
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self in self.cap.sites:
+            self.cap.sites.remove(self)
         for connection in list(self.lean):
             if connection.transport is not None:
                 connection.transport.close()

@@ -26,6 +26,15 @@ CLOSE_BAD_REQUEST = 4000
 CLOSE_POLICY = 4001  # no session (or it ended: Logout, ...), or a feature turned off
 CLOSE_NOT_FOUND = 4004
 CLOSE_NOT_READY = 4008  # no media in time, or a recording that cannot be read
+# The h5s players send a keepalive each second. A socket silent for HEARTBEAT seconds is
+# pinged (aiohttp's heartbeat) and closed when no pong comes in HEARTBEAT/2 more: a dead or
+# stalled client holds a stream and a connection 30 s at most. A browser answers pings
+# itself, so a background tab whose timers are throttled stays connected.
+HEARTBEAT = 20.0
+
+
+def h5s_socket(max_msg_size: int = 64 * 1024) -> web.WebSocketResponse:
+    return web.WebSocketResponse(max_msg_size=max_msg_size, compress=False, heartbeat=HEARTBEAT)
 
 
 def client_message(text: str) -> dict[str, Any] | None:
@@ -92,7 +101,7 @@ async def stream_socket(
     session, the token and `profile=` (main, the default, or sub: the source's sub stream,
     its main one when it has none). On a problem the socket is already closed with a
     readable reason and the stream is None."""
-    ws = web.WebSocketResponse(max_msg_size=max_msg_size, compress=False)
+    ws = h5s_socket(max_msg_size)
     if set_cookie is not None:
         ws.headers["Set-Cookie"] = set_cookie
     await ws.prepare(request)

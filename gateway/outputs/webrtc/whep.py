@@ -20,7 +20,8 @@ from gateway.config.file import valid_token
 from gateway.hub.profile import profile_of
 from gateway.hub.stream import StreamNotReady
 from gateway.outputs.webrtc.peers import DISABLED, new_peer
-from gateway.web.errors import fail
+from gateway.web.body import body_text
+from gateway.web.errors import ApiError, fail
 from gateway.web.request import gateway, session_of
 
 WHEP_PAGE = Path(__file__).resolve().parents[3] / "www" / "whep.html"
@@ -69,7 +70,10 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
         return _with_cors(fail(404, f"unknown token {token[:64]!r}"))
     if request.content_type != "application/sdp":
         return _with_cors(fail(415, "Content-Type must be application/sdp"))
-    offer = await request.text()
+    try:
+        offer = await body_text(request)
+    except ApiError as e:
+        return _with_cors(fail(e.status, e.reason))
     if not offer.startswith("v=0") or "m=video" not in offer:
         return _with_cors(fail(400, "body is not an SDP offer with a video section"))
     try:
