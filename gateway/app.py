@@ -7,13 +7,14 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 # The api modules register their commands with api.commands when imported.
 from gateway.api import commands, download, hikvision, onvif, openapi, record, session, sources, system  # noqa: F401
 from gateway.api import hls as hls_api  # noqa: F401
-from gateway.auth import upgrade_users
+from gateway.auth import default_password_users, upgrade_users
 from gateway.config.file import Config
 from gateway.config.settings import Settings
 from gateway.core import Gateway
@@ -101,9 +102,25 @@ def prepare(config: Config) -> None:
     if upgrade_users(config.users):
         config.save()
         log.info("stored passwords upgraded to salted PBKDF2")
+    warn_open_doors(config.settings, config.users)
     uses_sample = any(s.type == "H5_FILE" and s.url == SAMPLE_NAME for s in config.sources.values())
     if uses_sample:
         ensure_sample(config.settings.system.media_dir)
+
+
+def warn_open_doors(settings: Settings, users: list[dict[str, Any]]) -> None:
+    """Say loudly at start when anyone who reaches the gateway can use it."""
+    http = settings.http
+    if not http.auth:
+        log.warning(
+            "http.bAuth is false: NO LOGIN is asked. Anyone who can reach %s (ports %s) can watch every "
+            "camera and add, change or delete sources (DelSrc). Turn bAuth on, or bind to 127.0.0.1.",
+            http.bind,
+            ", ".join(str(p) for p in (http.port, http.https_port, settings.webrtc.port) if p),
+        )
+        return
+    for name in default_password_users(users):
+        log.warning("user %r still has the default password 12345: change it (the UpdateUser command)", name)
 
 
 def tls_context(root: Path) -> ssl.SSLContext | None:

@@ -6,6 +6,7 @@ answer always agree: validate first, then save, then start; nothing half-done on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SESSION_SWEEP = 2.0  # seconds: an expired session, and what it opened, ends at most this late
+
 
 class Gateway:
     def __init__(self, config: Config, registry: OutputRegistry):
@@ -51,6 +54,7 @@ class Gateway:
         self.recordings = RecordingJobs(self.store, system.record_segment_seconds)
         self.retention = RetentionTimer(self.store, system)
         self.hikvision = hikvision_client(settings.hikvision)
+        self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Create a stream for every configured source (a broken one is logged, not fatal),
@@ -65,8 +69,17 @@ class Gateway:
                 self._record_continuously(conf.token, True)
         self.retention.start()
         self.runinfo.start()
+        self._sweeper = background(self._sweep_sessions())
+
+    async def _sweep_sessions(self) -> None:
+        while True:
+            await asyncio.sleep(SESSION_SWEEP)
+            self.auth.sweep()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.auth.close()
         for peer in list(self.rtc_peers.values()):
             await peer.close()
         self.retention.stop()

@@ -23,8 +23,9 @@ SIGNED_EXPIRE = (60, 10, 86400)  # default, min, max seconds of a GetHlsUrl toke
     ),
     answer=obj(strUrl=TEXT, strV1Url=TEXT, strV2Url=TEXT, nExpire=INT),
 )
-async def get_hls_url(request: web.Request, _: Session | None) -> web.Response:
-    """Signed HLS URLs (relative to the gateway root) for one stream; `profile=sub`: its sub stream."""
+async def get_hls_url(request: web.Request, session: Session | None) -> web.Response:
+    """Signed HLS URLs (relative to the gateway root) for one stream; `profile=sub`: its
+    sub stream. They end with the caller's session."""
     token = token_param(request)
     try:
         profile = profile_of(request.query.get("profile"))
@@ -35,7 +36,7 @@ async def get_hls_url(request: web.Request, _: Session | None) -> web.Response:
     seconds = default if seconds is None else seconds
     if not low <= seconds <= high:
         raise ApiError(400, f"parameter 'expire' must be {low}-{high} seconds")
-    query = "?hlstoken=" + request.app[SIGNER_KEY].sign(token, seconds)
+    query = "?hlstoken=" + request.app[SIGNER_KEY].sign(token, seconds, session)
     if profile == SUB:
         query += "&profile=sub"
     return ok(

@@ -32,6 +32,8 @@ from gateway.web.websocket import (
     CLOSE_NOT_READY,
     CLOSE_POLICY,
     client_message,
+    close_ended,
+    ended_session,
     error_event,
     h5s_socket,
     refuse,
@@ -47,7 +49,7 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     ws = h5s_socket()
     await ws.prepare(request)
     try:
-        session_from(request)
+        session = session_from(request)
         wanted = record_range(gw, request.query, "begintime", "endtime")
     except AuthError as e:
         return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
@@ -80,8 +82,12 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     playback.start()
     reader = asyncio.create_task(_read_commands(ws, control))
     try:
-        waiting: list[asyncio.Future[Any]] = [reader, finished]
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        with ended_session(request, session) as session_ended:
+            waiting: list[asyncio.Future[Any]] = [reader, finished, session_ended]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if session_ended.done():
+                control.stop()
+                await close_ended(ws, session_ended.result())
         if finished.done() and not ws.closed:
             error = finished.result()
             if error:

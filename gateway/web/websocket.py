@@ -7,7 +7,10 @@ code (PROTOCOLS.md §2) and the reason.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
@@ -16,10 +19,11 @@ from gateway.auth import AuthError, Session
 from gateway.config.file import valid_token
 from gateway.hub.profile import profile_of
 from gateway.hub.stream import Stream
+from gateway.tasks import background
 from gateway.web.request import gateway, session_from
 
 CLOSE_BAD_REQUEST = 4000
-CLOSE_POLICY = 4001  # no session, or a feature turned off
+CLOSE_POLICY = 4001  # no session (or it ended: Logout, ...), or a feature turned off
 CLOSE_NOT_FOUND = 4004
 CLOSE_NOT_READY = 4008  # no media in time, or a recording that cannot be read
 # The h5s players send a keepalive each second. A socket silent for HEARTBEAT seconds is
@@ -52,6 +56,42 @@ async def refuse(ws: web.WebSocketResponse, code: int, reason: str) -> web.WebSo
     await error_event(ws, reason)
     await ws.close(code=code, message=reason.encode()[:120])
     return ws
+
+
+@contextmanager
+def ended_session(request: web.Request, session: Session | None) -> Iterator[asyncio.Future[str]]:
+    """A future given the reason when `session` ends (Logout, a changed password, expiry),
+    for a socket's handler to close it then (`close_ended`). Never done with logins off."""
+    ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def closer(reason: str) -> None:
+        if not ended.done():
+            ended.set_result(reason)
+
+    unregister = gateway(request).auth.on_end(session, closer)
+    try:
+        yield ended
+    finally:
+        unregister()
+        ended.cancel()
+
+
+@contextmanager
+def closing_with_session(request: web.Request, ws: web.WebSocketResponse, session: Session | None) -> Iterator[None]:
+    """Close `ws` when `session` ends, for a handler whose only writer to it is itself."""
+    with ended_session(request, session) as ended:
+        ended.add_done_callback(lambda f: None if f.cancelled() else background(close_ended(ws, f.result())))
+        yield
+
+
+async def close_ended(ws: web.WebSocketResponse, reason: str) -> None:
+    """Tell the client its session ended, and close (CLOSE_POLICY)."""
+    if ws.closed:
+        return
+    try:
+        await refuse(ws, CLOSE_POLICY, f"unauthorized: {reason}")
+    except ConnectionError:  # the client left meanwhile
+        pass
 
 
 async def stream_socket(

@@ -199,7 +199,7 @@ class Gateway:
 def ask(gw: Gateway, grants: HlsGrants, name: str, cookie: str | None = None, **query: str):
     replies: list[LeanResponse] = []
     fields = b"\r\nHost: h" + (b"" if cookie is None else f"\r\nCookie: h5ss_hls={cookie}".encode())
-    request = Ask(gw, HlsSigner(b"k" * 32), grants, "v1", "t", name, query, fields, replies.append)
+    request = Ask(gw, HlsSigner(b"k" * 32, gw.auth), grants, "v1", "t", name, query, fields, replies.append)
     return json_errors(answer, request), replies
 
 
@@ -217,6 +217,9 @@ def test_without_a_credential_segments_are_refused_and_granted_ones_served(grant
     # Sessions and signed URLs are checked as before, the grant aside.
     assert status(ask(gw, grants, "seg1.ts", A, session="forged")[0]) == (401, "invalid session")
     assert status(ask(gw, grants, "seg1.ts", A, hlstoken="1.x")[0]) == (401, "invalid hlstoken")
+    # Not ASCII digits, or too many: refused as such, not a server error.
+    for bad in ("\u00b2.0." + "0" * 32, "9" * 5000 + ".0." + "0" * 32, "1.0.x"):
+        assert status(ask(gw, grants, "seg1.ts", A, hlstoken=bad)[0]) == (401, "invalid hlstoken")
 
 
 def test_with_logins_off_nothing_is_asked(grants):

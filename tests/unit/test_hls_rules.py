@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gateway.auth import Auth
 from gateway.config.file import SourceConf
 from gateway.config.settings import HlsSettings, SourceSettings
 from gateway.hub.output import OutputRegistry
@@ -79,7 +80,7 @@ class Camera:
             streams={"t": self.stream},
             settings=SimpleNamespace(http=SimpleNamespace(auth=False)),
         )
-        self.signer = HlsSigner(b"k" * 32)
+        self.signer = HlsSigner(b"k" * 32, Auth([], 600, 5, 300))
         self.grants = HlsGrants(b"k" * 32)
         self.replies: list[LeanResponse] = []  # answers given LATER, in order
 

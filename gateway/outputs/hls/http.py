@@ -59,7 +59,7 @@ _INIT = re.compile(r"init([0-9]{1,12})\.mp4")
 
 def add_routes(app: web.Application) -> None:
     """Register the aiohttp side; before /api/v1/{command} and the static files."""
-    app[SIGNER_KEY] = HlsSigner(secrets.token_bytes(32))
+    app[SIGNER_KEY] = HlsSigner(secrets.token_bytes(32), app[GATEWAY_KEY].auth)
     app[GRANTS_KEY] = HlsGrants(secrets.token_bytes(32))
     app.router.add_get("/api/v1/h5swscmnapi", h5swscmnapi)
     app.router.add_get("/hls/{variant:v1|v2}/{token}/{name}", aiohttp_route)

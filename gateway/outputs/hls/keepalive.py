@@ -13,8 +13,9 @@ from aiohttp import WSMsgType, web
 from gateway.auth import AuthError
 from gateway.outputs.hls.grants import COOKIE, GRANTS_KEY
 from gateway.outputs.hls.segmenter import HlsSegmenter
+from gateway.tasks import background
 from gateway.web.request import auth_required, gateway, session_from
-from gateway.web.websocket import CLOSE_POLICY, client_message, refuse, stream_socket
+from gateway.web.websocket import CLOSE_POLICY, client_message, close_ended, ended_session, refuse, stream_socket
 
 
 async def h5swscmnapi(request: web.Request) -> web.WebSocketResponse:
@@ -26,23 +27,23 @@ async def h5swscmnapi(request: web.Request) -> web.WebSocketResponse:
         return ws
     if client is not None:
         grants.open(client, stream.token)
-    ended = False  # by its session's end (Logout, a changed password): no grace then
-    try:
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT and is_keepalive(msg.data):
-                if session is not None:
-                    try:
-                        gw.auth.check(session.id)
-                    except AuthError as e:
-                        ended = True
-                        return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
-                    gw.auth.keepalive(session)
-                seg = stream.existing(HlsSegmenter)
-                if seg is not None and seg.active:
-                    seg.touch()
-    finally:
-        if client is not None:
-            grants.close(client, stream.token, grace=not ended)
+    with ended_session(request, session) as ended:  # by Logout, a changed password, expiry: no grace then
+        ended.add_done_callback(lambda f: None if f.cancelled() else background(close_ended(ws, f.result())))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and is_keepalive(msg.data):
+                    if session is not None:
+                        try:
+                            gw.auth.check(session.id)
+                        except AuthError as e:
+                            return await refuse(ws, CLOSE_POLICY, f"unauthorized: {e}")
+                        gw.auth.keepalive(session)
+                    seg = stream.existing(HlsSegmenter)
+                    if seg is not None and seg.active:
+                        seg.touch()
+        finally:
+            if client is not None:
+                grants.close(client, stream.token, grace=not ended.done())
     return ws
 
 

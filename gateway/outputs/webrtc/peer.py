@@ -262,6 +262,7 @@ class RtcPeer:
         self.video: PeerVideoTrack | None = None
         self.audio: PeerTrack | None = None
         self.closed = asyncio.Event()
+        self.owner: str | None = None  # the id of the session that made it (WHEP DELETE asks for it)
         self.fell_back = False  # a sender of this peer is aiortc's own (counted once in SENDER_PATH)
         self._timeout: asyncio.TimerHandle | None = None
 

@@ -13,11 +13,20 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from gateway.hub.stream import StreamNotReady
+from gateway.auth import Session
+from gateway.core import Gateway
+from gateway.hub.stream import Stream, StreamNotReady
 from gateway.outputs.webrtc.peers import DISABLED, new_peer
 from gateway.tasks import background
 from gateway.web.request import gateway
-from gateway.web.websocket import CLOSE_NOT_READY, CLOSE_POLICY, client_message, refuse, stream_socket
+from gateway.web.websocket import (
+    CLOSE_NOT_READY,
+    CLOSE_POLICY,
+    client_message,
+    closing_with_session,
+    refuse,
+    stream_socket,
+)
 
 if TYPE_CHECKING:
     from gateway.outputs.webrtc.peer import RtcPeer
@@ -27,11 +36,19 @@ log = logging.getLogger(__name__)
 
 async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
     gw = gateway(request)
-    ws, stream, _ = await stream_socket(request, max_msg_size=256 * 1024)
+    ws, stream, session = await stream_socket(request, max_msg_size=256 * 1024)
     if stream is None:
         return ws
     if not gw.settings.webrtc.enabled:
         return await refuse(ws, CLOSE_POLICY, DISABLED)
+    with closing_with_session(request, ws, session):  # its peer closes with it (and with the session: peers.py)
+        return await _signal(request, ws, stream, session)
+
+
+async def _signal(
+    request: web.Request, ws: web.WebSocketResponse, stream: Stream, session: Session | None
+) -> web.WebSocketResponse:
+    gw = gateway(request)
     peer: RtcPeer | None = None
     try:
         async for msg in ws:
@@ -52,11 +69,11 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
                     )
                 )
                 try:
-                    peer = await new_peer(gw, stream)
+                    peer = await new_peer(gw, stream, session)
                 except StreamNotReady as e:
                     return await refuse(ws, CLOSE_NOT_READY, str(e))
                 await ws.send_str(json.dumps({"type": "offer", "sdp": await peer.offer()}))
-                background(_close_ws_with_peer(ws, peer))
+                background(_close_ws_with_peer(ws, peer, gw, session))
             elif kind == "answer" and peer is not None:
                 await peer.accept_answer(str(message.get("sdp", "")))
             elif kind == "remoteice" and peer is not None:
@@ -76,8 +93,10 @@ async def h5srtcapi(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: RtcPeer) -> None:
+async def _close_ws_with_peer(ws: web.WebSocketResponse, peer: RtcPeer, gw: Gateway, session: Session | None) -> None:
     await peer.closed.wait()
+    if session is not None and session.id not in gw.auth.sessions:
+        return  # the peer closed as its session ended: the socket closes with that reason (closing_with_session)
     if not ws.closed:
         await ws.close(code=1000, message=b"webrtc connection ended")
 

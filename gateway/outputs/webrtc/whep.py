@@ -1,9 +1,11 @@
 """WHEP (RFC 9725) over the same RtcPeer, and the MediaMTX-style page that uses it.
 
 `POST /{token}/whep` with an SDP offer -> 201 + Location + answer; `DELETE` on the
-Location ends it. A WHEP client authenticates with `Authorization: Bearer <session>` (the
-session from Login) or `?session=`; `?profile=sub` plays the source's sub stream (its
-main one when it has none). `GET /{token}/` is the page that plays the stream.
+Location, with the credential of the session that made it (or an Administrator's), ends
+it; so does that session's end (Logout, ...). A WHEP client authenticates with
+`Authorization: Bearer <session>` (the session from Login) or `?session=`; `?profile=sub`
+plays the source's sub stream (its main one when it has none). `GET /{token}/` is the
+page that plays the stream.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from gateway.auth import AuthError
+from gateway.auth import AuthError, allowed
 from gateway.config.file import valid_token
 from gateway.hub.profile import profile_of
 from gateway.hub.stream import StreamNotReady
@@ -53,7 +55,7 @@ async def whep_options(request: web.Request) -> web.Response:
 async def whep_post(request: web.Request) -> web.StreamResponse:
     gw = gateway(request)
     try:
-        session_of(gw, _whep_session(request))
+        session = session_of(gw, _whep_session(request))
     except AuthError as e:
         return _with_cors(fail(401, f"unauthorized: {e}"))
     if not gw.settings.webrtc.enabled:
@@ -77,7 +79,7 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     try:
         # An offer without audio (some WHEP clients) gets a video-only peer: aiortc
         # cannot answer an offer that lacks a section for one of its senders.
-        peer = await new_peer(gw, stream, audio="m=audio" in offer)
+        peer = await new_peer(gw, stream, session, audio="m=audio" in offer)
     except StreamNotReady as e:
         return _with_cors(fail(503, str(e)))
     try:
@@ -97,10 +99,17 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
 
 
 async def whep_delete(request: web.Request) -> web.StreamResponse:
+    """Ends a peer: for the session that made it, or an Administrator (anyone with logins off)."""
     gw = gateway(request)
+    try:
+        session = session_of(gw, _whep_session(request))
+    except AuthError as e:
+        return _with_cors(fail(401, f"unauthorized: {e}"))
     peer = gw.rtc_peers.get(request.match_info["peer"])
     if peer is None or peer.stream.token != request.match_info["token"]:
         return _with_cors(fail(404, "no such WHEP session"))
+    if session is not None and session.id != peer.owner and not allowed(session, "Administrator"):
+        return _with_cors(fail(403, "only the session that made this WHEP session, or an Administrator, may end it"))
     await peer.close()
     return _with_cors(web.Response(status=200))
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from gateway.hub.stream import StreamNotReady
+from gateway.hub.stream import Stream, StreamNotReady
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from gateway.playback.socket import playback_socket
@@ -24,6 +25,8 @@ from gateway.web.websocket import (
     CLOSE_NOT_FOUND,
     CLOSE_NOT_READY,
     client_message,
+    close_ended,
+    ended_session,
     refuse,
     stream_socket,
 )
@@ -36,7 +39,7 @@ KNOWN_COMMANDS = ("H5_KEEPALIVE", "H5_START", "H5_PAUSE", "H5_RESUME", "H5_SEEK"
 async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
     if request.query.get("playback") == "true":
         return await playback_socket(request)
-    ws, stream, _ = await stream_socket(request)
+    ws, stream, session = await stream_socket(request)
     transport = request.transport
     if stream is None or transport is None:  # refused, or the client left during the upgrade
         return ws
@@ -44,26 +47,44 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
     hevc = request.query.get("hevc", "false")
     if hevc not in ("true", "false"):
         return await refuse(ws, CLOSE_BAD_REQUEST, f"hevc must be true or false, not {hevc[:16]!r}")
+    with ended_session(request, session) as session_ended:
+        await _play(ws, stream, transport, hevc == "true", request.query.get("audio") == "false", session_ended)
+    return ws
+
+
+async def _play(
+    ws: web.WebSocketResponse,
+    stream: Stream,
+    transport: asyncio.Transport,
+    hevc: bool,
+    video_only: bool,
+    session_ended: asyncio.Future[str],
+) -> None:
+    """Send the stream until the client leaves, the source is deleted or the session ends.
+    `video_only` (`audio=false`, ours): a muted player gets video only, and with it no wait
+    for the browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less."""
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))
     feed = stream.output(Fmp4Feed)
-    # `audio=false` (ours): a muted player gets video only, and with it no wait for the
-    # browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less.
-    video_only = request.query.get("audio") == "false"
-    viewer = TransportViewer(transport, video_only=video_only, hevc=hevc == "true")
+    viewer = TransportViewer(transport, video_only=video_only, hevc=hevc)
     try:
         try:
             params = await stream.wait_ready()
         except StreamNotReady as e:
-            return await refuse(ws, CLOSE_NOT_READY, str(e))
+            await refuse(ws, CLOSE_NOT_READY, str(e))
+            return
         await ws.send_bytes((params.without_audio() if video_only else params).mime.encode("ascii"))
         # From here the feed writes fragments straight into this socket.
         feed.subscribe(viewer)
         ended = asyncio.create_task(viewer.ended.wait())
-        await asyncio.wait([reader, ended], return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [reader, ended, session_ended]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         ended.cancel()
+        feed.unsubscribe(viewer)  # before a close frame: nothing may follow it
         if viewer.ended.is_set():
             await refuse(ws, CLOSE_NOT_FOUND, f"source {stream.token} was deleted")
+        elif session_ended.done():
+            await close_ended(ws, session_ended.result())
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
@@ -72,7 +93,6 @@ async def h5swsapi(request: web.Request) -> web.WebSocketResponse:
         reader.cancel()
         if not ws.closed:
             await ws.close()
-    return ws
 
 
 async def read_commands(ws: web.WebSocketResponse) -> None:
