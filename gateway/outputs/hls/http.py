@@ -288,9 +288,23 @@ def after(ask: Ask, wait: Wait, answer: Callable[[], LeanResponse]) -> Answer:
 
 
 def answer(ask: Ask) -> Answer:
+    """The request's answer (counted in the stream's HlsAnswers), or LATER."""
     if not check_credential(ask):
         return await_grant(ask)
     answers = stream_answers(ask)
+    answers.requests += 1
+    answered = stream_answer(ask, answers)
+    if isinstance(answered, LeanResponse):
+        answers.bytes_out += len(answered.body)
+        return answered
+    answers.held += 1
+    reply = ask.reply
+    ask.reply = lambda response: reply(answers.sent(response))
+    return answered
+
+
+def stream_answer(ask: Ask, answers: HlsAnswers) -> Answer:
+    """A playlist, or a media file (media_file)."""
     seg, name = answers.seg, ask.name
     if name == "index.m3u8" and ask.variant == "ll":
         return after(ask, FirstSegment(seg), lambda: playlist(answers.master_playlist(uri_query(ask))))
