@@ -1,0 +1,137 @@
+"""/metrics on a real gateway: scraped with Prometheus' own text parser while a WebSocket
+viewer and an HLS client play, and who may read it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import FILE_SOURCE
+from tests.fixtures.gateway import ADMIN_MD5, Gateway, md5
+from tests.fixtures.net import run_async
+
+SCRAPER_TOKEN = "scrape-me-7f3a"
+Samples = dict[tuple[str, frozenset], float]
+
+
+def scrape(gw: Gateway, query: str = "", bearer: str | None = None) -> tuple[int, str, str]:
+    """(status, content type, body) of GET /metrics."""
+    request = urllib.request.Request(f"{gw.url}/metrics{query}")
+    if bearer is not None:
+        request.add_header("Authorization", f"Bearer {bearer}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+def samples(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    return found[(name, frozenset(labels.items()))]
+
+
+def metrics_gateway(make_gateway: Any, **settings: Any) -> Gateway:
+    """token1 (the sample clip), an admin and a Viewer, the scraper's token configured."""
+    from gateway.auth import hash_md5
+
+    gw = make_gateway([dict(FILE_SOURCE)], start=False, http__strMetricsToken=SCRAPER_TOKEN, **settings)
+    conf = json.loads(gw.conf_path.read_text())
+    conf["user"]["users"] = [
+        {"strUser": "admin", "strPasswd": hash_md5(ADMIN_MD5), "strUserType": "Administrator"},
+        {"strUser": "viewer", "strPasswd": hash_md5(md5("v")), "strUserType": "Viewer"},
+    ]
+    gw.conf_path.write_text(json.dumps(conf))
+    return gw.start()
+
+
+def test_who_may_read_the_metrics(make_gateway):
+    gw = metrics_gateway(make_gateway)
+    status, kind, body = scrape(gw)
+    assert status == 401 and json.loads(body)["bStatus"] is False
+    assert scrape(gw, "?session=forged")[0] == 401
+    status, kind, body = scrape(gw, f"?session={gw.login('viewer', 'v')}")
+    assert status == 200 and kind.startswith("text/plain") and "h5ss_source_online" in body
+    assert scrape(gw, bearer=SCRAPER_TOKEN)[0] == 200
+    assert scrape(gw, bearer="wrong")[0] == 401
+    # A wrong bearer token is refused even beside a good session: the header decides.
+    assert scrape(gw, f"?session={gw.login()}", bearer="wrong")[0] == 401
+    assert SCRAPER_TOKEN not in gw.log()
+
+
+def test_no_token_configured_accepts_no_bearer(make_gateway):
+    gw = make_gateway([dict(FILE_SOURCE)])
+    assert scrape(gw, bearer="")[0] == 401
+    assert scrape(gw, f"?session={gw.login()}")[0] == 200
+
+
+def test_metrics_are_open_when_logins_are_off(make_gateway):
+    gw = make_gateway([dict(FILE_SOURCE)], http__bAuth=False)
+    assert scrape(gw)[0] == 200
+
+
+def test_metrics_move_while_clients_play(make_gateway):
+    gw = metrics_gateway(make_gateway)
+    session = gw.login("viewer", "v")
+    main = {"token": "token1", "profile": "main"}
+    ws = {**main, "output": "ws_fmp4"}
+    hls = {**main, "output": "hls"}
+
+    async def play() -> tuple[Samples, Samples]:
+        url = f"{gw.ws_url}/api/v1/h5swsapi?token=token1&session={session}"
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(url, heartbeat=None) as socket:
+                got = 0
+                while got < 30:  # the MIME, the init segment, then frames
+                    message = await asyncio.wait_for(socket.receive(), 15)
+                    assert message.type == aiohttp.WSMsgType.BINARY, message
+                    got += 1
+                async with http.get(f"{gw.url}/hls/v2/token1/hls.m3u8?session={session}") as response:
+                    assert response.status == 200, await response.text()
+                    playlist = await response.text()
+                segment = [line for line in playlist.splitlines() if line.startswith("seg")][-1]
+                async with http.get(f"{gw.url}/hls/v2/token1/{segment}") as response:
+                    assert response.status == 200
+                    await response.read()
+                async with http.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"}) as r:
+                    playing = samples(await r.text())
+            for _ in range(50):  # the viewer's handler ends a moment after the socket closes
+                async with http.get(f"{gw.url}/metrics?session={session}") as r:
+                    after = samples(await r.text())
+                if value(after, "h5ss_output_clients", **ws) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            return playing, after
+
+    playing, after = run_async(play)
+    assert value(playing, "h5ss_source_online", **main) == 1
+    assert value(playing, "h5ss_source_state", state="online", **main) == 1
+    assert value(playing, "h5ss_ingest_bytes_total", **main) > 0
+    assert value(playing, "h5ss_ingest_packets_total", **main) >= 28
+    assert value(playing, "h5ss_output_clients", **ws) == 1
+    ws_bytes = value(playing, "h5ss_output_bytes_total", **ws)
+    assert ws_bytes > 10_000
+    assert value(playing, "h5ss_output_requests_total", **hls) == 2
+    assert value(playing, "h5ss_output_held_requests_total", **hls) >= 1  # a cold segmenter's first playlist
+    assert value(playing, "h5ss_output_bytes_total", **hls) > 1000
+    assert value(playing, "h5ss_event_loop_lag_seconds") < 1.0
+    assert value(playing, "h5ss_process_resident_memory_bytes") > 10e6
+    assert value(playing, "h5ss_process_open_fds") > 5
+    assert value(playing, "h5ss_process_cpu_seconds_total") > 0
+    assert value(playing, "h5ss_process_threads") >= 2  # the loop and the demux thread at least
+
+    assert value(after, "h5ss_output_clients", **ws) == 0
+    assert value(after, "h5ss_output_bytes_total", **ws) >= ws_bytes
