@@ -135,3 +135,53 @@ def test_metrics_move_while_clients_play(make_gateway):
 
     assert value(after, "h5ss_output_clients", **ws) == 0
     assert value(after, "h5ss_output_bytes_total", **ws) >= ws_bytes
+
+
+def test_a_webrtc_peer_is_counted_while_it_plays(make_gateway):
+    """A real WHEP peer (aiortc as the client): the peer, its stream's WebRTC clients and
+    the bytes its lean sender sent."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    gw = metrics_gateway(make_gateway)
+    session = gw.login("viewer", "v")
+    rtc = {"token": "token1", "profile": "main", "output": "webrtc"}
+
+    async def play() -> Samples:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        connected = asyncio.Event()
+        frames = asyncio.Event()
+
+        @pc.on("connectionstatechange")
+        def changed() -> None:
+            if pc.connectionState == "connected":
+                connected.set()
+
+        @pc.on("track")
+        def track(received: Any) -> None:
+            async def read() -> None:
+                for _ in range(10):
+                    await received.recv()
+                frames.set()
+
+            asyncio.ensure_future(read())
+
+        await pc.setLocalDescription(await pc.createOffer())
+        headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {session}"}
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{gw.url}/token1/whep", data=pc.localDescription.sdp, headers=headers) as r:
+                    assert r.status == 201, await r.text()
+                    answer = await r.text()
+                await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+                await asyncio.wait_for(connected.wait(), 20)
+                await asyncio.wait_for(frames.wait(), 20)
+                async with http.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"}) as r:
+                    return samples(await r.text())
+        finally:
+            await pc.close()
+
+    playing = run_async(play)
+    assert value(playing, "h5ss_webrtc_peers") == 1
+    assert value(playing, "h5ss_output_clients", **rtc) == 1
+    assert value(playing, "h5ss_output_bytes_total", **rtc) > 10_000
