@@ -44,7 +44,8 @@ class Gateway:
         self.inputs: dict[str, Source] = {}  # each stream's input, by token (ONVIF PTZ asks it for its camera)
         self.runinfo = RunInfo(settings.root)
         self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (outputs/webrtc); aiortc loads on first use
-        self.playback: dict[str, OutputCounts] = {}  # WS playback of recordings, by token (for /metrics)
+        # Clients of recordings (WS playback, DownloadRecord), by (output, token), for /metrics.
+        self.recording_clients: dict[tuple[str, str], OutputCounts] = {}
         self.media_index = MediaIndex(system.mediastore_dir / "index.sqlite3")
         self.store = StoreContext(
             system.mediastore_dir, self.media_index, ThreadPoolExecutor(1, thread_name_prefix="record-io")

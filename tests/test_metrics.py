@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import FILE_SOURCE
 from tests.fixtures.gateway import ADMIN_MD5, Gateway, md5
 from tests.fixtures.net import run_async
+from tests.test_playback import _get, _stalled_download, big_recordings, h5_time  # noqa: F401  (a fixture)
 
 SCRAPER_TOKEN = "scrape-me-7f3a"
 Samples = dict[tuple[str, frozenset], float]
@@ -151,6 +153,7 @@ def test_a_webrtc_peer_is_counted_while_it_plays(make_gateway):
         pc.addTransceiver("video", direction="recvonly")
         connected = asyncio.Event()
         frames = asyncio.Event()
+        readers: list[asyncio.Future[None]] = []
 
         @pc.on("connectionstatechange")
         def changed() -> None:
@@ -164,7 +167,7 @@ def test_a_webrtc_peer_is_counted_while_it_plays(make_gateway):
                     await received.recv()
                 frames.set()
 
-            asyncio.ensure_future(read())
+            readers.append(asyncio.ensure_future(read()))
 
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {session}"}
@@ -185,3 +188,23 @@ def test_a_webrtc_peer_is_counted_while_it_plays(make_gateway):
     assert value(playing, "h5ss_webrtc_peers") == 1
     assert value(playing, "h5ss_output_clients", **rtc) == 1
     assert value(playing, "h5ss_output_bytes_total", **rtc) > 10_000
+
+
+def test_downloads_and_a_dropped_download_are_counted(request):
+    gw, _, viewer, start, end = request.getfixturevalue("big_recordings")
+    download = {"token": "cam", "profile": "main", "output": "download"}
+    stalled = _stalled_download(gw, viewer, start, end)  # reads nothing: dropped after 2 s
+    deadline = time.monotonic() + 15
+    while "read nothing for 2 s; dropped" not in gw.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stalled.close()
+    found = samples(scrape(gw, f"?session={viewer}")[2])
+    assert value(found, "h5ss_output_dropped_clients_total", **download) == 1
+    assert value(found, "h5ss_output_clients", **download) == 0
+    before = value(found, "h5ss_output_bytes_total", **download)
+    status, _, body = _get(f"{gw.url}/api/v1/DownloadRecord?token=cam&session={viewer}"
+                           f"&start={h5_time(start)}&end={h5_time(end)}")
+    assert status == 200
+    found = samples(scrape(gw, f"?session={viewer}")[2])
+    assert value(found, "h5ss_output_bytes_total", **download) == before + len(body)
+    assert value(found, "h5ss_output_dropped_clients_total", **download) == 1

@@ -7,7 +7,7 @@ reads, and through which narrow interface:
 
 - streams (hub/stream.py): state and counters, main and sub (StreamManager);
 - their outputs: each MeasuredOutput's OutputCounts (hub/output.py), labelled by its
-  metric_name; WS playback's OutputCounts by token (Gateway.playback);
+  metric_name; WS playback's and DownloadRecord's by token (Gateway.recording_clients);
 - recordings: RecordingJobs' counts by token and the jobs under way;
 - HikCentral Connect: each H5_HIKVISION input's URLs fetched, the client's failed calls;
 - the WebRTC peers, the process's threads and the event loop's lag (loop_lag.py).
@@ -128,8 +128,8 @@ class GatewayCollector(Collector):
             for output in stream.outputs():
                 if isinstance(output, MeasuredOutput):
                     measured.append(([stream.token, stream.profile, output.metric_name], output.counts()))
-        for token, counts in self.gw.playback.items():
-            measured.append(([token, MAIN, "playback"], counts))
+        for (output, token), counts in self.gw.recording_clients.items():
+            measured.append(([token, MAIN, output], counts))
         for labels, counts in measured:
             if counts.clients is not None:
                 clients.add_metric(labels, counts.clients)

@@ -57,7 +57,7 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
 
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[str | None] = loop.create_future()
-    counts = gw.playback.setdefault(wanted.token, OutputCounts(clients=0))
+    counts = gw.recording_clients.setdefault(("playback", wanted.token), OutputCounts(clients=0))
 
     async def send_counted(data: bytes | str) -> None:
         await (ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data))

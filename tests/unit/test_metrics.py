@@ -49,7 +49,7 @@ class FakeGateway:
 
     streams: StreamManager
     rtc_peers: dict[str, Any] = field(default_factory=dict)
-    playback: dict[str, OutputCounts] = field(default_factory=dict)
+    recording_clients: dict[tuple[str, str], OutputCounts] = field(default_factory=dict)
     recordings: Jobs = field(default_factory=Jobs)
     hikvision: HikClient | None = None
 
@@ -144,7 +144,7 @@ def test_playback_recordings_hikvision_and_peers_are_read_from_their_owners():
     gw.streams.add(SourceConf.from_json({"strToken": "hik"}, "hik"), SourceInput("hik", hik, False))
     hik.urls_fetched = 3
     client.errors["live/address/get"] = 2
-    gw.playback["cam"] = OutputCounts(clients=1, bytes_out=5000, dropped=1)
+    gw.recording_clients[("playback", "cam")] = OutputCounts(clients=1, bytes_out=5000, dropped=1)
     gw.recordings.counts["cam"] = RecordCounts(bytes_written=7000, errors=1)
     gw.recordings.under_way["cam"] = 2
     gw.rtc_peers["p"] = object()
