@@ -120,7 +120,7 @@ class GatewayCollector(Collector):
         requests = CounterMetricFamily("h5ss_output_requests", "HTTP requests for an output's files", labels=OUTPUT)
         held = CounterMetricFamily(
             "h5ss_output_held_requests",
-            "Requests held until their media existed (LL-HLS blocking reloads and preload hints)",
+            "Requests answered later: held until their media existed (LL-HLS blocking reloads), a TS segment made",
             labels=OUTPUT,
         )
         measured: list[tuple[list[str], OutputCounts]] = []
@@ -128,8 +128,8 @@ class GatewayCollector(Collector):
             for output in stream.outputs():
                 if isinstance(output, MeasuredOutput):
                     measured.append(([stream.token, stream.profile, output.metric_name], output.counts()))
-        for (output, token), counts in self.gw.recording_clients.items():
-            measured.append(([token, MAIN, output], counts))
+        for (name, token), counts in self.gw.recording_clients.items():
+            measured.append(([token, MAIN, name], counts))
         for labels, counts in measured:
             if counts.clients is not None:
                 clients.add_metric(labels, counts.clients)
