@@ -20,6 +20,7 @@ from gateway.config.settings import Settings
 from gateway.core import Gateway
 from gateway.hub.output import OutputRegistry
 from gateway.ingest.sample import SAMPLE_NAME, ensure_sample
+from gateway.metrics import http as metrics
 from gateway.outputs.hls import http as hls
 from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
@@ -82,6 +83,7 @@ def build_app(gateway: Gateway) -> web.Application:
     rtc.add_routes(app)
     whep.add_routes(app)
     hikvision.add_routes(app)
+    metrics.add_routes(app)
     app.router.add_get("/", index)
     if WWW_DIR.is_dir():
         app.router.add_static("/", WWW_DIR, follow_symlinks=False)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.auth import Auth
 from gateway.config.file import Config, SourceConf
 from gateway.config.settings import HikvisionSettings
-from gateway.hub.output import OutputRegistry
+from gateway.hub.output import OutputCounts, OutputRegistry
 from gateway.hub.profile import MAIN
 from gateway.hub.stream import Stream
 from gateway.hub.streams import StreamManager
@@ -47,6 +47,8 @@ class Gateway:
         self.inputs: dict[str, Source] = {}  # each stream's input, by token (ONVIF PTZ asks it for its camera)
         self.runinfo = RunInfo(settings.root)
         self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (outputs/webrtc); aiortc loads on first use
+        # Clients of recordings (WS playback, DownloadRecord), by (output, token), for /metrics.
+        self.recording_clients: dict[tuple[str, str], OutputCounts] = {}
         self.media_index = MediaIndex(system.mediastore_dir / "index.sqlite3")
         self.store = StoreContext(
             system.mediastore_dir, self.media_index, ThreadPoolExecutor(1, thread_name_prefix="record-io")

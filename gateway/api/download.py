@@ -26,6 +26,7 @@ from gateway.api.commands import command
 from gateway.api.schema import TIME_SCHEMA, shaped, text, token
 from gateway.auth import Session
 from gateway.config.settings import DownloadSettings
+from gateway.hub.output import OutputCounts
 from gateway.playback.pacer import Segment
 from gateway.playback.range import RecordRange, record_range
 from gateway.playback.stitch import stitch
@@ -139,16 +140,24 @@ async def download_record(request: web.Request, session: Session | None) -> web.
         loop = asyncio.get_running_loop()
         pipe = ChunkPipe(loop)
         remux = loop.run_in_executor(limits.threads, _remux, wanted.segments(gw), wanted.end - wanted.begin, pipe)
+        counts = gw.recording_clients.setdefault(("download", wanted.token), OutputCounts(clients=0))
+        counts.clients = (counts.clients or 0) + 1
         try:
-            return await _stream(request, wanted, pipe, remux, gw.settings.download.write_timeout)
+            return await _stream(request, wanted, pipe, remux, gw.settings.download.write_timeout, counts)
         finally:
+            counts.clients = (counts.clients or 0) - 1
             pipe.close()
             with suppress(Exception):
                 await remux  # the thread ends at its next write; the slot is freed after it
 
 
 async def _stream(
-    request: web.Request, wanted: RecordRange, pipe: ChunkPipe, remux: asyncio.Future[None], write_timeout: float
+    request: web.Request,
+    wanted: RecordRange,
+    pipe: ChunkPipe,
+    remux: asyncio.Future[None],
+    write_timeout: float,
+    counts: OutputCounts,
 ) -> web.StreamResponse:
     chunk = await pipe.next()
     if chunk is None:  # failed before its first chunk: an answer can still say so
@@ -169,12 +178,14 @@ async def _stream(
     try:
         while chunk is not None:
             await asyncio.wait_for(response.write(chunk), write_timeout)
+            counts.bytes_out += len(chunk)
             pipe.sent()
             chunk = await pipe.next()
         await remux
         await response.write_eof()
     except TimeoutError:
         log.info("DownloadRecord %s: the client read nothing for %.0f s; dropped", wanted.token, write_timeout)
+        counts.dropped += 1
         _drop(request)
     except ConnectionError:
         log.debug("DownloadRecord %s: the client went away", wanted.token)

@@ -30,6 +30,7 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("http", "nHTTPSPort", int, 8443),
     ("http", "strBindAddress", str, "0.0.0.0"),
     ("http", "bAuth", bool, True),
+    ("http", "strMetricsToken", str, ""),
     ("rtsp", "bRTSPSink", bool, False),
     ("rtsp", "nRTSPPort", int, 8554),
     ("rtsp", "nSSLPort", int, 8555),

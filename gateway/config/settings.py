@@ -18,6 +18,7 @@ class HttpSettings:
     https_port: int  # http.nHTTPSPort, 0: off
     bind: str  # http.strBindAddress
     auth: bool  # http.bAuth: sessions required (off: everyone is an Administrator)
+    metrics_token: str = ""  # http.strMetricsToken: a scraper's bearer token for /metrics, empty: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,9 @@ class Settings:
         host, _, port = raw["onvif"]["strDiscoveryTarget"].rpartition(":")
         return cls(
             root=root,
-            http=HttpSettings(http["nHTTPPort"], http["nHTTPSPort"], http["strBindAddress"], http["bAuth"]),
+            http=HttpSettings(
+                http["nHTTPPort"], http["nHTTPSPort"], http["strBindAddress"], http["bAuth"], http["strMetricsToken"]
+            ),
             system=SystemSettings(
                 log_level=system["strLogLevel"],
                 media_dir=(root / system["strMediaDir"]).resolve(),

@@ -11,7 +11,8 @@ stream component finds its providers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from gateway.hub.packet import MediaPacket, StreamParams
 
@@ -32,6 +33,31 @@ class StreamOutput(Protocol):
     def describe(self) -> dict[str, Any]:
         """What GetSrc shows of this output (h5ss fields)."""
         ...
+
+
+@dataclass(slots=True)
+class OutputCounts:
+    """What an output tells /metrics (gateway/metrics/): its clients now, and since it was
+    made the bytes sent, the times a client fell behind and skipped to a keyframe, the
+    clients dropped for not taking data, and for HTTP outputs the requests and how many of
+    them were held (answered when the media was there). None: not a thing this output has."""
+
+    clients: int | None = None
+    bytes_out: int = 0
+    skips: int = 0
+    dropped: int = 0
+    requests: int | None = None
+    held: int | None = None
+
+
+@runtime_checkable
+class MeasuredOutput(Protocol):
+    """A StreamOutput that reports OutputCounts, read only when /metrics is scraped: its hot
+    paths keep plain int attributes, never a metrics library's objects."""
+
+    metric_name: str  # the `output` label: ws_fmp4, webrtc, hls
+
+    def counts(self) -> OutputCounts: ...
 
 
 OutputT = TypeVar("OutputT", bound=StreamOutput)

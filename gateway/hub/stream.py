@@ -78,7 +78,13 @@ class Stream:
         self._input: RunningInput | None = None
         self._linger_handle: asyncio.TimerHandle | None = None
         self._ready = asyncio.Event()
+        # Counters for /metrics (gateway/metrics/), read when it is scraped.
         self.packets_in = 0
+        self.bytes_in = 0
+        self.connects = 0  # sessions the input started (came online)
+        self.reconnects = 0  # of those, after the input had failed or been lost
+        self.errors = 0  # the input failed to connect, or its connection was lost
+        self.switches = 0  # the input replaced by its renewal without a gap (a signed URL renewed)
 
     # -- identity and status -------------------------------------------------------
 
@@ -183,6 +189,10 @@ class Stream:
         assert isinstance(output, kind)
         return output
 
+    def outputs(self) -> list[StreamOutput]:
+        """The outputs made so far."""
+        return list(self._outputs.values())
+
     def existing(self, kind: type[OutputT]) -> OutputT | None:
         """The stream's output of a kind if one was made."""
         output = self._outputs.get(kind)
@@ -204,6 +214,8 @@ class Stream:
 
     def on_session_start(self, params: StreamParams) -> None:
         log.info("stream %s online: %s", self.label, params.mime)
+        self.connects += 1
+        self.reconnects += self.state == "offline"
         self.state = "online"
         self.last_error = None
         self.online_since = time.time()
@@ -213,6 +225,7 @@ class Stream:
     def on_session_switch(self, params: StreamParams) -> None:
         """The source replaced its input by a renewed one, at a keyframe. To outputs this
         is the same session: the timeline goes on after the last frame, no discontinuity."""
+        self.switches += 1
         self.timeline.new_connection()
         self._set_params(params)
 
@@ -231,6 +244,7 @@ class Stream:
         if not self.timeline.place(packet, self.params):
             return
         self.packets_in += 1
+        self.bytes_in += len(packet.data)
         if packet.kind == "video" and packet.keyframe:
             self._ready.set()
         self.gop.add(packet)
@@ -239,6 +253,7 @@ class Stream:
 
     def on_session_end(self, error: str | None) -> None:
         if error:
+            self.errors += 1
             self.last_error = error
             if self._input is not None:
                 self.state = "offline"

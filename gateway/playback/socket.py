@@ -16,12 +16,14 @@ after a seek (the player drops its buffer and shows timeline second nTime), and
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from gateway.auth import AuthError
+from gateway.hub.output import OutputCounts
 from gateway.playback.pacer import SPEEDS, Playback, PlaybackControl, PlaybackStopped
 from gateway.playback.range import MAX_RANGE, record_range
 from gateway.web.errors import ApiError
@@ -58,13 +60,26 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
 
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[str | None] = loop.create_future()
+    counts = gw.recording_clients.setdefault(("playback", wanted.token), OutputCounts(clients=0))
+
+    async def send_counted(data: bytes | str) -> None:
+        await (ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data))
+        counts.bytes_out += len(data)
+
+    def dropped() -> None:
+        counts.dropped += 1
 
     def send(data: bytes | str) -> None:
         """From the playback thread: one message, waiting until the socket took it."""
         try:
-            coro = ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data)
-            asyncio.run_coroutine_threadsafe(coro, loop).result(SEND_TIMEOUT)
-        except Exception as e:  # closed socket, stopped loop, a viewer that stopped reading
+            asyncio.run_coroutine_threadsafe(send_counted(data), loop).result(SEND_TIMEOUT)
+        except concurrent.futures.TimeoutError as e:  # a viewer that stopped reading
+            try:
+                loop.call_soon_threadsafe(dropped)
+            except RuntimeError:  # loop closed at shutdown
+                pass
+            raise PlaybackStopped from e
+        except Exception as e:  # closed socket, stopped loop
             raise PlaybackStopped from e
 
     def done(error: str | None) -> None:
@@ -81,6 +96,7 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     playback = Playback(wanted.segments(gw), wanted.end - wanted.begin, control, send, done)
     playback.start()
     reader = asyncio.create_task(_read_commands(ws, control))
+    counts.clients = (counts.clients or 0) + 1
     try:
         with ended_session(request, session) as session_ended:
             waiting: list[asyncio.Future[Any]] = [reader, finished, session_ended]
@@ -97,6 +113,7 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
+        counts.clients = (counts.clients or 0) - 1
         control.stop()
         reader.cancel()
         if not ws.closed:

@@ -288,17 +288,28 @@ def after(ask: Ask, wait: Wait, answer: Callable[[], LeanResponse]) -> Answer:
 
 
 def answer(ask: Ask) -> Answer:
+    """A playlist, or a media file (media_file); counted in the stream's HlsAnswers."""
     if not check_credential(ask):
         return await_grant(ask)
     answers = stream_answers(ask)
+    answers.requests += 1
     seg, name = answers.seg, ask.name
+    answered: Answer
     if name == "index.m3u8" and ask.variant == "ll":
-        return after(ask, FirstSegment(seg), lambda: playlist(answers.master_playlist(uri_query(ask))))
-    if name == ("stream.m3u8" if ask.variant == "ll" else "hls.m3u8"):
+        answered = after(ask, FirstSegment(seg), lambda: playlist(answers.master_playlist(uri_query(ask))))
+    elif name == ("stream.m3u8" if ask.variant == "ll" else "hls.m3u8"):
         msn, part = int_param(ask.query, "_HLS_msn"), int_param(ask.query, "_HLS_part")
         wait = playlist_wait(seg, msn, part, ask.variant == "ll")
-        return after(ask, wait, lambda: playlist(answers.media_playlist(ask.variant, uri_query(ask))))
-    return media_file(ask, answers)
+        answered = after(ask, wait, lambda: playlist(answers.media_playlist(ask.variant, uri_query(ask))))
+    else:
+        answered = media_file(ask, answers)
+    if isinstance(answered, LeanResponse):
+        answers.bytes_out += len(answered.body)
+        return answered
+    answers.held += 1
+    reply = ask.reply
+    ask.reply = lambda response: reply(answers.sent(response))
+    return answered
 
 
 def media_file(ask: Ask, answers: HlsAnswers) -> Answer:

@@ -15,6 +15,7 @@ import weakref
 from typing import Any
 
 from gateway.auth import AuthError
+from gateway.hub.output import OutputCounts
 from gateway.hub.stream import Stream
 from gateway.outputs.hls.playlist import master_pieces, media_pieces
 from gateway.outputs.hls.segmenter import HlsSegmenter
@@ -47,10 +48,16 @@ def internal_error() -> LeanResponse:
 class HlsAnswers:
     """One stream's HLS answers that are the same for every client: each part's response,
     made at its first request, and each playlist rendered once per segmenter version, as
-    pieces cut where the credential goes (a request's playlist is then one join)."""
+    pieces cut where the credential goes (a request's playlist is then one join).
+    It also counts the stream's HLS requests for /metrics (http.py's `answer`)."""
+
+    metric_name = "hls"
 
     def __init__(self, seg: HlsSegmenter):
         self.seg = seg
+        self.requests = 0
+        self.held = 0  # requests answered later: a blocking playlist or part, a TS segment being made
+        self.bytes_out = 0
         # By segment msn, then part index; a segment's entry goes with the segment (finalize),
         # so answers live exactly as long as the media they carry.
         self._parts: dict[int, dict[int, LeanResponse]] = {}
@@ -91,6 +98,11 @@ class HlsAnswers:
             rendered = self._playlists["master"] = (seg.version, master_pieces(seg))
         return query.join(rendered[1])
 
+    def sent(self, response: LeanResponse) -> LeanResponse:
+        """`response`, counted as sent."""
+        self.bytes_out += len(response.body)
+        return response
+
     # -- StreamOutput --------------------------------------------------------------
 
     def close(self) -> None:
@@ -100,3 +112,6 @@ class HlsAnswers:
 
     def describe(self) -> dict[str, Any]:
         return {}  # GetSrc shows the segmenter's nHlsSegments
+
+    def counts(self) -> OutputCounts:
+        return OutputCounts(bytes_out=self.bytes_out, requests=self.requests, held=self.held)

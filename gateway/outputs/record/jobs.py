@@ -11,7 +11,7 @@ import asyncio
 from datetime import datetime
 
 from gateway.hub.stream import Stream
-from gateway.outputs.record.recorder import Recorder
+from gateway.outputs.record.recorder import RecordCounts, Recorder
 from gateway.store.context import StoreContext
 from gateway.store.layout import Place
 
@@ -23,6 +23,11 @@ class RecordingJobs:
         self.jobs: set[Recorder] = set()
         self.manual: dict[str, Recorder] = {}
         self.continuous: dict[str, Recorder] = {}
+        self.counts: dict[str, RecordCounts] = {}  # by token, for /metrics: kept when the source goes
+
+    def running(self, token: str) -> int:
+        """How many recordings of the token are under way."""
+        return sum(job.stream.token == token for job in self.jobs)
 
     async def stop(self) -> None:
         """Finish every file and wait until they and the index are written."""
@@ -35,7 +40,8 @@ class RecordingJobs:
     def _job(
         self, stream: Stream, name: str, place: Place | None, duration: float | None, segment: float | None
     ) -> Recorder:
-        job = Recorder(self.ctx, stream, name, place, duration, segment, self._ended)
+        counts = self.counts.setdefault(stream.token, RecordCounts())
+        job = Recorder(self.ctx, stream, name, place, duration, segment, self._ended, counts)
         self.jobs.add(job)
         job.start()
         return job

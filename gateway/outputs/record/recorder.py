@@ -79,6 +79,14 @@ class Segment:
     audio: list[MediaPacket] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class RecordCounts:
+    """A stream's recording totals for /metrics: bytes written, and writes that failed."""
+
+    bytes_written: int = 0
+    errors: int = 0
+
+
 class Recorder:
     """Records one stream into one file, or into consecutive segments cut at keyframes.
 
@@ -96,8 +104,10 @@ class Recorder:
         duration: float | None,
         segment: float | None,
         on_end: Callable[[Recorder], None],
+        counts: RecordCounts | None = None,
     ):
         self.ctx = ctx
+        self.counts = counts or RecordCounts()
         self.stream = stream
         self.name = name
         self.duration = duration
@@ -239,20 +249,23 @@ class Recorder:
 
     def _write(self, seg: Segment, action: Callable[..., None], arg: object, last: bool = False) -> None:
         seconds = seg.video_end / VIDEO_TIMESCALE
+        size = len(arg) if isinstance(arg, bytes) else 0
         future = self.loop.run_in_executor(self.ctx.io, action, arg)
-        future.add_done_callback(lambda f: self._written(f, seg, seconds, last))
+        future.add_done_callback(lambda f: self._written(f, seg, seconds, size, last))
         self.last_write = future
 
-    def _written(self, future: asyncio.Future, seg: Segment, seconds: float, last: bool) -> None:
-        """Back on the loop after a write: keep the index in step with the file."""
+    def _written(self, future: asyncio.Future, seg: Segment, seconds: float, size: int, last: bool) -> None:
+        """Back on the loop after a write (of `size` bytes): keep the index in step with the file."""
         error = future.exception()
         if error is not None:
+            self.counts.errors += 1
             log.error("recording %s: cannot write %s: %s", self.stream.token, seg.entry.path, error)
             self.ctx.busy.discard(seg.entry.path)
             if self.current is seg:
                 self.current = None
             self.stop()
             return
+        self.counts.bytes_written += size
         seg.entry = MediaEntry(
             "record", seg.entry.token, seg.entry.path, seg.entry.start, seconds, seg.file.size, seg.entry.tz
         )

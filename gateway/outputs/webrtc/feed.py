@@ -20,6 +20,7 @@ from gateway.formats import h264
 from gateway.formats.audio_transcode import OpusTranscoder
 from gateway.formats.rtp_h264 import packetize
 from gateway.hub.gop import GopMemo
+from gateway.hub.output import OutputCounts
 from gateway.hub.packet import MediaPacket, StreamParams
 from gateway.hub.stream import Stream
 from gateway.outputs.webrtc.rtp_frame import RtpFrame
@@ -68,6 +69,8 @@ class OpusWorker:
 class RtcFeed:
     """One per stream: RTP payloads made once, fanned out to every peer's tracks."""
 
+    metric_name = "webrtc"
+
     def __init__(self, stream: Stream):
         self.stream = stream
         self.params: StreamParams | None = None
@@ -76,6 +79,7 @@ class RtcFeed:
         self.audio_tracks: set[PeerTrack] = set()
         self.opus: OpusTranscoder | None = None
         self._worker: OpusWorker | None = None
+        self._gone = OutputCounts()  # what the peers that left had sent and skipped
 
     @property
     def peers(self) -> int:
@@ -91,6 +95,10 @@ class RtcFeed:
         video.resync()
 
     def remove_peer(self, video: PeerVideoTrack, audio: PeerTrack | None) -> None:
+        if video in self.video_tracks:  # not a peer that never connected, nor one removed already
+            for track in (video, audio) if audio is not None else (video,):
+                self._gone.bytes_out += track.bytes_sent
+                self._gone.skips += track.skip.skips
         self.video_tracks.discard(video)
         if audio is not None:
             self.audio_tracks.discard(audio)
@@ -108,6 +116,14 @@ class RtcFeed:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def counts(self) -> OutputCounts:
+        tracks, gone = [*self.video_tracks, *self.audio_tracks], self._gone
+        return OutputCounts(
+            clients=len(self.video_tracks),
+            bytes_out=gone.bytes_out + sum(t.bytes_sent for t in tracks),
+            skips=gone.skips + sum(t.skip.skips for t in tracks),
+        )
 
     def on_params(self, params: StreamParams) -> None:
         self.params = params

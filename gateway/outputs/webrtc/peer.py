@@ -123,6 +123,11 @@ class PeerTrack(LeanTrack):
     def fall_back(self) -> None:
         self.on_fallback()
 
+    @property
+    def bytes_sent(self) -> int:
+        """The SRTP bytes its lean sender sent (what aiortc's own sender sends is not counted)."""
+        return self.lean.sent_bytes if self.lean is not None else 0
+
     def push(self, frame: RtpFrame, timestamp: int) -> None:
         if len(self.queue) >= MAX_QUEUED_FRAMES:
             if self.kind == "audio":

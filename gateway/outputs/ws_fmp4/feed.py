@@ -14,6 +14,7 @@ from typing import Any
 from gateway.formats.aac import FRAME_SAMPLES, is_aac_lc, silent_frame
 from gateway.formats.fmp4 import init_segment
 from gateway.hub.gop import GopMemo
+from gateway.hub.output import OutputCounts
 from gateway.hub.packet import VIDEO_TIMESCALE, AudioParams, MediaPacket, StreamParams
 from gateway.hub.stream import Stream
 from gateway.outputs.ws_fmp4.message import Message, Piece, ws_binary_message
@@ -38,6 +39,8 @@ class Fmp4Feed:
     track has media, and a player that never seeks (the stock h5s one) stalls for good at
     such a hole in its buffer, while video plays on through it everywhere else."""
 
+    metric_name = "ws_fmp4"
+
     def __init__(self, stream: Stream):
         self.stream = stream
         self.params: StreamParams | None = None
@@ -48,6 +51,7 @@ class Fmp4Feed:
         self.fragments_made = 0
         self._pending_audio: list[Piece] = []
         self._audio_next: int | None = None  # where the next audio frame should start
+        self._gone = OutputCounts()  # what the viewers that left had sent and skipped
 
     # -- viewers -------------------------------------------------------------------
 
@@ -70,6 +74,8 @@ class Fmp4Feed:
         if viewer not in self.viewers:
             return
         self.viewers.discard(viewer)
+        self._gone.bytes_out += viewer.bytes_sent
+        self._gone.skips += viewer.skips
         if not self.viewers:
             # Nobody to fragment for: stop work, forget the cache (it would go stale).
             self.stream.detach(self)
@@ -85,6 +91,14 @@ class Fmp4Feed:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def counts(self) -> OutputCounts:
+        viewers, gone = self.viewers, self._gone
+        return OutputCounts(
+            clients=len(viewers),
+            bytes_out=gone.bytes_out + sum(v.bytes_sent for v in viewers),
+            skips=gone.skips + sum(v.skips for v in viewers),
+        )
 
     def _replay_span(self) -> int:
         """90 kHz ticks from the cached keyframe to the end of the newest cached video frame."""

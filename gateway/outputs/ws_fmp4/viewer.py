@@ -42,6 +42,7 @@ class TransportViewer:
         self.video_base: int | None = None
         self.video_next = 0
         self.audio_floor = 0
+        self.bytes_sent = 0
 
     @property
     def closed(self) -> bool:
@@ -55,6 +56,7 @@ class TransportViewer:
         """An init segment: always sent."""
         if not self.closed:
             self.transport.write(data)
+            self.bytes_sent += len(data)
 
     def offer(self, message: Message, renders: Renders | None = None) -> None:
         """Send `message` now, on this viewer's timeline, unless the viewer is behind or has
@@ -79,6 +81,7 @@ class TransportViewer:
             self.audio_floor = max(self.audio_floor, message.audio[-1].start + 1)
         if data is not None:
             self.transport.write(data)
+            self.bytes_sent += len(data)
 
     def _continue_at(self, keyframe: Piece) -> None:
         """Back from skipping: the keyframe goes right after the last frame sent."""

@@ -135,6 +135,7 @@ class HikClient:
         self._token_lock = asyncio.Lock()
         self._pace_lock = asyncio.Lock()
         self._next_slot = 0.0
+        self.errors: dict[str, int] = {}  # failed platform requests by call, for /metrics
 
     def __repr__(self) -> str:
         return f"HikClient({self.settings.base_url})"
@@ -260,6 +261,16 @@ class HikClient:
             self._next_slot = loop.time() + MIN_INTERVAL
 
     async def _post(
+        self, call: str, url: str, body: dict[str, Any], deadline: float, token: str | None
+    ) -> dict[str, Any]:
+        """One call's envelope checked (_request), its failure counted in `errors`."""
+        try:
+            return await self._request(call, url, body, deadline, token)
+        except HikError:
+            self.errors[call] = self.errors.get(call, 0) + 1
+            raise
+
+    async def _request(
         self, call: str, url: str, body: dict[str, Any], deadline: float, token: str | None
     ) -> dict[str, Any]:
         """One call's envelope checked; 5xx, timeouts and refused connections retried."""
