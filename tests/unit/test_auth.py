@@ -14,6 +14,7 @@ import pytest
 
 from gateway import auth as auth_module
 from gateway.auth import Auth, AuthBusy, AuthError, default_password_users, hash_md5
+from tests.fixtures.net import run_async
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +44,7 @@ def make_auth(clock: Clock | None = None, iterations: int = 1_000) -> Auth:
 
 
 def run(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    return asyncio.run(make())
+    return run_async(make)
 
 
 def test_ending_a_session_runs_its_closers_once_with_the_reason():

@@ -21,8 +21,17 @@ from gateway.config.file import load_config
 from gateway.web import front, websocket
 from tests.conftest import FILE_SOURCE
 from tests.fixtures.gateway import Gateway, md5
+from tests.fixtures.net import run_async
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def no_signal_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve() runs in run_async's thread (Playwright's sync API holds the main thread's
+    loop in a full run), where signal handlers cannot be set."""
+    real = web.AppRunner
+    monkeypatch.setattr(web, "AppRunner", lambda app, **options: real(app, **{**options, "handle_signals": False}))
 
 
 @contextlib.asynccontextmanager
@@ -82,15 +91,13 @@ def test_idle_and_slow_heads_are_closed_on_the_front_and_on_aiohttp(tmp_path, mo
                 asyncio.create_task(dribble(front_writer, slow_head, 0.05)),
                 asyncio.create_task(dribble(handed_writer, slow_head, 0.05)),
             ]
-            on_front, on_aiohttp = await asyncio.gather(
-                closed_after(front_reader, 5), closed_after(handed_reader, 5)
-            )
+            on_front, on_aiohttp = await asyncio.gather(closed_after(front_reader, 5), closed_after(handed_reader, 5))
             for task in dribbling:
                 task.cancel()
             assert on_front < 1.2, on_front
             assert 1.5 < on_aiohttp < 3.5, on_aiohttp
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_the_connection_cap_closes_idle_connections_for_new_ones_or_refuses_at_once(tmp_path, monkeypatch):
@@ -122,7 +129,7 @@ def test_the_connection_cap_closes_idle_connections_for_new_ones_or_refuses_at_o
             for _, writer in [*idle, (busy_reader, busy_writer), (new_reader, new_writer)]:
                 writer.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_silent_websockets_are_closed_live_ones_kept(tmp_path, monkeypatch):
@@ -159,4 +166,4 @@ def test_silent_websockets_are_closed_live_ones_kept(tmp_path, monkeypatch):
             )
             assert results == ["closed", "closed", "open", "open"]
 
-    asyncio.run(main())
+    run_async(main)

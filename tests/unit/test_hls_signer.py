@@ -3,13 +3,13 @@ asked for them, a hard end past their expiry, and malformed tokens refused as su
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
 import pytest
 
 from gateway.auth import Auth, AuthError, hash_md5
 from gateway.outputs.hls.signer import SIGNED_KEEP, SIGNED_OVERRUN, HlsSigner
+from tests.fixtures.net import run_async
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +26,7 @@ def signed(clock: Clock) -> tuple[Auth, HlsSigner, str]:
     md5 = hashlib.md5(b"x").hexdigest()
     auth = Auth([{"strUser": "u", "strPasswd": hash_md5(md5, iterations=1000), "strUserType": "Viewer"}], 600, 5, 30)
     auth.clock = clock
-    session = asyncio.run(auth.login("u", md5, "10.0.0.1"))
+    session = run_async(lambda: auth.login("u", md5, "10.0.0.1"))
     signer = HlsSigner(b"k" * 32, auth, clock)
     return auth, signer, signer.sign("cam", 60, session)
 
