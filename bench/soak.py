@@ -27,6 +27,7 @@ import itertools
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -281,11 +282,12 @@ async def soak(gw: Gateway, session: str, tokens: list[str], minutes: float, cou
     if steady:
         for name, i in (("RSS", 0), ("fds", 1)):
             values = [r[i] for r in steady]
-            spread = (max(values) - min(values)) / max(1e-9, min(values)) * 100
+            middle = statistics.median(values)
+            off = max(abs(v - middle) for v in values) / max(1e-9, middle) * 100
             first = 2 if len(rows) > 1 else 1
             print(
-                f"{name} from minute {first} to {len(rows)}: min {min(values):.0f}, max {max(values):.0f} "
-                f"({spread:.1f} % spread; target ±5 %)"
+                f"{name} from minute {first} to {len(rows)}: min {min(values):.0f}, median {middle:.0f}, "
+                f"max {max(values):.0f}: within ±{off:.1f} % of the median (target ±5 %)"
             )
     print("PASS" if ok else "FAIL: sources not idle or counts not back to the start")
     return ok
