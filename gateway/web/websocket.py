@@ -77,11 +77,14 @@ def ended_session(request: web.Request, session: Session | None) -> Iterator[asy
 
 
 @contextmanager
-def closing_with_session(request: web.Request, ws: web.WebSocketResponse, session: Session | None) -> Iterator[None]:
-    """Close `ws` when `session` ends, for a handler whose only writer to it is itself."""
+def closing_with_session(
+    request: web.Request, ws: web.WebSocketResponse, session: Session | None
+) -> Iterator[asyncio.Future[str]]:
+    """Close `ws` when `session` ends, for a handler whose only writer to it is itself;
+    yields ended_session's future (done once it has ended)."""
     with ended_session(request, session) as ended:
         ended.add_done_callback(lambda f: None if f.cancelled() else background(close_ended(ws, f.result())))
-        yield
+        yield ended
 
 
 async def close_ended(ws: web.WebSocketResponse, reason: str) -> None:

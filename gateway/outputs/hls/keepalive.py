@@ -13,9 +13,8 @@ from aiohttp import WSMsgType, web
 from gateway.auth import AuthError
 from gateway.outputs.hls.grants import COOKIE, GRANTS_KEY
 from gateway.outputs.hls.segmenter import HlsSegmenter
-from gateway.tasks import background
 from gateway.web.request import auth_required, gateway, session_from
-from gateway.web.websocket import CLOSE_POLICY, client_message, close_ended, ended_session, refuse, stream_socket
+from gateway.web.websocket import CLOSE_POLICY, client_message, closing_with_session, refuse, stream_socket
 
 
 async def h5swscmnapi(request: web.Request) -> web.WebSocketResponse:
@@ -27,8 +26,7 @@ async def h5swscmnapi(request: web.Request) -> web.WebSocketResponse:
         return ws
     if client is not None:
         grants.open(client, stream.token)
-    with ended_session(request, session) as ended:  # by Logout, a changed password, expiry: no grace then
-        ended.add_done_callback(lambda f: None if f.cancelled() else background(close_ended(ws, f.result())))
+    with closing_with_session(request, ws, session) as ended:  # by Logout, a changed password, expiry: no grace then
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and is_keepalive(msg.data):
