@@ -141,11 +141,10 @@ async def download_record(request: web.Request, session: Session | None) -> web.
         pipe = ChunkPipe(loop)
         remux = loop.run_in_executor(limits.threads, _remux, wanted.segments(gw), wanted.end - wanted.begin, pipe)
         counts = gw.recording_clients.setdefault(("download", wanted.token), OutputCounts(clients=0))
-        counts.clients = (counts.clients or 0) + 1
         try:
-            return await _stream(request, wanted, pipe, remux, gw.settings.download.write_timeout, counts)
+            with counts.client():
+                return await _stream(request, wanted, pipe, remux, gw.settings.download.write_timeout, counts)
         finally:
-            counts.clients = (counts.clients or 0) - 1
             pipe.close()
             with suppress(Exception):
                 await remux  # the thread ends at its next write; the slot is freed after it

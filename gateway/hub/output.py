@@ -10,7 +10,8 @@ stream component finds its providers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -48,6 +49,15 @@ class OutputCounts:
     dropped: int = 0
     requests: int | None = None
     held: int | None = None
+
+    @contextmanager
+    def client(self) -> Iterator[None]:
+        """One more client while inside (for outputs that count them one by one)."""
+        self.clients = (self.clients or 0) + 1
+        try:
+            yield
+        finally:
+            self.clients -= 1
 
 
 @runtime_checkable

@@ -96,9 +96,8 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     playback = Playback(wanted.segments(gw), wanted.end - wanted.begin, control, send, done)
     playback.start()
     reader = asyncio.create_task(_read_commands(ws, control))
-    counts.clients = (counts.clients or 0) + 1
     try:
-        with ended_session(request, session) as session_ended:
+        with counts.client(), ended_session(request, session) as session_ended:
             waiting: list[asyncio.Future[Any]] = [reader, finished, session_ended]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if session_ended.done():
@@ -113,7 +112,6 @@ async def playback_socket(request: web.Request) -> web.WebSocketResponse:
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
-        counts.clients = (counts.clients or 0) - 1
         control.stop()
         reader.cancel()
         if not ws.closed:
