@@ -11,7 +11,7 @@ from gateway.api.schema import BOOL, INT, TEXT, Param, choice, flag, list_of, ob
 from gateway.auth import Session
 from gateway.config.file import CONNECT_TYPES, RTSP_TYPES, SourceConf
 from gateway.core import Gateway
-from gateway.redact import redact, redact_urls
+from gateway.redact import MASK, redact, redact_urls
 from gateway.web.errors import ApiError, ok
 from gateway.web.request import gateway
 
@@ -43,7 +43,7 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     info["strUrl"] = redact(conf.url)
     if "strUrlSub" in info:
         info["strUrlSub"] = redact(conf.url_sub)
-    info["strPasswd"] = "*****" if conf.password else ""
+    info["strPasswd"] = MASK if conf.password else ""
     stream = gw.stream(token)
     info["bOnline"] = bool(stream and stream.online)
     info["strState"] = stream.state if stream else "disabled"
