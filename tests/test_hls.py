@@ -21,7 +21,7 @@ import pytest
 
 from gateway.outputs.hls.grants import GRACE
 from gateway.config.settings import HlsSettings
-from gateway.formats import h264
+from gateway.formats import h264, nal
 from gateway.formats import mpegts
 from gateway.outputs.hls.segmenter import HlsSegmenter
 from gateway.outputs.hls.playlist import media_playlist
@@ -54,12 +54,12 @@ def clip_packets() -> tuple[StreamParams, list[MediaPacket]]:
         frame.pts = i
         encoded += video.encode(frame)
     encoded += video.encode(None)
-    sets = h264.split_annexb(bytes(video.extradata))
+    sets = nal.split_annexb(bytes(video.extradata))
     params = StreamParams(VideoParams.from_h264(sets[0], sets[1]), aac_params(16000, 1))
     packets = []
     for p in encoded:
-        nals = [n for n in h264.split_annexb(bytes(p)) if h264.nal_type(n) not in (h264.NAL_SPS, h264.NAL_PPS)]
-        packets.append(MediaPacket("video", p.pts * 3600, p.pts * 3600, 3600, p.is_keyframe, h264.to_avcc(nals)))
+        nals = [n for n in nal.split_annexb(bytes(p)) if h264.nal_type(n) not in (h264.NAL_SPS, h264.NAL_PPS)]
+        packets.append(MediaPacket("video", p.pts * 3600, p.pts * 3600, 3600, p.is_keyframe, nal.to_avcc(nals)))
     audio = av.CodecContext.create("aac", "w")
     audio.sample_rate, audio.layout, audio.format = 16000, "mono", "fltp"
     audio.time_base = Fraction(1, 16000)

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
-from gateway.formats import h264
+from gateway.formats import h264, nal
 from gateway.hub.stream import Stream
 from gateway.formats.fmp4 import fragment, init_segment
 from gateway.hub.packet import VideoParams, StreamParams
@@ -36,7 +36,7 @@ def encode_h264(width: int, height: int, frames: int = 3, options: dict | None =
 
 
 def parameter_sets(annexb: bytes) -> tuple[list[bytes], list[bytes]]:
-    nals = h264.split_annexb(annexb)
+    nals = nal.split_annexb(annexb)
     return [n for n in nals if h264.nal_type(n) == 7], [n for n in nals if h264.nal_type(n) == 8]
 
 
@@ -55,10 +55,10 @@ def test_sps_dimensions_match_the_encoder(size, profile):
 @pytest.mark.unit
 def test_annexb_and_avcc_round_trip():
     nals = [b"\x67\x64\x00\x1f\xac", b"\x68\xee\x3c\x80", b"\x65" + bytes(range(200))]
-    assert h264.split_annexb(h264.to_annexb(nals)) == nals
-    assert h264.split_avcc(h264.to_avcc(nals)) == nals
+    assert nal.split_annexb(nal.to_annexb(nals)) == nals
+    assert nal.split_avcc(nal.to_avcc(nals)) == nals
     # 3-byte start codes too.
-    assert h264.split_annexb(b"\x00\x00\x01" + nals[0] + b"\x00\x00\x01" + nals[1]) == nals[:2]
+    assert nal.split_annexb(b"\x00\x00\x01" + nals[0] + b"\x00\x00\x01" + nals[1]) == nals[:2]
 
 
 def test_fmp4_writer_output_decodes_in_ffmpeg(tmp_path: Path):

@@ -2,7 +2,7 @@
 
 PyAV's mp4 muxer can fragment per frame only one frame late and through its interleaving
 queue; MSE wants every frame as soon as it exists, so we write the boxes ourselves
-(ISO/IEC 14496-12 and -14, 14496-15 for avcC). The output is the same bytes for every
+(ISO/IEC 14496-12 and -14, 14496-15 for avcC and hvcC). The output is the same bytes for every
 viewer: init segment (ftyp+moov) once, then moof+mdat per packet.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from gateway.formats import h264
+from gateway.formats import h264, h265
 from gateway.hub.packet import AudioParams, MediaPacket, StreamParams, VideoParams
 
 VIDEO_TRACK_ID = 1
@@ -40,16 +40,21 @@ def _descriptor(tag: int, payload: bytes) -> bytes:
     return bytes([tag]) + encoded + payload
 
 
-def _avc1_entry(video: VideoParams) -> bytes:
+def _video_entry(video: VideoParams) -> bytes:
+    """avc1 + avcC, or hvc1 + hvcC (parameter sets only in the sample entry, as hvc1 says)."""
+    if video.hevc:
+        kind, config = b"hvc1", box(b"hvcC", h265.hvcc_config(video.vps, video.sps, video.pps))
+    else:
+        kind, config = b"avc1", box(b"avcC", h264.avcc_config(video.sps, video.pps))
     return box(
-        b"avc1",
+        kind,
         bytes(6),
         struct.pack(">H", 1),  # data_reference_index
         bytes(16),
         struct.pack(">HHIIIH", video.width, video.height, 0x00480000, 0x00480000, 0, 1),
         bytes(32),  # compressorname
         struct.pack(">Hh", 0x0018, -1),
-        box(b"avcC", h264.avcc_config(video.sps, video.pps)),
+        config,
     )
 
 
@@ -88,7 +93,7 @@ def _trak(track_id: int, params: VideoParams | AudioParams) -> bytes:
     hdlr = full_box(b"hdlr", 0, 0, bytes(4), handler, bytes(12), b"h5ss\x00")
     media_header = full_box(b"vmhd", 0, 1, bytes(8)) if is_video else full_box(b"smhd", 0, 0, bytes(4))
     dinf = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
-    entry = _avc1_entry(params) if isinstance(params, VideoParams) else _mp4a_entry(params)
+    entry = _video_entry(params) if isinstance(params, VideoParams) else _mp4a_entry(params)
     stbl = box(
         b"stbl",
         full_box(b"stsd", 0, 0, struct.pack(">I", 1), entry),

@@ -1,13 +1,14 @@
-"""H.264 bitstream helpers: NAL splitting, parameter sets, avcC and codec strings.
+"""H.264 bitstream helpers: NAL types, parameter sets, avcC and codec strings.
 
-Cameras send Annex-B (start codes, RTSP/TS); files and RTMP send AVCC (length
-prefixes). The hub keeps one form, AVCC with 4-byte lengths and without parameter sets,
-which is what an MP4 sample is; parameter sets travel in VideoParams instead.
+NAL framing (Annex-B, length prefixes) is shared with H.265 in nal.py; parameter sets
+travel in VideoParams, not in the hub's packets.
 """
 
 from __future__ import annotations
 
 import struct
+
+from gateway.formats import nal
 
 NAL_SLICE = 1
 NAL_IDR = 5
@@ -16,51 +17,9 @@ NAL_SPS = 7
 NAL_PPS = 8
 NAL_AUD = 9
 
+AUD = b"\x09\xf0"  # an access unit delimiter for TS: any slice type
+
 HIGH_PROFILES = (100, 110, 122, 144, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
-
-
-def split_annexb(data: bytes) -> list[bytes]:
-    """NAL units of an Annex-B buffer (3- or 4-byte start codes)."""
-    nals = []
-    start = data.find(b"\x00\x00\x01")
-    while start >= 0:
-        begin = start + 3
-        nxt = data.find(b"\x00\x00\x01", begin)
-        end = len(data) if nxt < 0 else nxt
-        # A 4-byte start code leaves one zero byte at the end of the previous NAL.
-        nal = data[begin:end]
-        if nxt >= 0 and nal.endswith(b"\x00"):
-            nal = nal.rstrip(b"\x00")
-        if nal:
-            nals.append(nal)
-        start = nxt
-    return nals
-
-
-def split_avcc(data: bytes, length_size: int = 4) -> list[bytes]:
-    """NAL units of a length-prefixed (AVCC) buffer."""
-    nals = []
-    pos = 0
-    while pos + length_size <= len(data):
-        size = int.from_bytes(data[pos : pos + length_size], "big")
-        pos += length_size
-        if size == 0 or pos + size > len(data):
-            break
-        nals.append(data[pos : pos + size])
-        pos += size
-    return nals
-
-
-def is_annexb(data: bytes) -> bool:
-    return data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")
-
-
-def to_avcc(nals: list[bytes]) -> bytes:
-    return b"".join(struct.pack(">I", len(n)) + n for n in nals)
-
-
-def to_annexb(nals: list[bytes]) -> bytes:
-    return b"".join(b"\x00\x00\x00\x01" + n for n in nals)
 
 
 def nal_type(nal: bytes) -> int:
@@ -103,39 +62,6 @@ def codec_string(sps: bytes) -> str:
     return f"avc1.{sps[1]:02X}{sps[2]:02X}{sps[3]:02X}"
 
 
-def _unescape(nal: bytes) -> bytes:
-    """Remove emulation-prevention bytes (00 00 03 -> 00 00)."""
-    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
-
-
-class _Bits:
-    def __init__(self, data: bytes):
-        self.data = data
-        self.pos = 0
-
-    def bit(self) -> int:
-        byte = self.data[self.pos >> 3]
-        value = (byte >> (7 - (self.pos & 7))) & 1
-        self.pos += 1
-        return value
-
-    def bits(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            value = (value << 1) | self.bit()
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.bit() == 0:
-            zeros += 1
-        return (1 << zeros) - 1 + self.bits(zeros)
-
-    def se(self) -> int:
-        value = self.ue()
-        return (value + 1) // 2 if value & 1 else -(value // 2)
-
-
 class SpsInfo:
     """The few SPS fields the gateway needs: picture size and chroma/bit depth."""
 
@@ -148,7 +74,7 @@ class SpsInfo:
 
     @classmethod
     def parse(cls, sps: bytes) -> SpsInfo:
-        r = _Bits(_unescape(sps[1:]))
+        r = nal.BitReader(nal.unescape(sps[1:]))
         profile_idc = r.bits(8)
         r.bits(16)  # constraint flags, level_idc
         r.ue()  # seq_parameter_set_id

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from gateway.formats import h264
+from gateway.formats import h264, h265, nal
 from gateway.formats.aac import AAC_RATES
 from gateway.hub.packet import AudioParams, MediaPacket, StreamParams
 
@@ -21,10 +21,10 @@ PMT_PID = 0x1000
 VIDEO_PID = 0x0100
 AUDIO_PID = 0x0101
 STREAM_TYPE_H264 = 0x1B
+STREAM_TYPE_H265 = 0x24
 STREAM_TYPE_AAC_ADTS = 0x0F
 TS_OFFSET = 126_000  # 1.4 s, as FFmpeg starts: PCR (below DTS) never goes negative
 PCR_LEAD = 63_000  # PCR runs 0.7 s ahead of decode time: the decoder's buffering room
-AUD = b"\x09\xf0"  # access unit delimiter, any slice type
 WRAP = 1 << 33
 
 
@@ -113,7 +113,8 @@ class TsWriter:
     def _pmt(self, params: StreamParams) -> bytes:
         streams = b""
         if params.video is not None:
-            streams += struct.pack(">BHH", STREAM_TYPE_H264, 0xE000 | VIDEO_PID, 0xF000)
+            kind = STREAM_TYPE_H265 if params.video.hevc else STREAM_TYPE_H264
+            streams += struct.pack(">BHH", kind, 0xE000 | VIDEO_PID, 0xF000)
         if params.audio is not None:
             streams += struct.pack(">BHH", STREAM_TYPE_AAC_ADTS, 0xE000 | AUDIO_PID, 0xF000)
         body = struct.pack(">HH", 0xE000 | VIDEO_PID, 0xF000) + streams  # PCR PID, no program info
@@ -121,13 +122,13 @@ class TsWriter:
 
     def _video(self, params: StreamParams, packet: MediaPacket) -> bytes:
         assert params.video is not None
-        nals = [AUD]
+        nals = [h265.AUD if params.video.hevc else h264.AUD]
         if packet.keyframe:
-            nals += [params.video.sps, params.video.pps]
-        nals += h264.split_avcc(packet.data)
+            nals += params.video.parameter_sets
+        nals += nal.split_avcc(packet.data)
         dts, pts = packet.dts + TS_OFFSET, packet.pts + TS_OFFSET
         header = b"\x80\xc0\x0a" + _timestamp(3, pts) + _timestamp(1, dts)
-        pes = b"\x00\x00\x01\xe0\x00\x00" + header + h264.to_annexb(nals)  # length 0: unbounded video
+        pes = b"\x00\x00\x01\xe0\x00\x00" + header + nal.to_annexb(nals)  # length 0: unbounded video
         return self._pes(VIDEO_PID, pes, pcr=dts - PCR_LEAD, random_access=packet.keyframe)
 
     def _audio(self, audio: AudioParams, packet: MediaPacket) -> bytes:

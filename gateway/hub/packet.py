@@ -9,27 +9,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.formats import h264
+from gateway.formats import h264, h265
 
 VIDEO_TIMESCALE = 90000
 
 
 @dataclass(frozen=True, slots=True)
 class VideoParams:
-    codec: str  # "h264"
+    codec: str  # "h264" or "h265"
     sps: bytes
     pps: bytes
     width: int
     height: int
+    vps: bytes = b""  # H.265 only
 
     @classmethod
     def from_h264(cls, sps: bytes, pps: bytes) -> VideoParams:
         info = h264.SpsInfo.parse(sps)
         return cls("h264", sps, pps, info.width, info.height)
 
+    @classmethod
+    def from_h265(cls, vps: bytes, sps: bytes, pps: bytes) -> VideoParams:
+        info = h265.SpsInfo.parse(sps)
+        return cls("h265", sps, pps, info.width, info.height, vps)
+
+    @property
+    def hevc(self) -> bool:
+        return self.codec == "h265"
+
     @property
     def codec_string(self) -> str:
-        return h264.codec_string(self.sps)
+        """RFC 6381, e.g. avc1.64001F or hvc1.1.6.L120.90."""
+        return h265.codec_string(self.sps) if self.hevc else h264.codec_string(self.sps)
+
+    @property
+    def parameter_sets(self) -> list[bytes]:
+        """What goes in band in front of a keyframe (TS, RTP): VPS (H.265), SPS, PPS."""
+        return [self.vps, self.sps, self.pps] if self.hevc else [self.sps, self.pps]
 
     @property
     def timescale(self) -> int:
@@ -79,5 +95,6 @@ class MediaPacket:
     pts: int
     duration: int
     keyframe: bool
-    # Video: AVCC, 4-byte lengths, no SPS/PPS/AUD. Audio: one raw AAC frame. G.711: samples.
+    # Video: NAL units with 4-byte lengths (an MP4 sample), no parameter sets or AUD.
+    # Audio: one raw AAC frame. G.711: samples.
     data: bytes

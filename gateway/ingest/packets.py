@@ -1,7 +1,8 @@
 """PyAV packets of one opened input as the hub's MediaPackets: no decoding, only re-framing.
 
-H.264 arrives Annex-B (RTSP, TS) or AVCC (FLV, MP4) and leaves as AVCC without parameter
-sets or access unit delimiters, which are kept as the stream's VideoParams instead; AAC
+H.264 and H.265 arrive Annex-B (RTSP, TS) or length-prefixed (FLV, MP4) and leave
+length-prefixed without parameter sets or access unit delimiters, which are kept as the
+stream's VideoParams instead; AAC
 leaves raw (ADTS headers stripped); G.711 is transcoded to AAC here, and kept as it is
 beside it for WebRTC. Timestamps become integers on each track's clock. Used by the
 demux thread for live inputs and by playback for recordings.
@@ -10,11 +11,12 @@ demux thread for live inputs and by playback for recordings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
 
-from gateway.formats import h264
+from gateway.formats import h264, h265, nal
 from gateway.formats.aac import AAC_RATES, aac_params
 from gateway.formats.audio_transcode import TRANSCODED_CODECS, AacTranscoder
 from gateway.hub.packet import VIDEO_TIMESCALE, AudioParams, MediaPacket, StreamParams, VideoParams
@@ -32,21 +34,55 @@ def _ticks(value: int, time_base: Fraction, timescale: int) -> int:
     return scaled // time_base.denominator if scaled >= 0 else -(-scaled // time_base.denominator)
 
 
+class VideoCodec:
+    """What the reader needs to tell apart in one codec's NAL units."""
+
+    def __init__(self, name: str):
+        self.name = name  # "h264" or "h265"
+        self.hevc = name == "h265"
+        self.nal_type: Callable[[bytes], int] = h265.nal_type if self.hevc else h264.nal_type
+        self.parameter_set_types: tuple[int, ...] = (
+            (h265.NAL_VPS, h265.NAL_SPS, h265.NAL_PPS) if self.hevc else (h264.NAL_SPS, h264.NAL_PPS)
+        )
+        self.aud = h265.NAL_AUD if self.hevc else h264.NAL_AUD
+
+    def is_random_access(self, kind: int) -> bool:
+        return h265.is_irap(kind) if self.hevc else kind == h264.NAL_IDR
+
+    def config_units(self, extradata: bytes) -> tuple[list[bytes], int]:
+        """Parameter sets and NAL length size of an avcC/hvcC record."""
+        if self.hevc:
+            return h265.parse_hvcc_config(extradata)
+        sps, pps, length_size = h264.parse_avcc_config(extradata)
+        return sps[:1] + pps[:1], length_size
+
+    def params(self, sets: dict[int, bytes]) -> VideoParams | None:
+        if any(kind not in sets for kind in self.parameter_set_types):
+            return None
+        if self.hevc:
+            return VideoParams.from_h265(sets[h265.NAL_VPS], sets[h265.NAL_SPS], sets[h265.NAL_PPS])
+        return VideoParams.from_h264(sets[h264.NAL_SPS], sets[h264.NAL_PPS])
+
+
+CODECS = {"h264": "h264", "hevc": "h265"}  # PyAV's decoder names -> ours
+
+
 class PacketReader:
     """State of one open input: parameter sets seen so far and audio conversion."""
 
     def __init__(self, container: av.container.InputContainer, enable_audio: bool):
-        self.video_stream = next((s for s in container.streams.video if s.codec_context.name == "h264"), None)
+        self.video_stream = next((s for s in container.streams.video if s.codec_context.name in CODECS), None)
+        self.codec = VideoCodec(CODECS[self.video_stream.codec_context.name] if self.video_stream else "h264")
         self.audio_stream = None
         self.transcoder: AacTranscoder | None = None
         self.g711: str | None = None
         self.audio: AudioParams | None = None
         self.length_size = 4
-        # Packets framed as the avcC extradata says (FLV, MP4). Sniffing for a start code
-        # would take an AVCC frame whose first NAL is 256-511 bytes long (00 00 01 xx) for
-        # Annex-B, so it is done only without avcC.
-        self.avcc = False
-        self.sps = self.pps = b""
+        # Packets framed as the avcC/hvcC extradata says (FLV, MP4). Sniffing for a start
+        # code would take a length-prefixed frame whose first NAL is 256-511 bytes long
+        # (00 00 01 xx) for Annex-B, so it is done only without such a record.
+        self.length_prefixed = False
+        self.sets: dict[int, bytes] = {}  # the latest parameter set of each type
         if self.video_stream is not None:
             self._read_video_extradata(bytes(self.video_stream.codec_context.extradata or b""))
         if enable_audio:
@@ -75,30 +111,30 @@ class PacketReader:
         if not extradata:
             return
         if extradata[0] == 1:
-            sps, pps, self.length_size = h264.parse_avcc_config(extradata)
-            self.avcc = True
-            nals = sps[:1] + pps[:1]
+            units, self.length_size = self.codec.config_units(extradata)
+            self.length_prefixed = True
         else:
-            nals = h264.split_annexb(extradata)
+            units = nal.split_annexb(extradata)
             self.length_size = 0  # packets will be Annex-B too
-        for nal in nals:
-            self._take_parameter_set(nal)
+        for unit in units:
+            self._take_parameter_set(unit)
 
-    def _take_parameter_set(self, nal: bytes) -> bool:
-        kind = h264.nal_type(nal)
-        if kind == h264.NAL_SPS and nal != self.sps:
-            self.sps = nal
-            return True
-        if kind == h264.NAL_PPS and nal != self.pps:
-            self.pps = nal
+    def _take_parameter_set(self, unit: bytes) -> bool:
+        kind = self.codec.nal_type(unit)
+        if kind in self.codec.parameter_set_types and self.sets.get(kind) != unit:
+            self.sets[kind] = unit
             return True
         return False
 
     def _update_video(self) -> bool:
         """Rebuild VideoParams from the current parameter sets; True if they changed."""
-        if not (self.sps and self.pps):
+        try:
+            params = self.codec.params(self.sets)
+        except (ValueError, IndexError):
+            log.warning("ignoring a %s parameter set that does not parse", self.codec.name)
             return False
-        params = VideoParams.from_h264(self.sps, self.pps)
+        if params is None:
+            return False
         changed = params != self.video
         self.video = params
         return changed
@@ -114,25 +150,26 @@ class PacketReader:
         such frames wait for the next timed one and are placed one frame before it.
         """
         data = bytes(packet)
-        if not self.avcc and h264.is_annexb(data):
-            nals = h264.split_annexb(data)
+        if not self.length_prefixed and nal.is_annexb(data):
+            units = nal.split_annexb(data)
         else:
-            nals = h264.split_avcc(data, self.length_size or 4)
+            units = nal.split_avcc(data, self.length_size or 4)
+        codec = self.codec
         kept = []
         changed_sets = False
-        idr = False
-        for nal in nals:
-            kind = h264.nal_type(nal)
-            if kind in (h264.NAL_SPS, h264.NAL_PPS):
-                changed_sets |= self._take_parameter_set(nal)
-            elif kind != h264.NAL_AUD:
-                idr |= kind == h264.NAL_IDR
-                kept.append(nal)
+        random_access = False
+        for unit in units:
+            kind = codec.nal_type(unit)
+            if kind in codec.parameter_set_types:
+                changed_sets |= self._take_parameter_set(unit)
+            elif kind != codec.aud:
+                random_access |= codec.is_random_access(kind)
+                kept.append(unit)
         changed = self._update_video() if changed_sets else False
         if not kept:
             return [], changed
-        keyframe = bool(packet.is_keyframe or idr)
-        media = MediaPacket("video", 0, 0, 0, keyframe, h264.to_avcc(kept))
+        keyframe = bool(packet.is_keyframe or random_access)
+        media = MediaPacket("video", 0, 0, 0, keyframe, nal.to_avcc(kept))
         if packet.dts is None and packet.pts is None:
             self.untimed.append(media)
             return [], changed

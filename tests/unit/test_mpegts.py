@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import av
 import pytest
 
-from gateway.formats import h264
+from gateway.formats import nal
 from gateway.formats.aac import aac_params
 from gateway.formats.mpegts import (
     AUDIO_PID,
@@ -186,10 +186,10 @@ def test_pes_timestamps_pcr_and_random_access_marks(segments):
     assert [v.pcr for v in video] == [f.dts + TS_OFFSET - PCR_LEAD for f in frames]
     assert [v.random_access for v in video] == [f.keyframe for f in frames]
     for v, f in zip(video, frames, strict=True):
-        nals = h264.split_annexb(v.data)
+        nals = nal.split_annexb(v.data)
         assert nals[0] == b"\x09\xf0"  # an access unit delimiter first
         sets = [params.video.sps, params.video.pps] if f.keyframe else []
-        assert nals[1:] == sets + h264.split_avcc(f.data)
+        assert nals[1:] == sets + nal.split_avcc(f.data)
     audio = pes_list(ts, AUDIO_PID)
     assert [(a.pts, a.dts) for a in audio] == [(s.pts * 90000 // AUDIO_RATE + TS_OFFSET, None) for s in samples]
     assert [a.data for a in audio] == [adts_header(params.audio, len(s.data)) + s.data for s in samples]

@@ -8,7 +8,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from gateway.formats import h264
+from gateway.formats import nal
 from gateway.formats.aac import aac_params
 from gateway.formats.mpegts import adts_header
 from gateway.ingest import opened
@@ -119,7 +119,7 @@ def test_a_session_starts_at_a_keyframe_with_parameter_sets_and_audio_only_after
         return FakePacket(audio, adts, n * 640, n * 640, Fraction(1, 16000))
 
     sps, _ = parameter_sets()
-    key_without_sets = FakePacket(video, h264.to_annexb([b"\x65\x07\x00\x00"]), 0, 0, is_keyframe=True)
+    key_without_sets = FakePacket(video, nal.to_annexb([b"\x65\x07\x00\x00"]), 0, 0, is_keyframe=True)
     frames = list(camera_frames(video, 7, first=3, count=5))  # frames 3, 4 and the keyframe 5, 6, 7
     packets = [key_without_sets, sound(0), frames[0], frames[1], sound(1), frames[2], sound(2), frames[3]]
     packets.append(FakePacket(audio, b"", 3 * 640, 3 * 640, Fraction(1, 16000)))  # empty packets are skipped
@@ -138,7 +138,7 @@ def test_a_session_starts_at_a_keyframe_with_parameter_sets_and_audio_only_after
 
 def test_a_session_starts_at_a_keyframe_though_the_parameter_sets_are_known_before(fake_av):
     sps, pps = parameter_sets()
-    video = video_stream(h264.to_annexb([sps, pps]))  # RTSP: the sets came in the SDP
+    video = video_stream(nal.to_annexb([sps, pps]))  # RTSP: the sets came in the SDP
     fake_av.inputs["fake://cam"] = lambda options: FakeContainer(
         "fake://cam", FakeStreams([video]), camera_frames(video, 7, first=3, count=4)
     )
@@ -152,7 +152,7 @@ def test_new_parameters_mid_session_and_audio_parameters_learnt_from_adts(fake_a
     audio = FakeStream("audio", FakeCodecContext("aac"))  # rate unknown until the first ADTS header
     frames = list(camera_frames(video, 1, count=3))
     sps2, pps2, _ = encoded_h264(1, 320, 240)
-    bigger = FakePacket(video, h264.to_annexb([sps2, pps2, b"\x65\x01\x00\x03"]), 3 * 3600, 3 * 3600, is_keyframe=True)
+    bigger = FakePacket(video, nal.to_annexb([sps2, pps2, b"\x65\x01\x00\x03"]), 3 * 3600, 3 * 3600, is_keyframe=True)
     sound = FakePacket(audio, adts_header(aac_params(8000, 1), 2) + b"\x21\x00", 100, 100, Fraction(1, 8000))
     packets = [frames[0], sound, frames[1], bigger, frames[2]]
     fake_av.inputs["fake://cam"] = lambda options: FakeContainer("fake://cam", FakeStreams([video, audio]), packets)

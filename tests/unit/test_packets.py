@@ -9,7 +9,7 @@ from typing import Any
 import av
 import pytest
 
-from gateway.formats import h264
+from gateway.formats import h264, nal
 from gateway.formats.aac import aac_params
 from gateway.formats.audio_transcode import AAC_RATE
 from gateway.formats.mpegts import adts_header
@@ -55,22 +55,22 @@ def test_annexb_frames_leave_as_avcc_with_their_parameter_sets_taken_out():
     key = b"\x00\x00\x00\x01" + AUD + b"\x00\x00\x01" + SPS + b"\x00\x00\x00\x01" + PPS + b"\x00\x00\x01" + IDR
     items, changed = session.video_packets(frame(key, 0, keyframe=True))
     assert changed and session.video == VideoParams.from_h264(SPS, PPS)
-    assert [(p.kind, p.keyframe, p.data) for p in items] == [("video", True, h264.to_avcc([IDR]))]
-    items, changed = session.video_packets(frame(h264.to_annexb([SEI, SLICE]), 3600))
-    assert not changed and [(p.keyframe, p.data) for p in items] == [(False, h264.to_avcc([SEI, SLICE]))]
+    assert [(p.kind, p.keyframe, p.data) for p in items] == [("video", True, nal.to_avcc([IDR]))]
+    items, changed = session.video_packets(frame(nal.to_annexb([SEI, SLICE]), 3600))
+    assert not changed and [(p.keyframe, p.data) for p in items] == [(False, nal.to_avcc([SEI, SLICE]))]
     # The same sets again change nothing; new ones (the camera's resolution changed) do.
-    assert not session.video_packets(frame(h264.to_annexb([SPS, PPS, IDR]), 7200, keyframe=True))[1]
+    assert not session.video_packets(frame(nal.to_annexb([SPS, PPS, IDR]), 7200, keyframe=True))[1]
     sps2, pps2, _ = encoded_h264(1, 320, 240)
-    items, changed = session.video_packets(frame(h264.to_annexb([sps2, pps2, IDR]), 10800, keyframe=True))
+    items, changed = session.video_packets(frame(nal.to_annexb([sps2, pps2, IDR]), 10800, keyframe=True))
     assert changed and (session.video.width, session.video.height) == (320, 240) and len(items) == 1
     assert session.params.video == session.video
 
 
 def test_parameter_sets_in_annexb_extradata_are_known_before_any_frame():
-    session = reader(video_stream(h264.to_annexb([SPS, PPS])))
+    session = reader(video_stream(nal.to_annexb([SPS, PPS])))
     assert session.video == VideoParams.from_h264(SPS, PPS)
-    items, changed = session.video_packets(frame(h264.to_annexb([IDR]), 0))
-    assert not changed and items[0].data == h264.to_avcc([IDR])
+    items, changed = session.video_packets(frame(nal.to_annexb([IDR]), 0))
+    assert not changed and items[0].data == nal.to_avcc([IDR])
     assert items[0].keyframe  # an IDR slice is a keyframe, whatever the demuxer says
 
 
@@ -84,39 +84,39 @@ def test_avcc_frames_are_read_by_the_avcc_length_size(length_size):
     assert session.video == VideoParams.from_h264(SPS, PPS)
     long_nal = b"\x41" + bytes(range(256)) + bytes(44)  # 301 bytes
     framed = b"".join(len(n).to_bytes(length_size, "big") + n for n in (long_nal, AUD, SEI))
-    assert length_size != 4 or h264.is_annexb(framed)  # the trap: it looks like a start code
+    assert length_size != 4 or nal.is_annexb(framed)  # the trap: it looks like a start code
     items, changed = session.video_packets(frame(framed, 40, 80, time_base=MS))
-    assert not changed and [(p.data, p.keyframe) for p in items] == [(h264.to_avcc([long_nal, SEI]), False)]
+    assert not changed and [(p.data, p.keyframe) for p in items] == [(nal.to_avcc([long_nal, SEI]), False)]
 
 
 def test_frames_of_only_parameter_sets_give_no_packet_but_new_parameters():
     session = reader(video_stream())
-    assert session.video_packets(frame(h264.to_annexb([AUD, SPS, PPS]), 0)) == ([], True)
+    assert session.video_packets(frame(nal.to_annexb([AUD, SPS, PPS]), 0)) == ([], True)
     assert session.video is not None
 
 
 def test_timestamps_become_90_khz_ticks_truncated_towards_zero():
-    session = reader(video_stream(h264.to_annexb([SPS, PPS])))
-    [p] = session.video_packets(frame(h264.to_annexb([SLICE]), 40, 120, time_base=MS, duration=40))[0]
+    session = reader(video_stream(nal.to_annexb([SPS, PPS])))
+    [p] = session.video_packets(frame(nal.to_annexb([SLICE]), 40, 120, time_base=MS, duration=40))[0]
     assert (p.dts, p.pts, p.duration) == (3600, 10800, 3600)
-    [p] = session.video_packets(frame(h264.to_annexb([SLICE]), -1, 1, time_base=Fraction(1, 7)))[0]
+    [p] = session.video_packets(frame(nal.to_annexb([SLICE]), -1, 1, time_base=Fraction(1, 7)))[0]
     assert (p.dts, p.pts, p.duration) == (-12857, 12857, 0)  # 90000 / 7 = 12857.14
-    [p] = session.video_packets(frame(h264.to_annexb([SLICE]), None, 25, time_base=Fraction(1, 25)))[0]
+    [p] = session.video_packets(frame(nal.to_annexb([SLICE]), None, 25, time_base=Fraction(1, 25)))[0]
     assert (p.dts, p.pts) == (90000, 90000)  # no dts: the pts stands in
 
 
 def test_untimed_first_frames_are_placed_one_frame_apart_before_the_next_timed_one():
     """RTSP gives the first frame (the keyframe) no timestamp."""
-    session = reader(video_stream(h264.to_annexb([SPS, PPS])))
-    assert session.video_packets(frame(h264.to_annexb([IDR]), None, keyframe=True)) == ([], False)
-    assert session.video_packets(frame(h264.to_annexb([SLICE]), None)) == ([], False)
-    items, _ = session.video_packets(frame(h264.to_annexb([SLICE]), 90000))
+    session = reader(video_stream(nal.to_annexb([SPS, PPS])))
+    assert session.video_packets(frame(nal.to_annexb([IDR]), None, keyframe=True)) == ([], False)
+    assert session.video_packets(frame(nal.to_annexb([SLICE]), None)) == ([], False)
+    items, _ = session.video_packets(frame(nal.to_annexb([SLICE]), 90000))
     assert [(p.dts, p.pts, p.keyframe) for p in items] == [
         (82800, 82800, True),
         (86400, 86400, False),
         (90000, 90000, False),
     ]
-    [p] = session.video_packets(frame(h264.to_annexb([SLICE]), 93600))[0]  # nothing held any more
+    [p] = session.video_packets(frame(nal.to_annexb([SLICE]), 93600))[0]  # nothing held any more
     assert p.dts == 93600
 
 

@@ -13,16 +13,16 @@ from typing import Any
 
 import av
 
-from gateway.formats import h264
+from gateway.formats import nal
 from gateway.hub.packet import MediaPacket, VideoParams
 from gateway.hub.stream import Stream, StreamNotReady
 
 
 def encode_keyframe_jpeg(params: VideoParams, keyframe: MediaPacket, quality: int = 5) -> bytes:
-    """Decode one H.264 keyframe and encode it as JPEG (qscale `quality`, 2 best..31)."""
-    decoder = av.CodecContext.create("h264", "r")
-    nals = [params.sps, params.pps, *h264.split_avcc(keyframe.data)]
-    frames = decoder.decode(av.Packet(h264.to_annexb(nals)))
+    """Decode one H.264 or H.265 keyframe and encode it as JPEG (qscale `quality`, 2 best..31)."""
+    decoder = av.CodecContext.create("hevc" if params.hevc else "h264", "r")
+    nals = [*params.parameter_sets, *nal.split_avcc(keyframe.data)]
+    frames = decoder.decode(av.Packet(nal.to_annexb(nals)))
     frames += decoder.decode(None)
     if not frames:
         raise ValueError("keyframe did not decode")

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gateway.formats import h264
+from gateway.formats import nal
 from gateway.formats.audio_transcode import OpusTranscoder
 from gateway.formats.rtp_h264 import packetize
 from gateway.hub.gop import GopMemo
@@ -133,7 +133,7 @@ class RtcFeed:
         if packet.kind == "video" and self.params and self.params.video:
             video = self.params.video
             parameter_sets = [video.sps, video.pps] if packet.keyframe else None
-            frame = RtpFrame(packetize(h264.split_avcc(packet.data), parameter_sets), packet.pts, packet.keyframe)
+            frame = RtpFrame(packetize(nal.split_avcc(packet.data), parameter_sets), packet.pts, packet.keyframe)
             self.gop.add(frame)
             for track in self.video_tracks:
                 track.send(frame)
