@@ -120,8 +120,8 @@ def test_untimed_first_frames_are_placed_one_frame_apart_before_the_next_timed_o
     assert p.dts == 93600
 
 
-def test_only_h264_video_is_taken():
-    session = reader(FakeStream("video", FakeCodecContext("hevc")))
+def test_only_h264_and_h265_video_is_taken():
+    session = reader(FakeStream("video", FakeCodecContext("mpeg4")))
     assert session.video_stream is None and session.video is None
 
 
