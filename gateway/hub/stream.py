@@ -73,6 +73,7 @@ class Stream:
         self.last_error: str | None = None
         self.online_since: float | None = None
         self.subscribers: list[Subscriber] = []
+        self.rendition: Stream | None = None  # its H.264 rendition, for clients without H.265 (rendition.py)
         self._outputs: dict[type, StreamOutput] = {}
         self._demand = 0
         self._input: RunningInput | None = None
