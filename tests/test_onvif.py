@@ -94,6 +94,29 @@ def test_add_onvif_camera_streams_with_its_credentials(make_gateway, device, cam
     assert "Cam-pa55" not in shown and "UsernameToken" not in shown
 
 
+def test_an_h265_profile_is_picked_automatically_and_plays_as_it_is(make_gateway):
+    """Most Hikvision cameras sold now stream H.265 on their main profile: auto picks it
+    (not the JPEG one before it) and a viewer that takes H.265 gets the camera's own bytes."""
+    with RtspCamera(user="admin", password=SECRET, audio="none", codec="h265") as cam, OnvifDevice(
+        [
+            Profile("jpeg_1", "snapshot", 640, 480, 5, 512, encoding="JPEG"),
+            Profile("h265_1", "mainStream", 640, 360, 25, 1000, encoding="H265", stream_uri=plain_url(cam)),
+        ],
+        user="admin",
+        password=SECRET,
+    ) as emulator:
+        gw = make_gateway()
+        session = gw.login()
+        status, answer = add_onvif(gw, session, emulator)
+        assert status == 200 and answer["bStatus"], answer
+        assert answer["strOnvifProfileToken"] == "h265_1"
+        viewer = WsViewer(gw.ws_url, "cam", session, "&hevc=true")
+        viewer.start()
+        assert viewer.wait_frames(10, 20), (viewer.error, viewer.close_reason, gw.log()[-2000:])
+        viewer.stop()
+    assert viewer.mime.startswith('video/mp4; codecs="hvc1.1.6.L'), viewer.mime
+
+
 def test_onvif_sources_from_the_config_file(make_gateway, device):
     onvif = {"nType": "H5_ONVIF", "strSrcIpAddress": "127.0.0.1", "strSrcPort": str(device.port),
              "strUser": "admin", "strPasswd": SECRET}

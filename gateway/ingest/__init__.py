@@ -32,7 +32,7 @@ def make_source(conf: SourceConf, media_dir: Path, hikvision: HikClient | None =
 def make_sub_source(conf: SourceConf, hikvision: HikClient | None = None) -> Source | None:
     """The Source of a config entry's sub stream, None when it has none (files never do);
     SourceError says why one cannot be made. ONVIF: the sub profile named, or with
-    bOnvifProfileAuto the camera's second H.264 one; H5_STREAM: strUrlSub with the same
+    bOnvifProfileAuto the camera's second H.264 or H.265 one; H5_STREAM: strUrlSub with the same
     credentials; HikCentral: the camera's sub quality."""
     if conf.type == "H5_STREAM" and conf.url_sub:
         return StreamSource(conf.url_sub, conf.user, conf.password, conf.rtsp_type)

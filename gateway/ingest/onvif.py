@@ -4,7 +4,7 @@ The URI is asked for again on every (re)connect: cameras hand out a new one afte
 reboot or a profile change, so a stream that failed is retried with a fresh answer.
 The camera credentials serve both ONVIF (WS-Security digest) and the RTSP connection.
 A source's sub stream is a second OnvifSource with profile "sub": it streams the sub
-profile, or the main one when the camera has no second H.264 profile to pick.
+profile, or the main one when the camera has no second H.264 or H.265 profile to pick.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from gateway.vendors.onvif.client import DEFAULT_PATH, Endpoint, OnvifDevice, On
 
 log = logging.getLogger(__name__)
 
-# The demux thread reads H.264 only, so only such profiles are picked automatically.
-PLAYABLE_CODECS = ("H264",)
+# What the demux thread reads, so what is picked automatically (H.265 is served to clients
+# without it through the H.264 rendition). ONVIF Media 1 cameras say "H264" only; H.265
+# profiles appear as "H265" (Media 2, and Hikvision's Media 1 extension).
+PLAYABLE_CODECS = ("H264", "H265")
 
 
 def choose(profiles: list[Profile], wanted: str, auto: bool, other_than: Profile | None = None) -> Profile | None:
-    """The profile named `wanted` (token or name), else with `auto` the first H.264 one."""
+    """The profile named `wanted` (token or name), else with `auto` the first H.264 or H.265 one."""
     if wanted:
         for profile in profiles:
             if wanted in (profile.token, profile.name):
@@ -91,7 +93,7 @@ class OnvifSource:
             profiles = await device.profiles()
             main = choose(profiles, self.wanted_main, self.auto)
             if main is None:
-                raise SourceError(f"ONVIF device {self.endpoint.label} has no H.264 profile")
+                raise SourceError(f"ONVIF device {self.endpoint.label} has no H.264 or H.265 profile")
             self.main = main
             self.sub = choose(profiles, self.wanted_sub, self.auto, other_than=main)
             yield device, main
