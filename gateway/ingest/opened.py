@@ -37,7 +37,7 @@ class OpenInput:
             )
         if self.session.video_stream is None:
             self.container.close()
-            raise SourceError(f"{spec.label}: no H.264 video stream")
+            raise SourceError(f"{spec.label}: no H.264 or H.265 video stream")
         self.opened_in = time.monotonic() - opening
         # An expiring input is replaced at three quarters of its life, or RENEW_LEAD before
         # it expires if that is earlier: opening its successor takes a few seconds.

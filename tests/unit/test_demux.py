@@ -384,7 +384,7 @@ def test_failures_to_connect_back_off_and_say_why(fake_av):
             "end: Connection refused",
             "end: Connection refused",
             "end: internal error: RuntimeError",
-            "end: input4: no H.264 video stream",
+            "end: input4: no H.264 or H.265 video stream",
             "start",
             "packets from 5",
         ]
