@@ -139,7 +139,7 @@ def middle_colour(frame: av.VideoFrame, x: float) -> tuple[int, int, int]:
 
 
 def assert_close(got: tuple[int, ...], want: tuple[int, ...], tolerance: int = 40) -> None:
-    assert all(abs(g - w) <= tolerance for g, w in zip(got, want)), (got, want)
+    assert all(abs(g - w) <= tolerance for g, w in zip(got, want, strict=True)), (got, want)
 
 
 def ws_bytes(gw: H265Gateway, token: str, hevc: str, seconds_of_frames: int = 50) -> tuple[str, bytes]:
