@@ -37,7 +37,7 @@ import pytest
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.ws_client import WsViewer
-from tests.test_browser import SMPTE_BARS
+from tests.test_browser import SMPTE_BARS, open_player
 from tests.test_playback import _play_all, h5_time, run_async
 from tests.test_record import search, wait_for
 
@@ -287,3 +287,36 @@ def test_get_src_names_the_video_codec(h265):
     assert cam["strVideoCodec"] == "H.265" and file["strVideoCodec"] == "H.265"
     assert cam["strCodec"].startswith('video/mp4; codecs="hvc1.1.6.')
     assert (cam["nWidth"], cam["nHeight"]) == (WIDTH, HEIGHT)
+
+
+# -- the player page -------------------------------------------------------------------------
+
+# What a browser with an H.265 decoder answers (Chrome with hardware HEVC, Safari).
+HEVC_CAPABLE = """(() => {
+    const ask = MediaSource.isTypeSupported.bind(MediaSource);
+    MediaSource.isTypeSupported = type => type.includes('hvc1') || ask(type);
+})();"""
+
+
+def player_socket_url(h265: H265Gateway, page, init_script: str | None = None) -> str:
+    """The h5swsapi URL the player page opens for `cam`."""
+    urls: list[str] = []
+    page.on("websocket", lambda ws: urls.append(ws.url))
+    if init_script:
+        page.add_init_script(init_script)
+    open_player(h265.gw, page, "cam")
+    page.wait_for_function("() => document.getElementById('st-codec').textContent === 'H.265'")
+    live = wait_for(lambda: [u for u in urls if "/api/v1/h5swsapi?" in u], 10, 0.05)
+    assert live, urls
+    return live[0]
+
+
+def test_the_player_page_asks_for_h264_where_mse_has_no_hevc(h265, page):
+    url = player_socket_url(h265, page)
+    assert page.evaluate("""() => MediaSource.isTypeSupported('video/mp4; codecs="hvc1.1.6.L120.90"')""") is False
+    assert "hevc=false" in url and "hevc=true" not in url
+
+
+def test_the_player_page_asks_for_h265_where_mse_plays_it(h265, page):
+    url = player_socket_url(h265, page, HEVC_CAPABLE)
+    assert "hevc=true" in url and "hevc=false" not in url
