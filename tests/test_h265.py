@@ -1,11 +1,13 @@
 """H.265 carried as it is through every output but WebRTC, proven with real parts.
 
-One gateway pulls two H.265 inputs for the whole module:
+One gateway pulls three H.265 inputs for the whole module:
 - `cam`, a GStreamer RTSP camera (x265enc, rtph265pay) with G.711 A-law audio, as a
   Hikvision camera sends it; the hub transcodes its audio to AAC;
-- `file`, an H5_FILE source: an MP4 of libx265 + AAC made here with PyAV.
+- `file`, an H5_FILE source: an MP4 of libx265 + AAC made here with PyAV;
+- `flv`, an H5_FILE source: the same as enhanced FLV (FourCC hvc1), what an enhanced-RTMP
+  publisher sends, read by the same FFmpeg FLV demuxer that reads an rtmp:// URL.
 
-Why a file and not RTMP: the issue asks for an H.265 RTMP publisher into nginx-rtmp, or
+Why files and not RTMP: the issue asks for an H.265 RTMP publisher into nginx-rtmp, or
 a file source if nginx-rtmp cannot relay it. It cannot. Debian's ffmpeg (5.1) refuses
 H.265 in FLV ("Video codec hevc not compatible with flv"); PyAV's FFmpeg 8 does publish
 enhanced RTMP (FourCC hvc1), but Debian's nginx-rtmp (libnginx-mod-rtmp 1.2.2) relays none
@@ -50,12 +52,14 @@ PLAYLISTS = {"v1": "/hls/v1/{t}/hls.m3u8", "v2": "/hls/v2/{t}/hls.m3u8", "ll": "
 
 
 def make_h265_file(path: Path, seconds: int = 4) -> None:
-    """An MP4 of libx265 (hvc1, a keyframe each second) + AAC: left half red, right half blue."""
+    """An MP4 (hvc1) or enhanced FLV of libx265 (a keyframe each second) + AAC: left half
+    red, right half blue."""
     width, height = FILE_SIZE
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx265", rate=25)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.codec_tag = "hvc1"
+        if path.suffix == ".mp4":
+            video.codec_tag = "hvc1"
         video.options = {"preset": "ultrafast", "x265-params": "keyint=25:min-keyint=25:bframes=0:log-level=error"}
         audio = out.add_stream("aac", rate=16000)
         audio.layout = "mono"
@@ -79,9 +83,11 @@ class H265Gateway:
         media = root / "media"
         media.mkdir(parents=True)
         make_h265_file(media / "h265.mp4")
+        make_h265_file(media / "h265.flv")
         sources = [
             {"strName": "H.265 camera", "strToken": "cam", "nType": "H5_STREAM", "strUrl": self.camera.url},
             {"strName": "H.265 file", "strToken": "file", "nType": "H5_FILE", "strUrl": "h265.mp4"},
+            {"strName": "H.265 FLV", "strToken": "flv", "nType": "H5_FILE", "strUrl": "h265.flv"},
         ]
         self.gw = Gateway(root, sources, hls__nHLSDuration=1).start()
         self.session = self.gw.login()
@@ -173,8 +179,12 @@ def test_ws_hevc_true_sends_hvc1_that_ffprobe_and_pyav_read(h265, tmp_path):
         assert_close(middle_colour(frame, (i + 0.5) / 7), bar)
 
 
-def test_the_h265_file_source_plays_over_ws_as_hvc1(h265, tmp_path):
-    mime, data = ws_bytes(h265, "file", "true", 30)
+@pytest.mark.parametrize("token", ["file", "flv"])
+def test_h265_file_sources_play_over_ws_as_hvc1(h265, token, tmp_path):
+    if token == "flv":  # enhanced FLV: a video tag's first byte has IsExHeader set, then the FourCC
+        flv = (h265.gw.root / "media" / "h265.flv").read_bytes()
+        assert re.search(rb"\x09.{10}\x90hvc1", flv, re.S)  # tag type 9, header, sequence start
+    mime, data = ws_bytes(h265, token, "true", 30)
     assert mime.startswith('video/mp4; codecs="hvc1.1.6.') and mime.endswith(', mp4a.40.2"'), mime
     path = tmp_path / "file.mp4"
     path.write_bytes(data)
