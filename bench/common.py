@@ -52,6 +52,36 @@ def make_clip(path: Path, width: int, height: int, fps: int, seconds: int, bitra
     return path
 
 
+def make_h265_clip(path: Path, h264_clip: Path, bitrate: int) -> Path:
+    """`h264_clip` with its video re-encoded by libx265 (ultrafast, hvc1, an IDR each second,
+    no B-frames, as the H.264 clip) at `bitrate`, its audio as it is; made once and reused."""
+    if path.exists():
+        return path
+    import av
+
+    tmp = path.with_name(f".{path.name}.part")
+    with av.open(str(h264_clip)) as source, av.open(str(tmp), "w", format="mp4") as out:
+        video_in, audio_in = source.streams.video[0], source.streams.audio[0]
+        fps = int(video_in.average_rate or 25)
+        params = f"keyint={fps}:min-keyint={fps}:bframes=0:log-level=error"
+        video = out.add_stream("libx265", rate=fps, options={"preset": "ultrafast", "x265-params": params})
+        video.width, video.height, video.pix_fmt = video_in.width, video_in.height, "yuv420p"
+        video.bit_rate, video.codec_tag = bitrate, "hvc1"
+        audio = out.add_stream_from_template(audio_in)
+        for packet in source.demux(video_in, audio_in):
+            if packet.stream is audio_in:
+                if packet.dts is not None:
+                    packet.stream = audio
+                    out.mux(packet)
+                continue
+            for frame in packet.decode():
+                frame.pict_type = av.video.frame.PictureType.NONE
+                out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    os.replace(tmp, path)
+    return path
+
+
 def chosen_modes(parser: argparse.ArgumentParser, text: str, known: Iterable[str]) -> list[str]:
     """The comma-separated modes of `text`; an unknown one ends the bench with a usage error."""
     modes = [m for m in text.split(",") if m]

@@ -35,6 +35,9 @@ SRC_FIELDS = (
     "bRec",
 )
 
+# GetSrc's strVideoCodec: the camera's codec as people name it (strCodec is the MIME type).
+VIDEO_CODEC_NAMES = {"h264": "H.264", "h265": "H.265"}
+
 
 def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     conf = gw.config.sources[token]
@@ -58,6 +61,7 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     if stream and stream.params and stream.params.video:
         info["nWidth"], info["nHeight"] = stream.params.video.width, stream.params.video.height
         info["strCodec"] = stream.params.mime
+        info["strVideoCodec"] = VIDEO_CODEC_NAMES[stream.params.video.codec]
     info.update(describe_sub(gw, token, info))
     return info
 
@@ -82,6 +86,7 @@ def describe_sub(gw: Gateway, token: str, main: dict[str, Any]) -> dict[str, Any
     info.update(sub.source.describe())
     if sub.params and sub.params.video:
         info["nSubWidth"], info["nSubHeight"] = sub.params.video.width, sub.params.video.height
+        info["strSubVideoCodec"] = VIDEO_CODEC_NAMES[sub.params.video.codec]
     return info
 
 
@@ -114,10 +119,12 @@ SOURCE_ANSWER = obj(
     nWidth=INT,
     nHeight=INT,
     strCodec=TEXT,
+    strVideoCodec=TEXT,
     bSubStream=BOOL,
     bSubOnline=BOOL,
     strSubState=TEXT,
     nSubViewers=INT,
+    strSubVideoCodec=TEXT,
 )
 
 

@@ -55,6 +55,9 @@ def stitch(segments: list[Segment], length: float, sink: Sink) -> float:
                     for kind, stream in inputs.items():
                         if stream is not None:
                             outputs[kind] = out.add_stream_from_template(stream)
+                            # The template leaves the tag out, and FFmpeg's mp4 default for
+                            # HEVC is hev1; the recordings are hvc1 (sets in hvcC only).
+                            outputs[kind].codec_tag = stream.codec_tag
                             extradata[kind] = bytes(stream.codec_context.extradata or b"")
                 if bytes(video.codec_context.extradata or b"") != extradata["video"]:
                     log.warning("download: %s has other video parameters; left out", segment.path.name)

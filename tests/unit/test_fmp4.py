@@ -8,7 +8,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from gateway.formats import h264
+from gateway.formats import h264, h265
 from gateway.formats.fmp4 import (
     SAMPLE_FLAGS_NON_SYNC,
     SAMPLE_FLAGS_SYNC,
@@ -18,7 +18,7 @@ from gateway.formats.fmp4 import (
     init_segment,
 )
 from gateway.hub.packet import MediaPacket, StreamParams
-from tests.fixtures.media import aac_clip, h264_clip
+from tests.fixtures.media import aac_clip, h264_clip, h265_clip
 
 AUDIO_RATE = 16000
 
@@ -181,3 +181,26 @@ def test_an_audio_only_stream_and_audio_parameters_in_the_sample_entry():
     decoder = av.CodecContext.create("aac", "r")
     decoder.extradata = audio.config
     assert sum(frame.samples for p in packets["audio"] for frame in decoder.decode(p)) == 5 * 1024
+
+
+def test_h265_init_is_hvc1_with_our_hvcc_and_ffmpeg_decodes_the_fragments():
+    """hvc1 (not hev1): the parameter sets live in hvcC only, as the hub's samples lack them."""
+    video, frames = h265_clip(12, width=176, height=144, gop=10)
+    audio, samples = aac_clip(5, AUDIO_RATE)
+    params = StreamParams(video, audio)
+    init = init_segment(params)
+    hvc1 = sample_entries(init)[b"hvc1"]
+    assert (int.from_bytes(hvc1[24:26], "big"), int.from_bytes(hvc1[26:28], "big")) == (176, 144)
+    assert boxes(hvc1[78:], b"hvcC") == [h265.hvcc_config(video.vps, video.sps, video.pps)]
+    data = init + b"".join(fragment(i, "video", [f]) for i, f in enumerate(frames, start=1))
+    data += fragment(len(frames) + 1, "audio", samples)
+    container, packets = read_back(data)
+    with container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_tag) == ("hevc", "hvc1")
+        decoder = av.CodecContext.create("hevc", "r")
+        decoder.extradata = bytes(stream.codec_context.extradata)
+        pictures = [f for p in packets["video"] for f in decoder.decode(p)] + list(decoder.decode(None))
+    assert len(pictures) == len(frames) and (pictures[0].width, pictures[0].height) == (176, 144)
+    assert [p.is_keyframe for p in packets["video"]] == [f.keyframe for f in frames]
+    assert params.mime == f'video/mp4; codecs="{h265.codec_string(video.sps)}, mp4a.40.2"'

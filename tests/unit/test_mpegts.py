@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import av
 import pytest
 
-from gateway.formats import nal
+from gateway.formats import h265, nal
 from gateway.formats.aac import aac_params
 from gateway.formats.mpegts import (
     AUDIO_PID,
@@ -17,6 +17,7 @@ from gateway.formats.mpegts import (
     PMT_PID,
     STREAM_TYPE_AAC_ADTS,
     STREAM_TYPE_H264,
+    STREAM_TYPE_H265,
     TS_OFFSET,
     VIDEO_PID,
     WRAP,
@@ -25,7 +26,7 @@ from gateway.formats.mpegts import (
     crc32_mpeg2,
 )
 from gateway.hub.packet import MediaPacket, StreamParams
-from tests.fixtures.media import aac_clip, h264_clip
+from tests.fixtures.media import aac_clip, h264_clip, h265_clip
 
 AUDIO_RATE = 16000
 
@@ -235,3 +236,26 @@ def test_a_pes_ending_in_any_packet_size_is_stuffed_to_188_bytes(payload):
     ts = ts_packets(data)  # 188-byte packets, each starting with its sync byte
     [pes] = pes_list(ts, AUDIO_PID)
     assert pes.data == adts_header(audio, payload) + sample.data and pes.pts == 1024 * 90000 // AUDIO_RATE + TS_OFFSET
+
+
+def test_h265_is_stream_type_0x24_with_aud_and_parameter_sets_in_band():
+    """HEVC in TS (ISO/IEC 13818-1 Amd 3): an AUD starts every access unit, VPS/SPS/PPS go
+    before every IRAP picture (a TS reader has no other place to find them)."""
+    video, frames = h265_clip(20, width=176, height=144, gop=10)
+    params = StreamParams(video, None)
+    segment = TsWriter().segment(params, frames)
+    ts = ts_packets(segment)
+    assert pmt_streams(ts[1].payload) == (VIDEO_PID, [(STREAM_TYPE_H265, VIDEO_PID)])
+    pes = pes_list(ts, VIDEO_PID)
+    assert len(pes) == len(frames)
+    for p, frame in zip(pes, frames, strict=True):
+        kinds = [h265.nal_type(unit) for unit in nal.split_annexb(p.data)]
+        sets = [h265.NAL_VPS, h265.NAL_SPS, h265.NAL_PPS] if frame.keyframe else []
+        assert kinds[: 1 + len(sets)] == [h265.NAL_AUD, *sets]
+        assert nal.to_avcc(nal.split_annexb(p.data)[1 + len(sets) :]) == frame.data
+        assert p.random_access == frame.keyframe
+    with av.open(io.BytesIO(segment), format="mpegts") as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.width) == ("hevc", 176)
+        frames_decoded = [f for packet in container.demux(stream) for f in packet.decode()]
+    assert len(frames_decoded) == len(frames)

@@ -9,7 +9,7 @@ from typing import Any
 import av
 import pytest
 
-from gateway.formats import h264, nal
+from gateway.formats import h264, h265, nal
 from gateway.formats.aac import aac_params
 from gateway.formats.audio_transcode import AAC_RATE
 from gateway.formats.mpegts import adts_header
@@ -24,7 +24,7 @@ from tests.fixtures.fake_av import (
     parameter_sets,
     video_stream,
 )
-from tests.fixtures.media import encoded_h264
+from tests.fixtures.media import encoded_h264, encoded_h265
 
 SPS, PPS = parameter_sets()
 IDR = b"\x65\x88\x84" + bytes(30)
@@ -123,6 +123,53 @@ def test_untimed_first_frames_are_placed_one_frame_apart_before_the_next_timed_o
 def test_only_h264_and_h265_video_is_taken():
     session = reader(FakeStream("video", FakeCodecContext("mpeg4")))
     assert session.video_stream is None and session.video is None
+
+
+def hevc_stream(extradata: bytes | None = None) -> FakeStream:
+    return FakeStream("video", FakeCodecContext("hevc", extradata))
+
+
+HEVC_VPS, HEVC_SPS, HEVC_PPS, _ = encoded_h265(1)
+HEVC_IDR = bytes([19 << 1, 0x01]) + b"\xaf" + bytes(30)  # IDR_W_RADL
+HEVC_CRA = bytes([21 << 1, 0x01]) + b"\xaf" + bytes(30)
+HEVC_TRAIL = bytes([1 << 1, 0x01]) + b"\xd0" + bytes(20)  # TRAIL_R
+HEVC_SEI = bytes([39 << 1, 0x01, 0x05, 0x01, 0x00, 0x80])
+
+
+def test_hevc_from_rtsp_loses_vps_sps_pps_and_aud_and_irap_pictures_are_keyframes():
+    """What rtph265depay hands FFmpeg: Annex-B, parameter sets and an AUD in band."""
+    session = reader(hevc_stream())
+    assert session.codec.hevc and session.video is None
+    key = nal.to_annexb([h265.AUD, HEVC_VPS, HEVC_SPS, HEVC_PPS, HEVC_SEI, HEVC_IDR])
+    items, changed = session.video_packets(frame(key, 0))  # the demuxer did not flag it
+    assert changed and session.video == VideoParams.from_h265(HEVC_VPS, HEVC_SPS, HEVC_PPS)
+    assert session.video.hevc and session.params.mime.startswith('video/mp4; codecs="hvc1.1.6.')
+    assert [(p.keyframe, p.data) for p in items] == [(True, nal.to_avcc([HEVC_SEI, HEVC_IDR]))]
+    [p] = session.video_packets(frame(nal.to_annexb([h265.AUD, HEVC_TRAIL]), 3600))[0]
+    assert (p.keyframe, p.data) == (False, nal.to_avcc([HEVC_TRAIL]))
+    [p] = session.video_packets(frame(nal.to_annexb([HEVC_CRA]), 7200))[0]
+    assert p.keyframe  # a CRA picture is a random access point too
+
+
+def test_hevc_from_flv_or_mp4_is_framed_as_its_hvcc_says():
+    session = reader(hevc_stream(h265.hvcc_config(HEVC_VPS, HEVC_SPS, HEVC_PPS)))
+    assert session.video == VideoParams.from_h265(HEVC_VPS, HEVC_SPS, HEVC_PPS) and session.length_prefixed
+    items, changed = session.video_packets(frame(nal.to_avcc([HEVC_TRAIL, HEVC_SEI]), 40, time_base=MS))
+    assert not changed and [(p.dts, p.keyframe, p.data) for p in items] == [
+        (3600, False, nal.to_avcc([HEVC_TRAIL, HEVC_SEI]))
+    ]
+    [p] = session.video_packets(frame(nal.to_avcc([HEVC_IDR]), 80, time_base=MS))[0]
+    assert p.keyframe
+
+
+def test_real_x265_frames_pass_through_as_the_hub_wants_them():
+    vps, sps, pps, packets = encoded_h265(12, gop=10)
+    session = reader(hevc_stream(nal.to_annexb([vps, sps, pps])))
+    out = [p for packet in packets for p in session.video_packets(frame(bytes(packet), packet.dts * 3600))[0]]
+    assert [p.keyframe for p in out] == [packet.is_keyframe for packet in packets] and out[0].keyframe
+    decoder = av.CodecContext.create("hevc", "r")
+    decoder.extradata = h265.hvcc_config(vps, sps, pps)
+    assert len([f for p in out for f in decoder.decode(av.Packet(p.data))] + list(decoder.decode(None))) == 12
 
 
 # -- audio ----------------------------------------------------------------------------------

@@ -271,11 +271,12 @@
   /* ------------------------------------------------------------------ */
 
   // Can this browser's MSE take H.265? The server transcodes or refuses when not.
+  // hevc=true when MSE can play what the gateway sends for H.265: hvc1 (parameter sets in
+  // the init segment), Main profile; a hev1-only answer would not do.
   function mseHevcSupported() {
     var MS = global.MediaSource || global.WebKitMediaSource;
     if (!MS || !MS.isTypeSupported) return false;
-    return MS.isTypeSupported('video/mp4; codecs="hvc1.1.6.L93.B0"') ||
-      MS.isTypeSupported('video/mp4; codecs="hev1.1.6.L93.B0"');
+    return MS.isTypeSupported('video/mp4; codecs="hvc1.1.6.L120.90"');
   }
 
   class H5sPlayerWS extends H5sPlayerBase {

@@ -124,6 +124,9 @@
       var dot = document.getElementById('src-dot');
       dot.classList.toggle('online', !!src.bOnline);
       dot.title = src.bOnline ? 'online' : 'offline';
+      // GetSrc's strVideoCodec (H.264 / H.265, once the stream has run); what this
+      // browser gets is under Codecs (the MIME string of the stream it plays).
+      set('st-codec', src.strVideoCodec || '–');
     }).catch(function (e) {
       showBanner('Cannot read the source: ' + e.message);
     });
