@@ -152,7 +152,6 @@ def assert_close(got: tuple[int, ...], want: tuple[int, ...], tolerance: int = 4
 def ws_bytes(gw: H265Gateway, token: str, hevc: str, seconds_of_frames: int = 50) -> tuple[str, bytes]:
     """The MIME string and the media bytes after it of `seconds_of_frames` WS messages."""
     viewer = WsViewer(gw.gw.ws_url, token, gw.session, f"&hevc={hevc}")
-    viewer.url = viewer.url.replace("&hevc=false", "", 1)  # the query's one hevc= is the test's
     viewer.start()
     try:
         assert viewer.wait_frames(seconds_of_frames, 20), (viewer.close_reason, viewer.error, gw.gw.log()[-2000:])
