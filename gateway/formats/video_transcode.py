@@ -26,6 +26,8 @@ from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket, StreamParams, Video
 # what a camera's H.264 would for the same picture; these rates keep the smpte bars,
 # text and a moving scene clean at 25 fps.
 DEFAULT_BITS_PER_PIXEL = 2
+DEFAULT_FRAME_TICKS = 3600  # 25 fps
+MIN_FRAME_TICKS, MAX_FRAME_TICKS = 750, 90000  # 120 fps to 1 fps
 PROFILE = "baseline"  # x264 writes it as Constrained Baseline: profile_idc 66, constraint flags 0xC0
 PROFILE_PREFIX = "42C0"
 # (macroblocks per frame up to, level): 720p30/60 fit 3.2, 1080p up to 60 fps fits 4.2.
@@ -65,9 +67,10 @@ class H264Transcoder:
     """One H.265 source's decoder and its H.264 encoder; `transcode` one packet at a time.
 
     Made for one set of source parameters: when they change (the camera reconnected with
-    another size or codec config), make a new one."""
+    another size or codec config), make a new one. `frame_ticks`: the source's frame
+    spacing (90 kHz), which x264's rate control needs to share the bitrate out per frame."""
 
-    def __init__(self, source: VideoParams, height: int, kbps: int):
+    def __init__(self, source: VideoParams, height: int, kbps: int, frame_ticks: int = DEFAULT_FRAME_TICKS):
         self.shape = RenditionShape.of(source.width, source.height, height, kbps)
         self.parameter_sets = nal.to_annexb(source.parameter_sets)
         self.decoder = av.CodecContext.create("hevc", "r")
@@ -80,6 +83,7 @@ class H264Transcoder:
         self.encoder.width, self.encoder.height = self.shape.width, self.shape.height
         self.encoder.pix_fmt = "yuv420p"
         self.encoder.time_base = Fraction(1, VIDEO_TIMESCALE)
+        self.encoder.framerate = Fraction(VIDEO_TIMESCALE, min(max(frame_ticks, MIN_FRAME_TICKS), MAX_FRAME_TICKS))
         self.encoder.bit_rate = self.shape.kbps * 1000
         self.encoder.max_b_frames = 0
         rate = f"{self.shape.kbps}k"

@@ -192,7 +192,7 @@ class RunningRendition:
                         self._emit(handoff, self.target.on_packet, replace(item))
                 elif params is not None and params.video is not None:
                     if transcoder is None:
-                        transcoder = H264Transcoder(params.video, height, kbps)
+                        transcoder = H264Transcoder(params.video, height, kbps, item.duration)
                     for packet in transcoder.transcode(item):
                         if not started and packet.keyframe and transcoder.params is not None:
                             started = True
