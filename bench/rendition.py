@@ -78,10 +78,13 @@ def cpu_run(seconds: float) -> dict[str, float]:
                 try:
                     if not viewer.wait_frames(25, 20):
                         raise SystemExit(f"no frames for {label}: {viewer.close_reason}\n{gw.log()}")
-                    out[label] = measure(pid, seconds)
+                    time.sleep(3)
+                    frames, t0 = len(viewer.frames), time.monotonic()
+                    out[label] = cpu_percent(pid, seconds)
+                    fps = (len(viewer.frames) - frames) / (time.monotonic() - t0)
                     transcoding = source_state(gw, session, token)["bH264Rendition"]
-                    print(f"  {label:<44} {out[label]:5.1f} %  (mime {viewer.mime}; transcoding: {transcoding})",
-                          flush=True)
+                    print(f"  {label:<44} {out[label]:5.1f} %  ({fps:.1f} frames/s received; {viewer.mime}; "
+                          f"transcoding: {transcoding})", flush=True)
                 finally:
                     viewer.stop()
                 wait_until(lambda t=token: not source_state(gw, session, t)["bH264Rendition"], 15)
