@@ -72,8 +72,7 @@ def cpu_run(seconds: float) -> dict[str, float]:
             for label, token, hevc in (("WS viewer taking H.265 (passthrough)", "full", True),
                                        ("WS viewer of the rendition, 1080p", "full", False),
                                        ("WS viewer of the rendition, 720p", "hd", False)):
-                viewer = WsViewer(gw.ws_url, token, session)
-                viewer.url = viewer.url.replace("hevc=false", f"hevc={str(hevc).lower()}")
+                viewer = WsViewer(gw.ws_url, token, session, f"&hevc={str(hevc).lower()}")
                 viewer.start()
                 try:
                     if not viewer.wait_frames(25, 20):

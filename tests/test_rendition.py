@@ -50,8 +50,7 @@ class Rig:
         return float(m[1])
 
     def viewer(self, token: str, hevc: bool) -> WsViewer:
-        viewer = WsViewer(self.gw.ws_url, token, self.session)
-        viewer.url = viewer.url.replace("hevc=false", f"hevc={str(hevc).lower()}")
+        viewer = WsViewer(self.gw.ws_url, token, self.session, f"&hevc={str(hevc).lower()}")
         viewer.start()
         return viewer
 

@@ -64,15 +64,15 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     info["nRtcPeers"] = sum(1 for peer in gw.rtc_peers.values() if peer.stream.token == token)  # main and sub
     info["strSnapshotUrl"] = f"api/v1/GetImage?token={token}"
     info["nHlsSegments"] = 0  # in memory only while HLS clients poll (the segmenter says)
+    # Whether the H.264 rendition of the main stream transcodes now (clients without H.265 watch).
+    transcode = stream.rendition.source if stream and stream.rendition else None
+    info["bH264Rendition"] = isinstance(transcode, RenditionInput) and transcode.transcoding
     # What the source learnt while connecting (ONVIF: the profile in use), and its outputs.
     if stream:
         info.update(stream.describe())
     if stream and stream.params and stream.params.video:
         info["nWidth"], info["nHeight"] = stream.params.video.width, stream.params.video.height
         info["strCodec"] = stream.params.mime
-    # Whether the H.264 rendition of the main stream transcodes now (clients without H.265 watch).
-    transcode = stream.rendition.source if stream and stream.rendition else None
-    info["bH264Rendition"] = isinstance(transcode, RenditionInput) and transcode.transcoding
     info.update(describe_sub(gw, token, info))
     return info
 
