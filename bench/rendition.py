@@ -1,13 +1,15 @@
 """The H.264 rendition of an H.265 stream: its CPU, and the latency it adds over WS.
 
-Usage: python3 bench/rendition.py [--seconds 10] [--modes cpu,latency]
+Usage: python3 bench/rendition.py [--seconds 10] [--modes cpu,latency] [--grain]
 
 cpu      A 1920x1080 25 fps H.265 file source (libx265, 4 Mbit/s, GOP 25, AAC; made once
          with ffmpeg into bench/.cache) is played by the gateway (H5_FILE, real time). One WS
          viewer takes it as H.265 (`hevc=true`: no transcode), then one takes it as H.264
          (`hevc=false`: the rendition), at the source's size and, from a second source,
          downscaled to 720 lines. Gateway CPU (from /proc, % of one core) over `--seconds`
-         each after a 3 s warm-up; the rendition's cost is the difference.
+         each after a 3 s warm-up; the rendition's cost is the difference. `--grain` adds
+         moving film grain to the clip (FFmpeg's noise filter), closer to a camera at night
+         than testsrc2's flat colours.
 latency  Glass-to-glass over WS in Chromium (bench/ws_latency.py's probe and page: the real
          H5sPlayerWS, requestVideoFrameCallback, the camera's --stamp), in one sitting: a
          1280x720 25 fps H.264 camera, then the same camera in H.265 (x265), which Debian's
@@ -30,17 +32,19 @@ from common import (CACHE, Gateway, RtspCamera, add_rtsp, chosen_modes, cpu_perc
 from tests.fixtures.ws_client import WsViewer  # after common, which puts the repo on sys.path
 from ws_latency import TOKEN, browser_run, probe
 
-CLIP = "hevc-1080p25.mp4"
+CLIPS = {False: "hevc-1080p25.mp4", True: "hevc-1080p25-grain.mp4"}
 TARGET_ADDED_MS = 150
 
 
-def hevc_clip() -> Path:
-    """10 s of testsrc2 (moving picture) in H.265 1080p25 4 Mbit/s with AAC, made once."""
-    path = CACHE / CLIP
+def hevc_clip(grain: bool) -> Path:
+    """10 s of testsrc2 (moving picture; with `grain`, moving noise on it) in H.265 1080p25
+    4 Mbit/s with AAC, made once."""
+    path = CACHE / CLIPS[grain]
     if not path.exists():
         CACHE.mkdir(exist_ok=True)
+        picture = "testsrc2=size=1920x1080:rate=25" + (",noise=alls=16:allf=t" if grain else "")
         subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25",
+            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", picture,
              "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=16000", "-t", "10",
              "-c:v", "libx265", "-preset", "ultrafast", "-b:v", "4M",
              "-x265-params", "keyint=25:min-keyint=25:scenecut=0:bframes=0:log-level=error",
@@ -50,16 +54,16 @@ def hevc_clip() -> Path:
     return path
 
 
-def cpu_run(seconds: float) -> dict[str, float]:
-    clip = hevc_clip()
+def cpu_run(seconds: float, grain: bool) -> dict[str, float]:
+    clip = hevc_clip(grain)
     with tempfile.TemporaryDirectory() as tmp:
         sources = [
-            {"strName": token, "strToken": token, "nType": "H5_FILE", "strUrl": CLIP,
+            {"strName": token, "strToken": token, "nType": "H5_FILE", "strUrl": clip.name,
              "nConnectType": "H5_ALWAYS", **extra}
             for token, extra in (("full", {}), ("hd", {"nH264RenditionHeight": 720}))
         ]
         gw = Gateway(Path(tmp) / "gw", sources, system__strLogLevel="warning")
-        shutil.copy(clip, gw.root / "media" / CLIP)
+        shutil.copy(clip, gw.root / "media" / clip.name)
         gw.start()
         try:
             session = gw.login()
@@ -131,12 +135,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="seconds measured per row")
     parser.add_argument("--modes", default="cpu,latency", help="cpu, latency, or both (comma-separated)")
+    parser.add_argument("--grain", action="store_true", help="cpu: a clip with moving film grain")
     args = parser.parse_args()
     modes = chosen_modes(parser, args.modes, ("cpu", "latency"))
     print(machine_note(), flush=True)
     if "cpu" in modes:
-        print("\nGateway CPU, % of one core (H.265 1080p25 4 Mbit/s file source, H5_ALWAYS):", flush=True)
-        cpu = cpu_run(args.seconds)
+        print(f"\nGateway CPU, % of one core (H.265 1080p25 4 Mbit/s file source{' with grain' if args.grain else ''}, "
+              "H5_ALWAYS):", flush=True)
+        cpu = cpu_run(args.seconds, args.grain)
         base = cpu["WS viewer taking H.265 (passthrough)"]
         for label in ("WS viewer of the rendition, 1080p", "WS viewer of the rendition, 720p"):
             print(f"  rendition cost, {label.rsplit(', ', 1)[1]}: {cpu[label] - base:5.1f} % of one core "
