@@ -256,6 +256,37 @@ def test_the_rendition_transcodes_video_passes_audio_and_stops_a_linger_after_it
     assert len(decode_h264(seen.params[0].video, video)) == 25
 
 
+def test_new_source_params_restart_the_decoder_and_encoder_as_a_new_session():
+    big, big_clip = hevc_clip(10, (0,))
+    small, small_clip = hevc_clip(10, (0, 5), width=320, height=180)
+
+    async def run() -> tuple[Collector, int, int]:
+        source = recorded_stream(RecordingInput())
+        transcode = RenditionInput(source, 0, 0)
+        rendition = Stream(source.conf, transcode, SourceSettings(0.2), OutputRegistry(), rendition_of=source)
+        seen = Collector()
+        rendition.attach(seen)
+        rendition.acquire()
+        for params, clip in ((big, big_clip), (small, small_clip)):  # the camera reconnects with another size
+            source.on_session_start(StreamParams(params, None))
+            for p in fresh(clip):
+                source.on_packet(p)
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(seen.packets) < 20:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        connects = rendition.connects
+        rendition.stop()
+        return seen, transcode.transcodes, connects
+
+    seen, transcodes, connects = run_async(run)
+    assert transcodes == 1 and connects == 2  # one thread; a session per source session
+    sizes = [(p.video.width, p.video.height) for p in seen.params if p.video is not None]
+    assert sizes == [(640, 360), (320, 180)]
+    assert len(decode_h264(seen.params[1].video, seen.packets[10:])) == 10
+    assert [i for i, p in enumerate(seen.packets) if p.keyframe] == [0, 10, 15]
+
+
 def test_an_h264_source_needs_no_transcode_its_packets_pass_as_they_are():
     video_params, clip = h264_clip(20, gop=10)
 
@@ -286,6 +317,10 @@ def test_for_client_and_the_streams_that_get_a_rendition():
     off = manager.add(SourceConf.from_json({"strToken": "off", "strH264Rendition": "off"}, "s"), RecordingInput())
     assert on.rendition is not None and not on.rendition.always_on and on.rendition.label == "on/h264"
     assert off.rendition is None
+    with_sub = manager.add(SourceConf.from_json({"strToken": "t"}, "s"), RecordingInput(), RecordingInput())
+    sub = manager.sub("t")
+    assert with_sub.rendition is not None and sub is not None and sub.rendition is not None
+    assert sub.rendition.label == "t/sub/h264" and sub.rendition.rendition_of is sub
     assert for_client(on, StreamParams(hevc, None), takes_hevc=True) is on
     assert for_client(on, StreamParams(h264, None), takes_hevc=False) is on
     assert for_client(on, StreamParams(hevc, None), takes_hevc=False) is on.rendition
