@@ -13,6 +13,8 @@ import pytest
 from gateway.formats import h265, nal
 from gateway.formats.rtp_h264 import MAX_PAYLOAD
 from gateway.formats.rtp_h265 import NAL_AP, NAL_FU, ap, fu, packetize
+from tests.fixtures.rtp_h265 import depacketize
+from tests.fixtures.rtp_h265 import payload_header as header
 
 pytestmark = pytest.mark.unit
 
@@ -38,41 +40,6 @@ def hevc_access_units(frames: int = 6, width: int = 320, height: int = 240) -> l
     return [
         (any(h265.is_irap(h265.nal_type(n)) for n in nal.split_annexb(u)), nal.split_annexb(u)) for u in units
     ]
-
-
-def header(payload: bytes) -> tuple[int, int, int, int]:
-    """(F, type, LayerId, TID) of a payload header."""
-    value = int.from_bytes(payload[:2], "big")
-    return value >> 15, (value >> 9) & 0x3F, (value >> 3) & 0x3F, value & 0x07
-
-
-def depacketize(payloads: list[bytes]) -> list[bytes]:
-    """NAL units back from single NAL, AP and FU payloads (a receiver of RFC 7798)."""
-    units: list[bytes] = []
-    fragments: bytearray | None = None
-    for payload in payloads:
-        forbidden, kind, layer_id, tid = header(payload)
-        if kind == NAL_AP:
-            pos = 2
-            while pos < len(payload):
-                size = int.from_bytes(payload[pos : pos + 2], "big")
-                units.append(payload[pos + 2 : pos + 2 + size])
-                pos += 2 + size
-            assert pos == len(payload)
-        elif kind == NAL_FU:
-            start, end, fu_type = payload[2] & 0x80, payload[2] & 0x40, payload[2] & 0x3F
-            if start:
-                assert fragments is None
-                fragments = bytearray((forbidden << 15 | fu_type << 9 | layer_id << 3 | tid).to_bytes(2, "big"))
-            assert fragments is not None
-            fragments += payload[3:]
-            if end:
-                units.append(bytes(fragments))
-                fragments = None
-        else:
-            units.append(payload)
-    assert fragments is None
-    return units
 
 
 def test_parameter_sets_aggregate_and_slices_fragment_within_the_budget():
