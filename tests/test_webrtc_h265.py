@@ -24,11 +24,10 @@ import pytest
 from gateway.formats import h265, nal
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import Gateway
-from tests.fixtures.rtp_h265 import depacketize
+from tests.fixtures.rtp_h265 import aiortc_client_codecs, depacketize
 from tests.test_browser import SMPTE_BARS
 
 WIDTH, HEIGHT = 640, 360
-H265_PAYLOAD_TYPE = 117  # free in aiortc's table, with or without the gateway's additions
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +43,6 @@ def h265_camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gate
             yield gw, session
         finally:
             gw.stop()
-
-
-@contextmanager
-def aiortc_takes_h265() -> Iterator[None]:
-    """This process's aiortc offers and accepts H265 (Main, as a browser with a decoder lists it) first."""
-    from aiortc import RTCRtpCodecParameters
-    from aiortc.codecs import CODECS
-    from aiortc.rtcrtpparameters import RTCRtcpFeedback
-
-    codec = RTCRtpCodecParameters(
-        mimeType="video/H265",
-        clockRate=90000,
-        payloadType=H265_PAYLOAD_TYPE,
-        rtcpFeedback=[RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")],
-        parameters={"level-id": "180", "profile-id": "1", "tier-flag": "0", "tx-mode": "SRST"},
-    )
-    CODECS["video"].insert(0, codec)
-    try:
-        yield
-    finally:
-        CODECS["video"].remove(codec)
 
 
 @dataclass
@@ -83,59 +61,63 @@ def video_receiver(pc, received: Received) -> None:
     receiver._handle_rtp_packet = on_rtp
 
 
-async def whep(gw: Gateway, session: str, seconds: float) -> tuple[int, Received]:
-    """A WHEP client (video and audio, recvonly) with what this process's aiortc offers."""
+async def whep(gw: Gateway, session: str, seconds: float, h265: bool) -> tuple[int, Received]:
+    """A WHEP client (video and audio, recvonly) offering H265 and H.264, or H.264 only."""
     import aiohttp
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
     received = Received()
-    video_receiver(pc, received)
-    await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{gw.url}/cam/whep", data=pc.localDescription.sdp,
-                             headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {session}"}) as r:
-            status, received.answer = r.status, await r.text()
-    if status == 201:
-        await pc.setRemoteDescription(RTCSessionDescription(received.answer, "answer"))
-        await asyncio.sleep(seconds)
-    await pc.close()
+    pc = RTCPeerConnection()
+    with aiortc_client_codecs(h265) as prefer:
+        prefer(pc.addTransceiver("video", direction="recvonly"))
+        pc.addTransceiver("audio", direction="recvonly")
+        video_receiver(pc, received)
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {session}"}
+            async with http.post(f"{gw.url}/cam/whep", data=pc.localDescription.sdp, headers=headers) as r:
+                status, received.answer = r.status, await r.text()
+        if status == 201:
+            await pc.setRemoteDescription(RTCSessionDescription(received.answer, "answer"))
+            await asyncio.sleep(seconds)
+        await pc.close()
     return status, received
 
 
-async def h5srtcapi(gw: Gateway, session: str, seconds: float) -> tuple[Received, tuple[int | None, str]]:
-    """The h5s player's signalling (the gateway offers, this process's aiortc answers);
-    also (close code, reason or last H5_ERROR) of the socket when the gateway closed it."""
+async def h5srtcapi(gw: Gateway, session: str, seconds: float, h265: bool) -> tuple[Received, tuple[int | None, str]]:
+    """The h5s player's signalling: the gateway offers, an aiortc client answers, taking
+    H265 and H.264, or H.264 only; also (close code, reason or last H5_ERROR) of the
+    socket if the gateway closed it."""
     import aiohttp
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     received = Received()
     pc = RTCPeerConnection()
     closed: tuple[int | None, str] = (None, "")
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{gw.ws_url}/api/v1/h5srtcapi?token=cam&session={session}") as ws:
-            await ws.send_str(json.dumps({"type": "open"}))
-            while not received.answer:
-                message = json.loads((await ws.receive(timeout=20)).data)
-                if message["type"] == "offer":
-                    received.answer = message["sdp"]
-            await pc.setRemoteDescription(RTCSessionDescription(received.answer, "offer"))
-            video_receiver(pc, received)
-            await pc.setLocalDescription(await pc.createAnswer())
-            await ws.send_str(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
-            reason = ""
-            try:
-                async with asyncio.timeout(seconds):
-                    async for msg in ws:
-                        if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("type") == "H5_ERROR":
-                            reason = json.loads(msg.data)["strCode"]
-            except TimeoutError:
-                pass
-            if ws.closed:
-                closed = (ws.close_code, reason)
-    await pc.close()
+    with aiortc_client_codecs(h265) as prefer:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{gw.ws_url}/api/v1/h5srtcapi?token=cam&session={session}") as ws:
+                await ws.send_str(json.dumps({"type": "open"}))
+                while not received.answer:
+                    message = json.loads((await ws.receive(timeout=20)).data)
+                    if message["type"] == "offer":
+                        received.answer = message["sdp"]
+                prefer(pc.addTransceiver("video", direction="recvonly"))  # the offer's section lands in it
+                await pc.setRemoteDescription(RTCSessionDescription(received.answer, "offer"))
+                video_receiver(pc, received)
+                await pc.setLocalDescription(await pc.createAnswer())
+                await ws.send_str(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
+                reason = ""
+                try:
+                    async with asyncio.timeout(seconds):
+                        async for msg in ws:
+                            if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("type") == "H5_ERROR":
+                                reason = json.loads(msg.data)["strCode"]
+                except TimeoutError:
+                    pass
+                if ws.closed:
+                    closed = (ws.close_code, reason)
+        await pc.close()
     return received, closed
 
 
@@ -199,8 +181,7 @@ def h265_fmtp(sdp: str) -> str:
 
 def test_whep_client_offering_h265_gets_the_camera_h265_that_decodes(h265_camera):
     gw, session = h265_camera
-    with aiortc_takes_h265():
-        status, received = run(whep(gw, session, seconds=3))
+    status, received = run(whep(gw, session, seconds=3, h265=True))
     assert status == 201, received.answer
     video = received.answer[received.answer.index("m=video"):]
     assert "H265/90000" in video and "H264" not in video and "VP8" not in video
@@ -212,8 +193,7 @@ def test_whep_client_offering_h265_gets_the_camera_h265_that_decodes(h265_camera
 
 def test_h5srtcapi_offers_only_h265_without_a_rendition_and_the_answer_gets_it(h265_camera):
     gw, session = h265_camera
-    with aiortc_takes_h265():
-        received, closed = run(h5srtcapi(gw, session, seconds=3))
+    received, closed = run(h5srtcapi(gw, session, seconds=3, h265=True))
     offer_video = received.answer[received.answer.index("m=video"):]
     assert "H265/90000" in offer_video and "H264" not in offer_video, offer_video
     assert f"level-id={camera_level(received)}" in h265_fmtp(received.answer)
@@ -225,7 +205,7 @@ def test_whep_client_without_h265_is_refused_when_there_is_no_rendition(h265_cam
     """aiortc's own codecs (VP8, H.264): no H.265 decoder, and the source has no H.264
     rendition to send instead; the refusal says so."""
     gw, session = h265_camera
-    status, received = run(whep(gw, session, seconds=0))
+    status, received = run(whep(gw, session, seconds=0, h265=False))
     assert status == 406, (status, received.answer)
     assert "H.265" in received.answer and "rendition" in received.answer, received.answer
     assert gw.api("GetSrc", session=session)[0] == 200  # the gateway goes on
