@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import struct
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import av
 import pytest
@@ -172,6 +175,25 @@ def assert_h265_pictures(received: Received) -> None:
         assert_smpte_bars(frame)
 
 
+def gstreamer_depayloaded(received: Received, workdir: Path) -> bytes:
+    """The Annex-B stream GStreamer's rtph265depay makes of the payloads, as RTP packets
+    (RFC 4571 framing through rtpstreamdepay), in the order they came."""
+    packets = bytearray()
+    for sequence, (timestamp, marker, payload) in enumerate(received.packets):
+        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 96, sequence & 0xFFFF, timestamp, 1)
+        packets += struct.pack("!H", len(header) + len(payload)) + header + payload
+    source, sink = workdir / "video.rtp", workdir / "video.h265"
+    source.write_bytes(packets)
+    subprocess.run(
+        ["gst-launch-1.0", "-q", "filesrc", f"location={source}", "!",
+         "application/x-rtp-stream,media=video,clock-rate=90000,encoding-name=H265,payload=96", "!",
+         "rtpstreamdepay", "!", "rtph265depay", "!", "video/x-h265,stream-format=byte-stream,alignment=au", "!",
+         "filesink", f"location={sink}"],
+        check=True, timeout=30, capture_output=True,
+    )
+    return sink.read_bytes()
+
+
 def camera_level(received: Received) -> int:
     sps = next(n for nals in access_units(received) for n in nals if h265.nal_type(n) == h265.NAL_SPS)
     return h265.SpsInfo.parse(sps).level_idc
@@ -184,7 +206,7 @@ def h265_fmtp(sdp: str) -> str:
     return re.search(rf"a=fmtp:{payload_type} (.*)", video).group(1).strip()
 
 
-def test_whep_client_offering_h265_gets_the_camera_h265_that_decodes(h265_camera):
+def test_whep_client_offering_h265_gets_the_camera_h265_that_decodes(h265_camera, tmp_path):
     gw, session = h265_camera
     status, received = run(whep(gw, session, seconds=3, h265=True))
     assert status == 201, received.answer
@@ -194,6 +216,14 @@ def test_whep_client_offering_h265_gets_the_camera_h265_that_decodes(h265_camera
     assert f"level-id={camera_level(received)}" in fmtp and "profile-id=1" in fmtp and "tx-mode=SRST" in fmtp, fmtp
     assert_h265_pictures(received)
     assert "never re-encodes" not in gw.log()
+    # GStreamer's depayloader reads the same packets into as many pictures.
+    annexb = gstreamer_depayloaded(received, tmp_path)
+    decoder = av.CodecContext.create("hevc", "r")
+    pictures = [f for p in decoder.parse(annexb) + decoder.parse(None) for f in decoder.decode(p)]
+    pictures += decoder.decode(None)
+    assert len(pictures) == len(decoded(access_units(received)))
+    assert {(f.width, f.height) for f in pictures} == {(WIDTH, HEIGHT)}
+    assert_smpte_bars(pictures[-1])
 
 
 def test_h5srtcapi_offers_only_h265_without_a_rendition_and_the_answer_gets_it(h265_camera):
