@@ -182,3 +182,22 @@ def test_an_h264_stream_is_offered_and_sent_as_h264_whatever_the_client_takes():
     answer, held = run_async(lambda: whep(stream, client_h265=True))
     assert "H265" not in video_section(answer) and "H264/90000" in video_section(answer)
     assert held == {"stream": 1}
+
+
+def test_h265_codecs_match_only_within_one_profile_and_tier():
+    """aiortc's own match looks at name and clock rate only; RFC 7798 defaults: Main, Main tier."""
+    from aiortc import RTCRtpCodecParameters
+
+    from gateway.outputs.webrtc.aiortc_compat.passthrough import h265_compatible
+
+    def h265(**parameters: str) -> RTCRtpCodecParameters:
+        return RTCRtpCodecParameters(mimeType="video/H265", clockRate=90000, payloadType=100, parameters=parameters)
+
+    compatible = h265_compatible(lambda a, b: a.mimeType.lower() == b.mimeType.lower() and a.clockRate == b.clockRate)
+    main = h265(**{"profile-id": "1", "tier-flag": "0", "tx-mode": "SRST"})
+    assert compatible(main, h265(**{"profile-id": "1", "level-id": "180"}))
+    assert compatible(main, h265())  # absent: Main, Main tier
+    assert not compatible(main, h265(**{"profile-id": "2"}))
+    assert not compatible(main, h265(**{"profile-id": "1", "tier-flag": "1"}))
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+    assert compatible(vp8, vp8) and not compatible(main, vp8)
