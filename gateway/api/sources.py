@@ -7,10 +7,19 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.commands import bool_param, command, enum_param, param, token_param
-from gateway.api.schema import BOOL, INT, TEXT, Param, choice, flag, list_of, obj, text, token
+from gateway.api.schema import BOOL, INT, TEXT, Param, choice, flag, list_of, obj, text, token, whole
 from gateway.auth import Session
-from gateway.config.file import CONNECT_TYPES, RTSP_TYPES, SourceConf
+from gateway.config.file import (
+    CONNECT_TYPES,
+    RENDITION_HEIGHTS,
+    RENDITION_MAX_KBPS,
+    RENDITION_MODES,
+    RTSP_TYPES,
+    SourceConf,
+    whole_number,
+)
 from gateway.core import Gateway
+from gateway.hub.rendition_input import RenditionInput
 from gateway.redact import MASK, redact, redact_urls
 from gateway.web.errors import ApiError, ok
 from gateway.web.request import gateway
@@ -33,6 +42,9 @@ SRC_FIELDS = (
     "strOnvifProfileMain",
     "strOnvifProfileSub",
     "bRec",
+    "strH264Rendition",
+    "nH264RenditionKbps",
+    "nH264RenditionHeight",
 )
 
 
@@ -58,6 +70,9 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
     if stream and stream.params and stream.params.video:
         info["nWidth"], info["nHeight"] = stream.params.video.width, stream.params.video.height
         info["strCodec"] = stream.params.mime
+    # Whether the H.264 rendition of the main stream transcodes now (clients without H.265 watch).
+    transcode = stream.rendition.source if stream and stream.rendition else None
+    info["bH264Rendition"] = isinstance(transcode, RenditionInput) and transcode.transcoding
     info.update(describe_sub(gw, token, info))
     return info
 
@@ -105,6 +120,10 @@ SOURCE_ANSWER = obj(
     strOnvifProfileMain=TEXT,
     strOnvifProfileSub=TEXT,
     bRec=BOOL,
+    strH264Rendition=TEXT,
+    nH264RenditionKbps=INT,
+    nH264RenditionHeight=INT,
+    bH264Rendition=BOOL,
     bOnline=BOOL,
     strState=TEXT,
     strLastError=TEXT,
@@ -135,6 +154,9 @@ SOURCE_PARAMS: tuple[Param, ...] = (
     flag("audio", "pass the audio on (default true)"),
     choice("connecttype", CONNECT_TYPES),
     flag("rec", "record continuously (default false)"),
+    choice("rendition", RENDITION_MODES, about="H.264 rendition of an H.265 stream: auto (default) or off"),
+    whole("renditionkbps", 0, RENDITION_MAX_KBPS, about="the rendition's bitrate (0, the default: from its size)"),
+    whole("renditionheight", 0, RENDITION_HEIGHTS[1], about="the rendition's height (0, the default: the source's)"),
 )
 
 
@@ -148,7 +170,18 @@ def common_source_fields(request: web.Request) -> dict[str, Any]:
         "bEnableAudio": bool_param(request, "audio", True),
         "nConnectType": enum_param(request, "connecttype", CONNECT_TYPES, "H5_ONDEMAND"),
         "bRec": bool_param(request, "rec", False),
+        "strH264Rendition": enum_param(request, "rendition", RENDITION_MODES, "auto"),
+        "nH264RenditionKbps": int_param(request, "renditionkbps"),
+        "nH264RenditionHeight": int_param(request, "renditionheight"),
     }
+
+
+def int_param(request: web.Request, name: str) -> int:
+    """A whole-number parameter, 0 when not given; its range is the config's to check."""
+    number = whole_number(param(request, name, "0"))
+    if number is None:
+        raise ApiError(400, f"parameter '{name}' must be a whole number >= 0")
+    return number
 
 
 @command(

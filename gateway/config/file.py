@@ -23,6 +23,9 @@ CONNECT_TYPES = ("H5_ONDEMAND", "H5_ALWAYS", "H5_AUTO")
 RTSP_TYPES = ("H5_RTSP_TCP", "H5_RTSP_UDP", "H5_RTSP_HTTP", "H5_RTSP_HTTPS", "H5_RTSP_AUTO")
 HLS_TYPES = ("H5_HLS_NONE", "H5_HLS_V1", "H5_HLS_V2")
 USER_TYPES = ("Administrator", "Operator", "Viewer")
+RENDITION_MODES = ("auto", "off")
+RENDITION_MAX_KBPS = 100000
+RENDITION_HEIGHTS = (90, 4320)  # nH264RenditionHeight's range besides 0
 
 # (section, key, type, default). Types: int, bool, str, or a tuple of allowed strings.
 SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
@@ -121,6 +124,10 @@ class SourceConf:
         "strOnvifProfileMain": (str, ""),
         "strOnvifProfileSub": (str, ""),
         "bRec": (bool, False),
+        # h5ss: the H.264 rendition of an H.265 stream (hub/rendition_input.py)
+        "strH264Rendition": (RENDITION_MODES, "auto"),
+        "nH264RenditionKbps": (int, 0),
+        "nH264RenditionHeight": (int, 0),
     }
     # h5ss's own fields, present only on sources of their type.
     TYPE_FIELDS: ClassVar[dict[str, dict[str, tuple[Any, Any]]]] = {
@@ -141,6 +148,12 @@ class SourceConf:
         for name, (kind, default) in cls.TYPE_FIELDS.get(raw["nType"], {}).items():
             raw.setdefault(name, default)
             _check(f"{where}.{name}", raw[name], kind)
+        kbps, height = raw["nH264RenditionKbps"], raw["nH264RenditionHeight"]
+        if not 0 <= kbps <= RENDITION_MAX_KBPS:
+            raise ConfigError(f"{where}.nH264RenditionKbps: {kbps} is not 0 (from the size) to {RENDITION_MAX_KBPS}")
+        low, high = RENDITION_HEIGHTS
+        if height and not low <= height <= high:
+            raise ConfigError(f"{where}.nH264RenditionHeight: {height} is not 0 (the source's) or {low}-{high}")
         token = raw["strToken"]
         if not valid_token(token):
             raise ConfigError(f"{where}.strToken: {token!r} must be 1-64 letters, digits, '-', '_' or '.'")
@@ -190,6 +203,21 @@ class SourceConf:
     def always_on(self) -> bool:
         """nConnectType H5_ALWAYS: connected from start-up (H5_AUTO behaves as on demand)."""
         return self.raw["nConnectType"] == "H5_ALWAYS"
+
+    @property
+    def h264_rendition(self) -> bool:
+        """strH264Rendition auto: an H.265 stream gets an H.264 rendition while a client needs it."""
+        return self.raw["strH264Rendition"] == "auto"
+
+    @property
+    def rendition_kbps(self) -> int:
+        """nH264RenditionKbps: the rendition's bitrate, 0 from its size."""
+        return self.raw["nH264RenditionKbps"]
+
+    @property
+    def rendition_height(self) -> int:
+        """nH264RenditionHeight: the rendition's height, 0 the source's (never scaled up)."""
+        return self.raw["nH264RenditionHeight"]
 
     @property
     def record(self) -> bool:

@@ -60,6 +60,7 @@ class Stream:
         settings: SourceSettings,
         registry: OutputRegistry,
         profile: str = MAIN,
+        rendition_of: Stream | None = None,
     ):
         self.conf = conf
         self.profile = profile  # main, or sub: the source's sub stream (hub/profile.py)
@@ -74,6 +75,7 @@ class Stream:
         self.online_since: float | None = None
         self.subscribers: list[Subscriber] = []
         self.rendition: Stream | None = None  # its H.264 rendition, for clients without H.265 (rendition.py)
+        self.rendition_of = rendition_of  # for a rendition: the stream it transcodes
         self._outputs: dict[type, StreamOutput] = {}
         self._demand = 0
         self._input: RunningInput | None = None
@@ -95,13 +97,14 @@ class Stream:
 
     @property
     def label(self) -> str:
-        """The token, with `/sub` for a sub stream: for logs and messages."""
-        return self.token if self.profile == MAIN else f"{self.token}/{self.profile}"
+        """The token, with `/sub` for a sub stream and `/h264` for a rendition: for logs and messages."""
+        label = self.token if self.profile == MAIN else f"{self.token}/{self.profile}"
+        return label if self.rendition_of is None else f"{label}/h264"
 
     @property
     def always_on(self) -> bool:
-        """H5_ALWAYS keeps the main stream up; a sub stream is always on demand."""
-        return self.profile == MAIN and self.conf.always_on
+        """H5_ALWAYS keeps the main stream up; a sub stream and a rendition are always on demand."""
+        return self.profile == MAIN and self.rendition_of is None and self.conf.always_on
 
     @property
     def online(self) -> bool:
@@ -163,7 +166,9 @@ class Stream:
         self._end_session()
 
     def close(self) -> None:
-        """The source is deleted: stop it and end every output's clients."""
+        """The source is deleted: stop it and end every output's clients (its rendition's too)."""
+        if self.rendition is not None:
+            self.rendition.close()
         self.stop()
         for output in list(self._outputs.values()):
             output.close()

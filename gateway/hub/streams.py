@@ -2,7 +2,9 @@
 
 A token has its main stream and, when its source has one, a sub stream (hub/profile.py):
 two Streams from the same SourceConf, each with its own input, GOP cache, outputs and
-timeline. A token without a sub stream serves its main one to `profile=sub`.
+timeline. A token without a sub stream serves its main one to `profile=sub`. With the
+source's H.264 rendition on, each of them has its rendition (`Stream.rendition`), a Stream
+over a transcode of it that runs only while it has clients (hub/rendition_input.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from gateway.config.file import SourceConf
 from gateway.config.settings import SourceSettings
 from gateway.hub.output import OutputRegistry
 from gateway.hub.profile import MAIN, SUB
+from gateway.hub.rendition_input import RenditionInput
 from gateway.hub.stream import Stream, StreamInput
 
 
@@ -23,12 +26,20 @@ class StreamManager:
 
     def add(self, conf: SourceConf, source: StreamInput, sub: StreamInput | None = None) -> Stream:
         """The token's main stream over `source`, and its sub stream over `sub` if given."""
-        stream = Stream(conf, source, self.settings, self.registry)
+        stream = self._with_rendition(Stream(conf, source, self.settings, self.registry))
         self.streams[conf.token] = stream
         if sub is not None:
-            self.subs[conf.token] = Stream(conf, sub, self.settings, self.registry, SUB)
+            self.subs[conf.token] = self._with_rendition(Stream(conf, sub, self.settings, self.registry, SUB))
         if stream.always_on:
             stream.start()
+        return stream
+
+    def _with_rendition(self, stream: Stream) -> Stream:
+        """`stream`, with its H.264 rendition when the source has it on."""
+        conf = stream.conf
+        if conf.h264_rendition:
+            transcode = RenditionInput(stream, conf.rendition_height, conf.rendition_kbps)
+            stream.rendition = Stream(conf, transcode, self.settings, self.registry, stream.profile, stream)
         return stream
 
     def remove(self, token: str) -> None:
@@ -56,6 +67,8 @@ class StreamManager:
             stream = streams.get(conf.token)
             if stream is not None:
                 stream.conf = conf
+                if stream.rendition is not None:
+                    stream.rendition.conf = conf
 
     def stop_all(self) -> None:
         for token in list(self.streams):

@@ -5,7 +5,8 @@ library: streams, outputs, recordings and the HikCentral client keep plain int
 attributes, and this collector turns them into metric families once per scrape. What it
 reads, and through which narrow interface:
 
-- streams (hub/stream.py): state and counters, main and sub (StreamManager);
+- streams (hub/stream.py): state and counters, main and sub (StreamManager), and their
+  H.264 renditions' transcodes (hub/rendition_input.py);
 - their outputs: each MeasuredOutput's OutputCounts (hub/output.py), labelled by its
   metric_name; WS playback's and DownloadRecord's by token (Gateway.recording_clients);
 - recordings: RecordingJobs' counts by token and the jobs under way;
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from gateway.core import Gateway
 from gateway.hub.output import MeasuredOutput, OutputCounts
 from gateway.hub.profile import MAIN
+from gateway.hub.rendition_input import RenditionInput
 from gateway.hub.stream import Stream
 from gateway.ingest.demux import SourceInput
 from gateway.ingest.hikvision import HikvisionSource
@@ -58,6 +60,7 @@ class GatewayCollector(Collector):
         streams = self.streams()
         yield from self.sources(streams)
         yield from self.outputs(streams)
+        yield from self.renditions(streams)
         yield from self.recordings()
         yield from self.hikvision(streams)
         peers = GaugeMetricFamily("h5ss_webrtc_peers", "WebRTC peers (h5s RTC and WHEP), connecting or connected")
@@ -107,6 +110,26 @@ class GatewayCollector(Collector):
             ingest_bytes.add_metric(labels, stream.bytes_in)
             ingest_packets.add_metric(labels, stream.packets_in)
         yield from (online, state, viewers, connects, reconnects, errors, switches, ingest_bytes, ingest_packets)
+
+    def renditions(self, streams: Iterable[Stream]) -> Iterator[Metric]:
+        running = GaugeMetricFamily(
+            "h5ss_rendition_transcoding", "1 while the stream's H.264 rendition transcodes", labels=SOURCE
+        )
+        viewers = GaugeMetricFamily(
+            "h5ss_rendition_viewers", "Clients holding the stream's H.264 rendition", labels=SOURCE
+        )
+        starts = CounterMetricFamily(
+            "h5ss_rendition_transcodes", "Transcode threads the H.264 rendition started", labels=SOURCE
+        )
+        for stream in streams:
+            rendition = stream.rendition
+            if rendition is None or not isinstance(rendition.source, RenditionInput):
+                continue
+            labels = [stream.token, stream.profile]
+            running.add_metric(labels, int(rendition.source.transcoding))
+            viewers.add_metric(labels, rendition.viewers)
+            starts.add_metric(labels, rendition.source.transcodes)
+        yield from (running, viewers, starts)
 
     def outputs(self, streams: Iterable[Stream]) -> Iterator[Metric]:
         clients = GaugeMetricFamily("h5ss_output_clients", "Clients of an output now", labels=OUTPUT)

@@ -4,6 +4,8 @@ request gets, every one from the stream's one segmenter.
   /hls/v1/{token}/hls.m3u8   h5s HLS v1: MPEG-TS segments     (segN.ts)
   /hls/v2/{token}/hls.m3u8   h5s HLS v2: fMP4 init + segments (initK.mp4, segN.m4s)
   /{token}/index.m3u8        MediaMTX-style LL-HLS: master -> stream.m3u8 (+ partN.I.m4s)
+  /{token}/h264/...          the same files of the stream's H.264 rendition (an H.265
+                             stream's master lists it), made while a player asks
   /api/v1/h5swscmnapi        the h5s HLS player's keepalive socket (keepalive.py)
 
 The files are served on the lean HTTP front (gateway/web/front.py), not through aiohttp.
@@ -33,6 +35,7 @@ from gateway.core import Gateway
 from gateway.hub.profile import SUB, profile_of
 from gateway.outputs.hls.grants import GRANTS_KEY, HlsGrants, client_in
 from gateway.outputs.hls.keepalive import h5swscmnapi
+from gateway.outputs.hls.playlist import RENDITION_DIR
 from gateway.outputs.hls.responses import (
     HEADER_LINES,
     HlsAnswers,
@@ -63,10 +66,9 @@ def add_routes(app: web.Application) -> None:
     app[GRANTS_KEY] = HlsGrants(secrets.token_bytes(32))
     app.router.add_get("/api/v1/h5swscmnapi", h5swscmnapi)
     app.router.add_get("/hls/{variant:v1|v2}/{token}/{name}", aiohttp_route)
-    app.router.add_get(
-        r"/{token}/{name:(?:index\.m3u8|stream\.m3u8|init[0-9]+\.mp4|seg[0-9]+\.m4s|part[0-9]+\.[0-9]+\.m4s)}",
-        aiohttp_route,
-    )
+    ll_names = r"{name:(?:index\.m3u8|stream\.m3u8|init[0-9]+\.mp4|seg[0-9]+\.m4s|part[0-9]+\.[0-9]+\.m4s)}"
+    app.router.add_get(r"/{token}/" + ll_names, aiohttp_route)
+    app.router.add_get(r"/{token}/{rendition:" + RENDITION_DIR + "}/" + ll_names, aiohttp_route)
 
 
 async def aiohttp_route(request: web.Request) -> web.Response:
@@ -90,6 +92,7 @@ async def aiohttp_route(request: web.Request) -> web.Response:
         request.query,
         b"" if cookies is None else f"\r\nCookie: {cookies}".encode("utf-8", "surrogateescape"),
         reply,
+        "rendition" in info,
     )
     answered = json_errors(answer, ask)
     response = await later if isinstance(answered, Later) else answered
@@ -100,7 +103,8 @@ async def aiohttp_route(request: web.Request) -> web.Response:
 
 
 _H5S_PATH = re.compile(r"/hls/(v1|v2)/([^/]+)/([^/]+)")
-_LL_PATH = re.compile(r"/([^/]+)/(index\.m3u8|stream\.m3u8|init[0-9]+\.mp4|seg[0-9]+\.m4s|part[0-9]+\.[0-9]+\.m4s)")
+_LL_NAMES = r"(index\.m3u8|stream\.m3u8|init[0-9]+\.mp4|seg[0-9]+\.m4s|part[0-9]+\.[0-9]+\.m4s)"
+_LL_PATH = re.compile(r"/([^/]+)/(" + RENDITION_DIR + r"/)?" + _LL_NAMES)
 Answer = LeanResponse | Later  # now, or LATER: ask.reply will be called with it
 
 
@@ -117,6 +121,7 @@ class Ask:
     query: Mapping[str, str]
     fields: bytes  # its header lines (LeanRequest.fields), read only without session= or hlstoken=
     reply: Callable[[LeanResponse], None]  # for an answer given LATER
+    rendition: bool = False  # the stream's H.264 rendition (/{token}/h264/...)
 
 
 def fast_route(app: web.Application) -> FastRoute:
@@ -125,13 +130,15 @@ def fast_route(app: web.Application) -> FastRoute:
     gw, signer, grants = app[GATEWAY_KEY], app[SIGNER_KEY], app[GRANTS_KEY]
 
     def route(request: LeanRequest, reply: Callable[[LeanResponse], None]) -> Answer | None:
+        rendition = None
         if m := _H5S_PATH.fullmatch(request.path):
             variant, token, name = m.groups()
         elif m := _LL_PATH.fullmatch(request.path):
-            variant, (token, name) = "ll", m.groups()
+            variant, (token, rendition, name) = "ll", m.groups()
         else:
             return None
-        return json_errors(answer, Ask(gw, signer, grants, variant, token, name, request.query, request.fields, reply))
+        ask = Ask(gw, signer, grants, variant, token, name, request.query, request.fields, reply, rendition is not None)
+        return json_errors(answer, ask)
 
     return route
 
@@ -263,6 +270,10 @@ def stream_answers(ask: Ask) -> HlsAnswers:
     stream = gw.streams.get(token, profile)
     if stream is None:
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
+    if ask.rendition:
+        if stream.rendition is None:
+            raise ApiError(404, f"source {token} has no H.264 rendition (strH264Rendition is off)")
+        stream = stream.rendition
     answers = stream.output(HlsAnswers)
     answers.seg.touch()
     return answers

@@ -8,18 +8,24 @@ the number of clients polling) makes a request's playlist with one join.
 Variants: "v1" MPEG-TS segments (version 3, as h5stream's sample), "v2" fMP4 segments
 (version 7), "ll" fMP4 segments plus parts, preload hint and blocking reload (version 9).
 A player without LL support reads the "ll" playlist as a regular fMP4 one.
+
+The LL-HLS master of an H.265 stream with an H.264 rendition lists both, by CODECS, so
+hls.js and Safari pick the one they can play; the rendition's playlist (`h264/stream.m3u8`)
+comes from the rendition stream's own segmenter, and is only made when a player asks.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from gateway.formats.video_transcode import RenditionShape
 from gateway.outputs.hls.segmenter import HlsSegmenter, Segment
 
 QUERY = "\x00"  # marks where a request's credential goes while rendering
 VERSIONS = {"v1": 3, "v2": 7, "ll": 9}
 PARTS_WINDOW = 3  # target durations from the live edge whose segments keep EXT-X-PART lines
 HOLD_BACK_PARTS = 3  # PART-HOLD-BACK in part targets (the spec asks for at least 2, advises 3)
+RENDITION_DIR = "h264"  # the H.264 rendition's files: /{token}/h264/stream.m3u8, ...
 
 
 def media_playlist(seg: HlsSegmenter, variant: str, query: bytes) -> bytes:
@@ -33,10 +39,10 @@ def media_pieces(seg: HlsSegmenter, variant: str) -> list[bytes]:
     return _pieces(_render_media(seg, variant))
 
 
-def master_pieces(seg: HlsSegmenter) -> list[bytes]:
-    """The LL-HLS entry point (one variant, with the CODECS a browser needs to decide), cut
-    where the credential goes."""
-    return _pieces(_render_master(seg))
+def master_pieces(seg: HlsSegmenter, rendition: RenditionShape | None = None) -> list[bytes]:
+    """The LL-HLS entry point (the stream, and an H.265 stream's H.264 `rendition` when it
+    has one, each with the CODECS a browser needs to decide), cut where the credential goes."""
+    return _pieces(_render_master(seg, rendition))
 
 
 def _pieces(text: str) -> list[bytes]:
@@ -97,10 +103,11 @@ def _render_media(seg: HlsSegmenter, variant: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render_master(seg: HlsSegmenter) -> str:
+def _render_master(seg: HlsSegmenter, rendition: RenditionShape | None) -> str:
     newest = seg.segments[-1]
     params = newest.params
-    codecs = ",".join(t.codec_string for t in (params.video, params.audio) if t is not None)
+    audio = [params.audio.codec_string] if params.audio is not None else []
+    codecs = ",".join([params.video.codec_string, *audio] if params.video is not None else audio)
     peak = max((len(s.data or b"") * 8 / s.duration for s in seg.complete_segments if s.duration), default=0)
     info = f'BANDWIDTH={max(int(peak), 1)},CODECS="{codecs}"'
     if params.video is not None:
@@ -112,4 +119,9 @@ def _render_master(seg: HlsSegmenter) -> str:
         f"#EXT-X-STREAM-INF:{info}",
         f"stream.m3u8{QUERY}",
     ]
+    if rendition is not None:
+        codecs = ",".join([rendition.codec_string, *audio])
+        bandwidth = rendition.kbps * 1100  # its encoder's maxrate, and a tenth for audio and the container
+        info = f'BANDWIDTH={bandwidth},CODECS="{codecs}",RESOLUTION={rendition.width}x{rendition.height}'
+        lines += [f"#EXT-X-STREAM-INF:{info}", f"{RENDITION_DIR}/stream.m3u8{QUERY}"]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ import weakref
 from typing import Any
 
 from gateway.auth import AuthError
+from gateway.formats.video_transcode import RenditionShape
 from gateway.hub.output import OutputCounts
 from gateway.hub.stream import Stream
 from gateway.outputs.hls.playlist import master_pieces, media_pieces
@@ -95,8 +96,18 @@ class HlsAnswers:
         seg = self.seg
         rendered = self._playlists.get("master")
         if rendered is None or rendered[0] != seg.version:
-            rendered = self._playlists["master"] = (seg.version, master_pieces(seg))
+            rendered = self._playlists["master"] = (seg.version, master_pieces(seg, self.rendition()))
         return query.join(rendered[1])
+
+    def rendition(self) -> RenditionShape | None:
+        """What the stream's H.264 rendition is, when the stream is H.265 and has one: known
+        from the source's size and config, so listing it starts no transcode."""
+        stream = self.seg.stream
+        video = self.seg.segments[-1].params.video
+        if stream.rendition is None or video is None or not video.hevc:
+            return None
+        conf = stream.conf
+        return RenditionShape.of(video.width, video.height, conf.rendition_height, conf.rendition_kbps)
 
     def sent(self, response: LeanResponse) -> LeanResponse:
         """`response`, counted as sent."""

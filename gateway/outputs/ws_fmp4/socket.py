@@ -6,6 +6,9 @@ First binary frame: the MIME string for addSourceBuffer; then the init segment; 
 one moof+mdat per frame from the stream's shared fMP4 feed. Problems are reported by
 closing with a readable reason (and a text event just before), since a browser cannot
 read the body of a refused upgrade.
+
+A client that does not take H.265 (`hevc=false`, the default) of an H.265 stream gets the
+stream's H.264 rendition (hub/rendition.py), or is refused when the source has it off.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from gateway.hub.rendition import NoRendition, for_client
 from gateway.hub.stream import Stream, StreamNotReady
 from gateway.outputs.ws_fmp4.feed import Fmp4Feed
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
@@ -24,6 +28,7 @@ from gateway.web.websocket import (
     CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
     CLOSE_NOT_READY,
+    CLOSE_POLICY,
     client_message,
     close_ended,
     ended_session,
@@ -65,14 +70,24 @@ async def _play(
     for the browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less."""
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))
-    feed = stream.output(Fmp4Feed)
     viewer = TransportViewer(transport, video_only=video_only, hevc=hevc)
+    feed: Fmp4Feed | None = None
     try:
         try:
             params = await stream.wait_ready()
+            watched = for_client(stream, params, hevc)
+            if watched is not stream:
+                watched.acquire()
+                stream.release()
+                stream = watched
+                params = await stream.wait_ready()
         except StreamNotReady as e:
             await refuse(ws, CLOSE_NOT_READY, str(e))
             return
+        except NoRendition as e:
+            await refuse(ws, CLOSE_POLICY, str(e))
+            return
+        feed = stream.output(Fmp4Feed)
         await ws.send_bytes((params.without_audio() if video_only else params).mime.encode("ascii"))
         # From here the feed writes fragments straight into this socket.
         feed.subscribe(viewer)
@@ -88,7 +103,8 @@ async def _play(
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
-        feed.unsubscribe(viewer)
+        if feed is not None:
+            feed.unsubscribe(viewer)
         stream.release()
         reader.cancel()
         if not ws.closed:
