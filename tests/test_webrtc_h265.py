@@ -1,11 +1,13 @@
 """WebRTC H.265 (RFC 7798): a real GStreamer H.265 camera behind a real gateway, sent as it
-is to a client that takes H.265 (WHEP, and the h5s signalling), refused with a reason to
-one that does not when the source has no H.264 rendition.
+is to a client that takes H.265 (WHEP, and the h5s signalling) without ever starting a
+transcode; Debian's Chromium (no H.265 decoder) plays the source's H.264 rendition, or,
+when the source has none, is refused with the reason, as is a WHEP client without H265.
 
-The client is aiortc with H265 added to its codecs (webrtcbin would need a system-python
-subprocess and its own signalling); it keeps the RTP payloads of the video, which a
-depacketizer written from the RFC (tests/fixtures/rtp_h265.py) and FFmpeg's HEVC decoder
-turn back into pictures: the camera's size, the SMPTE bars' colours.
+The H.265 client is aiortc with H265 added to its codecs (webrtcbin would need a
+system-python subprocess and its own signalling); it keeps the RTP payloads of the
+video, which a depacketizer written from the RFC (tests/fixtures/rtp_h265.py), and
+GStreamer's rtph265depay, and FFmpeg's HEVC decoder turn back into pictures: the
+camera's size, the SMPTE bars' colours.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ WIDTH, HEIGHT = 640, 360
 
 @pytest.fixture(scope="module")
 def h265_camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
-    """(gateway, session): one H.265 camera (x265enc, PCMA), for the whole module, as two
-    sources: `cam` without an H.264 rendition, `camr` with one (the default, auto)."""
+    """(gateway, session): one H.265 camera (x265enc, PCMA), for the whole module, as three
+    sources: `cam` without an H.264 rendition, `camr` and `camh` with one (the default, auto)."""
     with RtspCamera(codec="h265", width=WIDTH, height=HEIGHT, audio="pcma") as camera:
         gw = Gateway(tmp_path_factory.mktemp("gw"))
         gw.start()
         try:
             session = gw.login()
-            for token, rendition in (("cam", "off"), ("camr", "auto")):
+            for token, rendition in (("cam", "off"), ("camr", "auto"), ("camh", "auto")):
                 status, answer = gw.api(
                     "AddSrcRTSP", session=session, name=token, token=token, url=camera.url, rendition=rendition
                 )
@@ -69,7 +71,7 @@ def video_receiver(pc, received: Received) -> None:
     receiver._handle_rtp_packet = on_rtp
 
 
-async def whep(gw: Gateway, session: str, seconds: float, h265: bool) -> tuple[int, Received]:
+async def whep(gw: Gateway, session: str, seconds: float, h265: bool, token: str = "cam") -> tuple[int, Received]:
     """A WHEP client (video and audio, recvonly) offering H265 and H.264, or H.264 only."""
     import aiohttp
     from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -83,7 +85,7 @@ async def whep(gw: Gateway, session: str, seconds: float, h265: bool) -> tuple[i
         await pc.setLocalDescription(await pc.createOffer())
         async with aiohttp.ClientSession() as http:
             headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {session}"}
-            async with http.post(f"{gw.url}/cam/whep", data=pc.localDescription.sdp, headers=headers) as r:
+            async with http.post(f"{gw.url}/{token}/whep", data=pc.localDescription.sdp, headers=headers) as r:
                 status, received.answer = r.status, await r.text()
         if status == 201:
             await pc.setRemoteDescription(RTCSessionDescription(received.answer, "answer"))
@@ -92,7 +94,9 @@ async def whep(gw: Gateway, session: str, seconds: float, h265: bool) -> tuple[i
     return status, received
 
 
-async def h5srtcapi(gw: Gateway, session: str, seconds: float, h265: bool) -> tuple[Received, tuple[int | None, str]]:
+async def h5srtcapi(
+    gw: Gateway, session: str, seconds: float, h265: bool, token: str = "cam"
+) -> tuple[Received, tuple[int | None, str]]:
     """The h5s player's signalling: the gateway offers, an aiortc client answers, taking
     H265 and H.264, or H.264 only; also (close code, reason or last H5_ERROR) of the
     socket if the gateway closed it."""
@@ -104,7 +108,7 @@ async def h5srtcapi(gw: Gateway, session: str, seconds: float, h265: bool) -> tu
     closed: tuple[int | None, str] = (None, "")
     with aiortc_client_codecs(h265) as prefer:
         async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(f"{gw.ws_url}/api/v1/h5srtcapi?token=cam&session={session}") as ws:
+            async with http.ws_connect(f"{gw.ws_url}/api/v1/h5srtcapi?token={token}&session={session}") as ws:
                 await ws.send_str(json.dumps({"type": "open"}))
                 while not received.answer:
                     message = json.loads((await ws.receive(timeout=20)).data)
@@ -259,10 +263,23 @@ def test_chromium_without_h265_is_told_why_by_the_h5s_player(h265_camera, page):
     assert reason == "stream cam is H.265, which this client cannot play, and its H.264 rendition is off", reason
 
 
-NEEDS_RENDITION = pytest.mark.xfail(reason="needs the H.264 rendition", strict=False)
+def test_h265_clients_of_a_source_with_a_rendition_get_h265_and_never_cause_a_transcode(h265_camera):
+    """WHEP offering H265, and the h5s signalling (offered H265 first, then H.264 for the
+    rendition) answered with H265: the camera's H.265 both times, no transcode started."""
+    gw, session = h265_camera
+    status, received = run(whep(gw, session, seconds=3, h265=True, token="camh"))
+    assert status == 201 and "H265/90000" in received.answer, received.answer
+    assert_h265_pictures(received)
+    received, closed = run(h5srtcapi(gw, session, seconds=3, h265=True, token="camh"))
+    offer_video = received.answer[received.answer.index("m=video"):]
+    assert offer_video.index("H265/90000") < offer_video.index("H264/90000"), offer_video
+    assert closed == (None, "")
+    assert_h265_pictures(received)
+    assert "stream camh/h264" not in gw.log()  # the rendition never ran
+    sources = {s["strToken"]: s for s in gw.api("GetSrc", session=session)[1]["src"]}
+    assert sources["camh"]["bH264Rendition"] is False
 
 
-@NEEDS_RENDITION
 def test_chromium_plays_the_h264_rendition_over_whep(h265_camera, page):
     gw, session = h265_camera
     page.goto(f"{gw.url}/login.html")
@@ -273,7 +290,6 @@ def test_chromium_plays_the_h264_rendition_over_whep(h265_camera, page):
     assert_smpte(bar_colours(page))
 
 
-@NEEDS_RENDITION
 def test_chromium_plays_the_h264_rendition_through_the_h5s_player(h265_camera, page):
     gw, session = h265_camera
     page.goto(f"{gw.url}/login.html")
