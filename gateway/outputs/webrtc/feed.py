@@ -1,7 +1,8 @@
 """The WebRTC feed of a stream: RTP payloads made once, fanned out to every peer's tracks.
 
 Per stream, one RtcFeed turns each frame into RTP payloads once (formats/rtp_h264.py,
-SPS+PPS ahead of every IDR) and hands the same RtpFrame to every peer (peer.py). Audio:
+SPS+PPS ahead of every IDR; formats/rtp_h265.py, VPS+SPS+PPS ahead of every IRAP
+picture) and hands the same RtpFrame to every peer (peer.py). Audio:
 the camera's G.711 goes out as it is; AAC sources are transcoded to Opus once per
 stream, in a worker thread, only while peers watch. It keeps the cached GOP's frames
 beside the hub's GOP cache, to resync a peer that reports a lost picture.
@@ -16,9 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gateway.formats import nal
+from gateway.formats import nal, rtp_h264, rtp_h265
 from gateway.formats.audio_transcode import OpusTranscoder
-from gateway.formats.rtp_h264 import packetize
 from gateway.hub.gop import GopMemo
 from gateway.hub.output import OutputCounts
 from gateway.hub.packet import MediaPacket, StreamParams
@@ -132,7 +132,8 @@ class RtcFeed:
     def on_packet(self, packet: MediaPacket) -> None:
         if packet.kind == "video" and self.params and self.params.video:
             video = self.params.video
-            parameter_sets = [video.sps, video.pps] if packet.keyframe else None
+            packetize = rtp_h265.packetize if video.hevc else rtp_h264.packetize
+            parameter_sets = video.parameter_sets if packet.keyframe else None
             frame = RtpFrame(packetize(nal.split_avcc(packet.data), parameter_sets), packet.pts, packet.keyframe)
             self.gop.add(frame)
             for track in self.video_tracks:

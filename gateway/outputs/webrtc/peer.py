@@ -7,8 +7,8 @@ synchronous loop per frame as the frame arrives. How aiortc and aioice are bent 
 is all in aiortc_compat/ (install.py says what and why).
 
 Here: the peer's tracks (a bounded queue, the hub's back-pressure policy, GOP replays),
-the codec each peer prefers (the camera's own H.264 profile, or the nearest one the
-browser offers), the DTLS role, the ICE host addresses, and the connection's life.
+the stream it sends (the camera's, or its H.264 rendition, by the codec negotiated:
+codec_choice.py), the DTLS role, the ICE host addresses, and the connection's life.
 aiortc would answer a picture-loss indication (PLI/FIR) by asking its encoder for a
 keyframe, which a camera cannot give: each peer answers it from the GOP cache instead
 (PeerVideoTrack.resync), replayed with compressed timestamps so the decoder catches up at
@@ -34,14 +34,17 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.exceptions import OperationError
 
 from gateway.config.settings import IceServer
 from gateway.hub.backpressure import KeyframeSkip
 from gateway.hub.packet import StreamParams
+from gateway.hub.rendition import for_client
 from gateway.hub.stream import Stream
 from gateway.outputs.webrtc.aiortc_compat.connection import answer_keyframe_requests, take_server_role
 from gateway.outputs.webrtc.aiortc_compat.install import LeanTrack
-from gateway.outputs.webrtc.aiortc_compat.passthrough import PeerItem
+from gateway.outputs.webrtc.aiortc_compat.passthrough import H265, PeerItem, with_h265_level
+from gateway.outputs.webrtc.codec_choice import level_id
 from gateway.outputs.webrtc.feed import RtcFeed
 from gateway.outputs.webrtc.rtp_frame import RtpFrame
 from gateway.outputs.webrtc.sender_path import SENDER_PATH
@@ -54,31 +57,6 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_FRAMES = 75  # ~3 s of video: a peer further behind skips to the next keyframe
 RESYNC_MIN_INTERVAL = 1.0  # seconds between two GOP replays for one peer
-# Camera profile_idc -> profile-level-ids to offer/accept, best first.
-PROFILE_ORDER = {
-    100: ["64001f", "4d001f", "42e01f", "42001f"],
-    77: ["4d001f", "64001f", "42e01f", "42001f"],
-    66: ["42e01f", "42001f", "4d001f", "64001f"],
-}
-
-
-def video_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
-    """H.264 codecs (packetization-mode 1) in the order to negotiate them for this camera.
-
-    The camera's own profile comes first. A browser that does not offer it (Debian's
-    Chromium offers no plain High, 64001f) gets the nearest profile it does offer; its
-    decoder takes the camera's real bitstream all the same, since profiles only add
-    tools and the decoders browsers use implement them all.
-    """
-    profile_idc = params.video.sps[1] if params.video else 66
-    order = PROFILE_ORDER.get(profile_idc, PROFILE_ORDER[66])
-    h264_codecs = [
-        c
-        for c in RTCRtpSender.getCapabilities("video").codecs
-        if c.mimeType == "video/H264" and c.parameters.get("packetization-mode") == "1"
-    ]
-    h264_codecs.sort(key=lambda c: order.index(str(c.parameters.get("profile-level-id", "42e01f"))))
-    return h264_codecs
 
 
 def audio_preferences(params: StreamParams) -> list[RTCRtpCodecCapability]:
@@ -185,9 +163,9 @@ class PeerTrack(LeanTrack):
 class PeerVideoTrack(PeerTrack):
     """Video for one peer: its own RTP timestamp offset, so GOP replays stay in order."""
 
-    def __init__(self, feed: RtcFeed, on_fallback: Callable[[], None]):
+    def __init__(self, on_fallback: Callable[[], None]):
         super().__init__("video", on_fallback)
-        self.feed = feed
+        self.feed: RtcFeed | None = None  # the feed of the stream the peer sends, once chosen
         self.offset: int | None = None  # peer timestamp = stream timestamp + offset
         self.last_timestamp = 0
         self.last_resync = 0.0
@@ -207,6 +185,8 @@ class PeerVideoTrack(PeerTrack):
     def resync(self) -> None:
         """Replay the cached GOP from its keyframe, one tick apart, then go on live."""
         now = time.monotonic()
+        if self.feed is None:
+            return
         gop = self.feed.gop.items
         if now - self.last_resync < RESYNC_MIN_INTERVAL or not gop:
             return
@@ -249,30 +229,37 @@ def ice_host_addresses(bind: str) -> list[str]:
 
 
 class RtcPeer:
-    """One WebRTC viewer: an aiortc connection fed by the stream's RtcFeed.
+    """One WebRTC viewer: an aiortc connection fed by the RtcFeed of the stream it sends.
 
-    Holds the stream (acquire/release) for its lifetime and cleans itself up when the
-    connection fails, closes, or never connects.
+    It is made for the stream a client asks for (`stream`) and holds it (acquire/release)
+    from setup on; once the video codec is known (before a WHEP answer, or from the h5s
+    player's answer) it sends `stream` itself or its H.264 rendition (`serve`), and then
+    holds exactly that one. It cleans itself up when the connection fails, closes, or
+    never connects.
     """
 
     CONNECT_TIMEOUT = 20.0
 
     def __init__(self, peer_id: str, stream: Stream, ice_servers: tuple[IceServer, ...], enable_audio: bool):
         self.id = peer_id
-        self.stream = stream
-        self.feed = stream.output(RtcFeed)
+        self.stream = stream  # the stream asked for (its token names a WHEP session)
+        self.held: Stream | None = None  # the stream held: `stream` until served, then the one sent
+        self.feed: RtcFeed | None = None  # the feed of the stream sent, once chosen
+        self.params: StreamParams | None = None  # the parameters of `stream`
         self.ice_servers = ice_servers
         self.enable_audio = enable_audio
         self.pc: RTCPeerConnection | None = None
         self.video: PeerVideoTrack | None = None
         self.audio: PeerTrack | None = None
+        self.connected = False
         self.closed = asyncio.Event()
         self.owner: str | None = None  # the id of the session that made it (WHEP DELETE asks for it)
         self.fell_back = False  # a sender of this peer is aiortc's own (counted once in SENDER_PATH)
         self._timeout: asyncio.TimerHandle | None = None
 
-    async def setup(self, params: StreamParams) -> None:
-        """Create the connection with H.264 (camera profile first) and G.711 senders."""
+    async def setup(self, params: StreamParams, video_codecs: list[RTCRtpCodecCapability]) -> None:
+        """Create the connection with video senders of `video_codecs` (best first), and the
+        camera's G.711 or Opus; `params` are the stream's."""
         servers = [
             RTCIceServer(
                 urls=s.urls if isinstance(s.urls, str) else list(s.urls), username=s.username, credential=s.credential
@@ -280,10 +267,11 @@ class RtcPeer:
             for s in self.ice_servers
         ]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        self.stream.acquire()
-        self.video = PeerVideoTrack(self.feed, self._fall_back)
+        self.params = params
+        self._hold(self.stream)
+        self.video = PeerVideoTrack(self._fall_back)
         transceiver = self.pc.addTransceiver(self.video, direction="sendonly")
-        transceiver.setCodecPreferences(video_preferences(params))
+        transceiver.setCodecPreferences(video_codecs)
         answer_keyframe_requests(transceiver.sender, self.video.resync)  # PLI/FIR: replay the cached GOP
         if self.enable_audio and (params.g711 or params.audio):
             self.audio = PeerTrack("audio", self._fall_back)
@@ -291,14 +279,42 @@ class RtcPeer:
         self.pc.on("connectionstatechange", self._on_state)
         self._timeout = asyncio.get_running_loop().call_later(self.CONNECT_TIMEOUT, self._connect_timeout)
 
+    def _hold(self, stream: Stream) -> None:
+        """Hold `stream`, and let go of the one held before (if another)."""
+        if stream is self.held:
+            return
+        stream.acquire()
+        if self.held is not None:
+            self.held.release()
+        self.held = stream
+
+    def serve(self, stream: Stream) -> None:
+        """Send `stream` (`self.stream` or its rendition): hold it, and join its feed once connected."""
+        assert self.video is not None and self.feed is None
+        self._hold(stream)
+        self.feed = self.video.feed = stream.output(RtcFeed)
+        self._join_feed()
+
+    def video_codec(self) -> str | None:
+        """The MIME type of the video codec negotiated (the one sent), None before."""
+        assert self.pc is not None
+        codecs = self.pc.getTransceivers()[0]._codecs
+        return codecs[0].mimeType if codecs else None
+
+    def _join_feed(self) -> None:
+        """Once connected and the stream chosen, frames flow."""
+        if self.connected and self.feed is not None and self.video is not None and not self.closed.is_set():
+            self.feed.add_peer(self.video, self.audio)
+
     def _on_state(self) -> None:
         assert self.pc is not None
         state = self.pc.connectionState
         log.debug("peer %s: %s", self.id, state)
-        if state == "connected" and self.video is not None:
+        if state == "connected" and not self.connected:
             if self._timeout:
                 self._timeout.cancel()
-            self.feed.add_peer(self.video, self.audio)
+            self.connected = True
+            self._join_feed()
         elif state in ("failed", "closed"):
             background(self.close())
 
@@ -314,22 +330,41 @@ class RtcPeer:
             background(self.close())
 
     async def answer(self, offer_sdp: str) -> str:
-        """WHEP: the client offers, we answer."""
+        """WHEP: the client offers, we answer (ValueError: no codec in common)."""
         assert self.pc is not None
-        await self.pc.setRemoteDescription(client_description(offer_sdp, "offer"))
+        try:
+            await self.pc.setRemoteDescription(client_description(offer_sdp, "offer"))
+        except OperationError as e:
+            raise ValueError(str(e)) from None
         take_dtls_server_role(self.pc)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.pc.setLocalDescription(self._with_camera_level(await self.pc.createAnswer()))
         return self.pc.localDescription.sdp
 
     async def offer(self) -> str:
         """h5s RTC signalling: the server offers."""
         assert self.pc is not None
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.pc.setLocalDescription(self._with_camera_level(await self.pc.createOffer()))
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, answer_sdp: str) -> None:
-        assert self.pc is not None
-        await self.pc.setRemoteDescription(client_description(answer_sdp, "answer"))
+        """h5s: the client's answer, whose video codec picks the stream sent: the camera's
+        own, or its H.264 rendition (NoRendition: the client takes no H.265, and there is
+        none; ValueError: no codec in common)."""
+        assert self.pc is not None and self.params is not None
+        try:
+            await self.pc.setRemoteDescription(client_description(answer_sdp, "answer"))
+        except OperationError as e:
+            for_client(self.stream, self.params, takes_hevc=False)  # NoRendition says why, for an H.265 stream
+            raise ValueError(str(e)) from None
+        if self.feed is None:
+            self.serve(for_client(self.stream, self.params, takes_hevc=self.video_codec() == H265))
+
+    def _with_camera_level(self, description: RTCSessionDescription) -> RTCSessionDescription:
+        """Our offer or answer, its H265 `level-id` the camera's (RFC 7798 §7.1)."""
+        video = self.params.video if self.params is not None else None
+        if video is None or not video.hevc:
+            return description
+        return RTCSessionDescription(with_h265_level(description.sdp, level_id(video)), description.type)
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         assert self.pc is not None
@@ -355,10 +390,13 @@ class RtcPeer:
         if self._timeout:
             self._timeout.cancel()
         if self.video is not None:
-            self.feed.remove_peer(self.video, self.audio)
+            if self.feed is not None:
+                self.feed.remove_peer(self.video, self.audio)
             self.video.stop()
         if self.audio is not None:
             self.audio.stop()
         if self.pc is not None:
             await self.pc.close()
-            self.stream.release()
+        if self.held is not None:
+            self.held.release()
+            self.held = None

@@ -1,8 +1,9 @@
 """The h5s player's WebRTC signalling over WebSocket: `/api/v1/h5srtcapi` (and `h5srtcapi2`).
 
 open -> iceserver -> offer (the server offers) -> answer -> remoteice, keepalives, as the
-h5s player speaks it (PROTOCOLS.md §2). WHEP, the other front over the same peers, is
-whep.py.
+h5s player speaks it (PROTOCOLS.md §2). An H.265 stream is offered as H265 and, when it
+has an H.264 rendition, as H.264 too: the codec of the answer picks the stream sent.
+WHEP, the other front over the same peers, is whep.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.auth import Session
 from gateway.core import Gateway
+from gateway.hub.rendition import NoRendition
 from gateway.hub.stream import Stream, StreamNotReady
 from gateway.outputs.webrtc.peers import DISABLED, new_peer
 from gateway.tasks import background
@@ -75,7 +77,10 @@ async def _signal(
                 await ws.send_str(json.dumps({"type": "offer", "sdp": await peer.offer()}))
                 background(_close_ws_with_peer(ws, peer, gw, session))
             elif kind == "answer" and peer is not None:
-                await peer.accept_answer(str(message.get("sdp", "")))
+                try:
+                    await peer.accept_answer(str(message.get("sdp", "")))
+                except NoRendition as e:  # an H.265 stream, a browser without H.265, no rendition
+                    return await refuse(ws, CLOSE_POLICY, str(e))
             elif kind == "remoteice" and peer is not None:
                 try:
                     await peer.add_candidate(

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.auth import AuthError, allowed
 from gateway.config.file import valid_token
 from gateway.hub.profile import profile_of
+from gateway.hub.rendition import NoRendition
 from gateway.hub.stream import StreamNotReady
 from gateway.outputs.webrtc.peers import DISABLED, new_peer
 from gateway.web.body import body_text
@@ -79,17 +80,19 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     try:
         # An offer without audio (some WHEP clients) gets a video-only peer: aiortc
         # cannot answer an offer that lacks a section for one of its senders.
-        peer = await new_peer(gw, stream, session, audio="m=audio" in offer)
+        peer = await new_peer(gw, stream, session, audio="m=audio" in offer, offer=offer)
     except StreamNotReady as e:
         return _with_cors(fail(503, str(e)))
+    except NoRendition as e:  # an H.265 stream, an offer without H265, no H.264 rendition
+        return _with_cors(fail(406, str(e)))
     try:
         answer = await peer.answer(offer)
     except (ValueError, KeyError, AttributeError) as e:
         await peer.close()
         return _with_cors(fail(400, f"cannot answer this offer: {e or 'malformed SDP'}"))
-    if "H264" not in answer:
+    if peer.video_codec() is None:
         await peer.close()
-        return _with_cors(fail(400, "the offer has no H.264 (packetization-mode 1) to receive"))
+        return _with_cors(fail(400, "the offer has no H.264 (packetization-mode 1) or H265 to receive"))
     location = f"/{token}/whep/{peer.id}"
     links = [f'<{s.first_url}>; rel="ice-server"' for s in gw.settings.webrtc.ice_servers]
     response = web.Response(status=201, text=answer, content_type="application/sdp", headers={"Location": location})

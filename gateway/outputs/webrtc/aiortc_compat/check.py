@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # The owners of the names below that are objects (the others are modules).
 SENDER = "aiortc.rtcrtpsender.RTCRtpSender()"
+TRANSCEIVER = "aiortc.rtcrtptransceiver.RTCRtpTransceiver()"
 DTLS = "aiortc.rtcdtlstransport.RTCDtlsTransport()"
 ICE = "aiortc.rtcicetransport.RTCIceTransport()"
 ICE_CONNECTION = "aioice.ice.Connection()"
@@ -36,7 +37,7 @@ ICE_PROTOCOL = "aioice.ice.StunProtocol()"
 ICE_PAIR = "aioice.ice.CandidatePair()"
 SRTP_SESSION = "pylibsrtp.Session()"
 LIBSRTP = "pylibsrtp._binding.lib"
-OBJECTS = (SENDER, DTLS, ICE, ICE_CONNECTION, ICE_PROTOCOL, ICE_PAIR, SRTP_SESSION, LIBSRTP)
+OBJECTS = (SENDER, TRANSCEIVER, DTLS, ICE, ICE_CONNECTION, ICE_PROTOCOL, ICE_PAIR, SRTP_SESSION, LIBSRTP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,9 @@ def internals(owner: str, *names: str) -> tuple[Internal, ...]:
 # connection.py, peer.py): without these, WebRTC peers may fail.
 PEER_INTERNALS = (
     *internals("aiortc.rtcrtpsender", "get_encoder"),  # replaced: PassthroughEncoder
-    *internals("aiortc.codecs", "CODECS", "HEADER_EXTENSIONS"),  # H.264 Main/High added, abs-send-time taken out
+    *internals("aiortc.codecs", "CODECS", "HEADER_EXTENSIONS"),  # H.264 Main/High, H265 added, abs-send-time out
+    *internals("aiortc.rtcpeerconnection", "is_codec_compatible"),  # wrapped: H265 of one profile and tier
+    *internals(TRANSCEIVER, "_codecs"),  # the negotiated codecs, the first sent (the h5s player's answer picks)
     *internals("aiortc.clock", "current_ntp_time"),  # replaced: the same time without datetime
     *internals("aiortc.rtcrtpparameters", "RTCRtcpFeedback"),
     *internals("aiortc.sdp", "SessionDescription", "candidate_from_sdp"),
@@ -152,7 +155,8 @@ def throwaway_objects() -> dict[str, object]:
         made[ICE] = ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
         made[ICE_CONNECTION] = connection = ice._connection
         made[DTLS] = dtls = aiortc.RTCDtlsTransport(ice, [aiortc.RTCCertificate.generateCertificate()])
-        made[SENDER] = aiortc.RTCRtpSender("video", dtls)
+        made[SENDER] = sender = aiortc.RTCRtpSender("video", dtls)
+        made[TRANSCEIVER] = aiortc.RTCRtpTransceiver("video", aiortc.RTCRtpReceiver("video", dtls), sender)
         protocol = aioice.ice.StunProtocol(connection)
         protocol.connection_made(asyncio.DatagramTransport())  # what asyncio does once the socket is open
         made[ICE_PROTOCOL] = protocol

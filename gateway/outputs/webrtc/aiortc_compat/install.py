@@ -8,7 +8,8 @@ check.py first checks every internal name the gateway relies on, logging what is
   peer. If the check found something missing, or the lean sender cannot take a sender
   over, the track feeds aiortc's own sender instead, and SENDER_PATH counts it.
 - aiortc's encoders are replaced by PassthroughEncoder, Main and High H.264 are added to
-  its codec table, abs-send-time is taken out (passthrough.py).
+  its codec table, H265 codecs match only their own profile and tier, abs-send-time is
+  taken out (passthrough.py).
 - aioice leaves out 127.0.0.1 from host candidates; it gathers on the address the gateway
   listens on (all addresses, loopback included, for 0.0.0.0), so local clients connect.
   A viewer that vanishes (tab closed, network gone) is noticed by ICE consent checks:
@@ -26,11 +27,17 @@ from typing import TYPE_CHECKING
 
 import aioice.ice
 import aiortc.clock
+import aiortc.rtcpeerconnection
 import aiortc.rtcrtpsender
 from aiortc import MediaStreamTrack, RTCRtpSender
 
 from gateway.outputs.webrtc.aiortc_compat.check import check
-from gateway.outputs.webrtc.aiortc_compat.passthrough import add_h264_profiles, drop_abs_send_time, passthrough_encoder
+from gateway.outputs.webrtc.aiortc_compat.passthrough import (
+    add_h264_profiles,
+    drop_abs_send_time,
+    h265_compatible,
+    passthrough_encoder,
+)
 from gateway.outputs.webrtc.sender_path import SENDER_PATH
 
 if TYPE_CHECKING:
@@ -85,6 +92,8 @@ def install(host_addresses: list[str]) -> None:
     lean_available = check()
     replace(aiortc.rtcrtpsender, "get_encoder", passthrough_encoder)
     add_h264_profiles()
+    compatible = h265_compatible(aiortc.rtcpeerconnection.is_codec_compatible)
+    replace(aiortc.rtcpeerconnection, "is_codec_compatible", compatible)
     drop_abs_send_time()
     replace(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: list(_host_addresses))
     replace(aioice.ice, "CONSENT_INTERVAL", CONSENT_INTERVAL)
