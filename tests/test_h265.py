@@ -48,7 +48,9 @@ WIDTH, HEIGHT = 640, 360
 FILE_SIZE = (320, 240)
 FILE_COLOURS = [(255, 0, 0), (0, 0, 255)]  # the file's left and right halves
 RECORD_SECONDS = 5
-PLAYLISTS = {"v1": "/hls/v1/{t}/hls.m3u8", "v2": "/hls/v2/{t}/hls.m3u8", "ll": "/{t}/index.m3u8"}
+# LL-HLS: the master's H.265 variant (ffmpeg given the master opens every variant, the
+# H.264 rendition too; the master itself is checked by its own test).
+PLAYLISTS = {"v1": "/hls/v1/{t}/hls.m3u8", "v2": "/hls/v2/{t}/hls.m3u8", "ll": "/{t}/stream.m3u8"}
 
 
 def make_h265_file(path: Path, seconds: int = 4) -> None:

@@ -78,10 +78,10 @@ def test_an_expiring_input_is_renewed_at_three_quarters_of_its_life_or_renew_lea
     assert late.renew_at == pytest.approx(now - 9, abs=0.5)  # already due: renewed at once
 
 
-def test_an_input_without_h264_is_refused_and_closed(fake_av):
+def test_an_input_without_h264_or_h265_is_refused_and_closed(fake_av):
     audio = FakeStream("audio", FakeCodecContext("aac", aac_params(16000, 1).config, 16000, 1))
     fake_av.inputs["fake://cam"] = lambda options: FakeContainer("fake://cam", FakeStreams([audio]), [])
-    with pytest.raises(SourceError, match=r"^cam: no H\.264 video stream$"):
+    with pytest.raises(SourceError, match=r"^cam: no H\.264 or H\.265 video stream$"):
         OpenInput(InputSpec("fake://cam", label="cam"), enable_audio=True)
     assert fake_av.container("fake://cam").closed
 
