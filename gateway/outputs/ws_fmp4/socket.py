@@ -70,7 +70,7 @@ async def _play(
     for the browser's audio buffer (~200 ms lower latency), and the tiles of a grid decode less."""
     stream.acquire()
     reader = asyncio.create_task(read_commands(ws))
-    viewer = TransportViewer(transport, video_only=video_only, hevc=hevc)
+    viewer = TransportViewer(transport, video_only=video_only)
     feed: Fmp4Feed | None = None
     try:
         try:

@@ -28,11 +28,9 @@ class TransportViewer:
         transport: asyncio.WriteTransport,
         budget: int = DEFAULT_BUDGET,
         video_only: bool = False,
-        hevc: bool = False,
     ):
         self.transport = transport
         self.video_only = video_only  # a muted player: audio would only add latency
-        self.hevc = hevc  # the browser plays H.265 (the player's `hevc=true`); H.264 otherwise
         self.budget = budget
         self.skip = KeyframeSkip()
         self.ended = asyncio.Event()  # set when the output goes away (source deleted)
