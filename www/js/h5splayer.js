@@ -608,7 +608,9 @@
         if (this._lastEnd === 0) this._connected();
         this._lastEnd = end;
         this._lastGrowth = now;
-        if (this._state !== 'playing') this._state = 'playing';
+        // A playback that ended (its socket closed after H5_PLAYBACK_END) stays 'ended'
+        // while its last append lands.
+        if (this._state !== 'playing' && this._state !== 'ended') this._state = 'playing';
       } else if (this._userPaused || this._pbEnded) {
         this._lastGrowth = now; // paused or finished playback is not a stall
       } else if (now - this._lastGrowth > this._stallTimeout) {
