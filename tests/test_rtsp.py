@@ -98,8 +98,8 @@ def bar_colours(picture: np.ndarray) -> list[tuple[int, ...]]:
 
 def assert_smpte(picture: np.ndarray, tolerance: int = 48) -> None:
     colours = bar_colours(picture)
-    for got, want in zip(colours, SMPTE_BARS):
-        assert all(abs(g - w) <= tolerance for g, w in zip(got, want)), (colours, SMPTE_BARS)
+    for got, want in zip(colours, SMPTE_BARS, strict=True):
+        assert all(abs(g - w) <= tolerance for g, w in zip(got, want, strict=True)), (colours, SMPTE_BARS)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
@@ -156,7 +156,8 @@ def test_vlc_plays_ten_seconds(rtsp):
     as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
     vlc = subprocess.run(
         [
-            *as_user, "env", f"HOME={tmp_path}", "timeout", "40", "cvlc", "-I", "dummy", "--no-video-title-show", "--rtsp-tcp", "--run-time", "10",
+            *as_user, "env", f"HOME={tmp_path}", "timeout", "40",
+            "cvlc", "-I", "dummy", "--no-video-title-show", "--rtsp-tcp", "--run-time", "10",
             "--play-and-exit", rtsp.url(), "--sout", f"#std{{access=file,mux=ts,dst={out}}}",
         ],
         capture_output=True,

@@ -8,11 +8,13 @@ sends between requests (its RTCP receiver reports over TCP) are read and skipped
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 
 MAX_HEAD = 8192  # bytes of request line and headers
 MAX_BODY = 4096  # bytes of a body (GET_PARAMETER's, SET_PARAMETER's)
 VERSION = "RTSP/1.0"
+METHOD = re.compile(r"[A-Za-z_]{1,32}")
 
 REASONS = {
     200: "OK",
@@ -76,7 +78,7 @@ def parse_head(head: bytes) -> Request:
         raise BadRequest("not UTF-8") from None
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[1]:
+    if len(parts) != 3 or not METHOD.fullmatch(parts[0]) or not parts[1]:
         raise BadRequest("malformed request line")
     method, url, version = parts
     if not version.startswith("RTSP/"):
