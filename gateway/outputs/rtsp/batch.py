@@ -58,3 +58,22 @@ def make_batch(
         position += 4 + len(header) + len(payload)
     octets = sum(len(p) for p in payloads)
     return RtpBatch(track, keyframe, b"".join(parts), offsets, seq, timestamp & 0xFFFFFFFF, octets)
+
+
+@dataclass(slots=True)
+class Chunk:
+    """What the feed hands every reader at once: a video frame's batch with the audio
+    batches that came since the last one (or audio alone, when too much of it waits), all
+    in one buffer, so a reader costs one write per video frame; `wall` is when it was made."""
+
+    batches: list[RtpBatch]
+    keyframe: bool
+    has_video: bool
+    data: bytes
+    wall: float
+
+    @classmethod
+    def of(cls, batches: list[RtpBatch], wall: float) -> Chunk:
+        video = batches[-1].track == 0
+        data = batches[0].data if len(batches) == 1 else b"".join(b.data for b in batches)
+        return cls(batches, video and batches[-1].keyframe, video, data, wall)

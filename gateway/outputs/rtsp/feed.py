@@ -6,8 +6,10 @@ headers) into an RtpBatch with the stream's own sequence numbers, timestamps and
 track, and hands that same batch to every reader. Sharing the header fields is what keeps
 the per-reader cost at one write per frame: each reader learns where its packets start from
 PLAY's RTP-Info (seq, rtptime), as RFC 2326 §12.33 intends, so they need not be rewritten.
-The batches of the cached GOP are kept beside the hub's GOP cache, so a new reader starts
-at once at its keyframe.
+Audio batches wait for the next video frame and go out with it in one Chunk (one write per
+reader per video frame: the audio is at most a frame interval later, its timestamps unchanged).
+The chunks of the cached GOP are kept beside the hub's GOP cache, so a new reader starts at
+once at its keyframe.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from gateway.hub.gop import GopMemo
 from gateway.hub.output import OutputCounts
 from gateway.hub.packet import MediaPacket, StreamParams
 from gateway.hub.stream import Stream
-from gateway.outputs.rtsp.batch import RtpBatch, make_batch
+from gateway.outputs.rtsp import rtcp
+from gateway.outputs.rtsp.batch import Chunk, RtpBatch, make_batch
 from gateway.outputs.rtsp.sdp import Track, tracks_of
 
 if TYPE_CHECKING:
     from gateway.outputs.rtsp.reader import RtpReader
+
+MAX_WAITING_AUDIO = 4  # audio batches held for the next video frame; more go out on their own
 
 
 class TrackState:
@@ -62,7 +67,8 @@ class RtspFeed:
         self.stream = stream
         self.params: StreamParams | None = None
         self.tracks: dict[str, TrackState] = {}  # by the hub packet kind each carries
-        self.gop: GopMemo[RtpBatch] = stream.gop.memo()
+        self.gop: GopMemo[Chunk] = stream.gop.memo()
+        self.waiting_audio: list[RtpBatch] = []
         self.members = 0  # sessions set up on this stream: the feed follows it while there are any
         self.readers: set[RtpReader] = set()  # those of them playing
         self.frames_packetized = 0  # video frames turned into RTP packets: once each, whatever the readers
@@ -88,7 +94,7 @@ class RtspFeed:
     def add_reader(self, reader: RtpReader) -> None:
         """Start `reader` at the cached GOP's keyframe, then on the live frames."""
         self.readers.add(reader)
-        reader.start(self.gop.items)
+        reader.start(self.gop.items, len(self.tracks))
 
     def remove_reader(self, reader: RtpReader) -> None:
         if reader in self.readers:
@@ -102,7 +108,11 @@ class RtspFeed:
         state = self.tracks.get(kind)
         if state is None:
             return 0, None
-        for batch in self.gop.items:
+        for chunk in self.gop.items:
+            for batch in chunk.batches:
+                if batch.track == state.track.index:
+                    return batch.first_seq, batch.timestamp
+        for batch in self.waiting_audio:
             if batch.track == state.track.index:
                 return batch.first_seq, batch.timestamp
         return state.next_seq, None
@@ -125,6 +135,7 @@ class RtspFeed:
     def on_params(self, params: StreamParams) -> None:
         self.params = params
         self.tracks = self.track_states(params)
+        self.waiting_audio = []
 
     def on_packet(self, packet: MediaPacket) -> None:
         state = self.tracks.get(packet.kind)
@@ -136,12 +147,15 @@ class RtspFeed:
             packetize = rtp_h265.packetize if video.hevc else rtp_h264.packetize
             parameter_sets = video.parameter_sets if packet.keyframe else None
             payloads = packetize(nal.split_avcc(packet.data), parameter_sets)
-            batch = state.batch(payloads, packet.pts, packet.keyframe)
             self.frames_packetized += 1
-        elif packet.kind == "g711":
-            batch = state.batch([packet.data], packet.dts, False)
+            batches, self.waiting_audio = [*self.waiting_audio, state.batch(payloads, packet.pts, packet.keyframe)], []
         else:
-            batch = state.batch([aac_payload(packet.data)], packet.dts, False)
-        self.gop.add(batch)
+            payload = packet.data if packet.kind == "g711" else aac_payload(packet.data)
+            self.waiting_audio.append(state.batch([payload], packet.dts, False))
+            if len(self.waiting_audio) < MAX_WAITING_AUDIO:
+                return
+            batches, self.waiting_audio = self.waiting_audio, []
+        chunk = Chunk.of(batches, rtcp.wall_clock())
+        self.gop.add(chunk)
         for reader in self.readers:
-            reader.send(batch)
+            reader.send(chunk)

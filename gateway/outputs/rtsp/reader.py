@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from gateway.hub.backpressure import KeyframeSkip
 from gateway.outputs.rtsp import rtcp
-from gateway.outputs.rtsp.batch import RtpBatch
+from gateway.outputs.rtsp.batch import Chunk
 from gateway.outputs.rtsp.transport import TcpOut, UdpOut
 
 
@@ -33,28 +33,46 @@ class RtpReader:
         self.close = close  # ends the session, saying why
         self.skip = KeyframeSkip()
         self.bytes_sent = 0
+        self.all_tracks = range(0)  # the stream's tracks (set at start)
+        self.plain = False  # chunks go out as they are (see `whole`)
 
-    def start(self, gop: list[RtpBatch]) -> None:
+    @property
+    def whole(self) -> bool:
+        """Whether a chunk's buffer goes out as it is: TCP on the default channels, every track set up."""
+        out = self.out
+        return (
+            isinstance(out, TcpOut)
+            and len(self.tracks) == len(self.all_tracks)
+            and all(out.channels[t] == 2 * t for t in self.tracks)
+        )
+
+    def start(self, gop: list[Chunk], all_tracks: int) -> None:
+        self.all_tracks = range(all_tracks)
+        self.plain = self.whole
         self.skip.restart()
-        for batch in gop:
-            self.send(batch)
+        for chunk in gop:
+            self.send(chunk)
 
-    def send(self, batch: RtpBatch) -> None:
-        counts = self.tracks.get(batch.track)
-        if counts is None:
-            return
-        behind = self.out.behind(len(batch.data))
-        if batch.track == 0:
-            if not self.skip.admit(batch.keyframe, behind):
+    def send(self, chunk: Chunk) -> None:
+        behind = self.out.behind(len(chunk.data))
+        if chunk.has_video:
+            if not self.skip.admit(chunk.keyframe, behind):
                 return
         elif behind or self.skip.skipping:
             return
-        self.out.send(batch)
-        self.bytes_sent += len(batch.data)
-        counts.packets += batch.count
-        counts.octets += batch.octets
-        counts.last_timestamp = batch.timestamp
-        counts.last_wall = rtcp.wall_clock()
+        if self.plain:
+            self.out.write(chunk.data)
+            self.bytes_sent += len(chunk.data)
+        for batch in chunk.batches:
+            counts = self.tracks.get(batch.track)
+            if counts is not None:
+                if not self.plain:
+                    self.out.send(batch)
+                    self.bytes_sent += len(batch.data)
+                counts.packets += batch.count
+                counts.octets += batch.octets
+                counts.last_timestamp = batch.timestamp
+                counts.last_wall = chunk.wall
 
     def report(self) -> None:
         """A sender report on each track that has sent something: its RTP clock now, by the wall."""

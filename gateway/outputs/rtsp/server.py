@@ -26,7 +26,7 @@ class RtspServer:
         self.gateway = gateway
         self.bind = bind
         self.servers: list[asyncio.Server] = []
-        self.connections: set[asyncio.Task[None]] = set()
+        self.connections: set[Connection] = set()
 
     async def listen(self, port: int, context: ssl.SSLContext | None = None) -> None:
         server = await asyncio.start_server(self._serve, self.bind, port, ssl=context, limit=READ_LIMIT)
@@ -34,21 +34,20 @@ class RtspServer:
         log.info("serving %s://%s:%d/{token}", "rtsps" if context else "rtsp", self.bind, port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.connections.add(task)
+        connection = Connection(self.gateway, reader, writer, self.bind)
+        self.connections.add(connection)
         try:
-            await Connection(self.gateway, reader, writer, self.bind).run()
+            await connection.run()
         except Exception:
             log.exception("rtsp connection failed")
             writer.close()
         finally:
-            self.connections.discard(task)
+            self.connections.discard(connection)
 
     async def close(self) -> None:
         for server in self.servers:
             server.close()
-        for task in list(self.connections):
-            task.cancel()
+        for connection in list(self.connections):
+            connection.close("the gateway is stopping")  # its reads end, and it ends its session
         for server in self.servers:
             await server.wait_closed()

@@ -32,6 +32,9 @@ class TcpOut:
     def behind(self, size: int) -> bool:
         return self.transport.get_write_buffer_size() + size > self.budget
 
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
     def send(self, batch: RtpBatch) -> None:
         channel = self.channels[batch.track]
         self.transport.write(batch.data if channel == 2 * batch.track else batch.on_channel(channel))
@@ -70,6 +73,9 @@ class UdpOut:
 
     def behind(self, size: int) -> bool:
         return False  # datagrams are not queued: a slow reader loses packets instead
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("UDP sends packet by packet")
 
     def send(self, batch: RtpBatch) -> None:
         address = (self.host, self.ports[batch.track])
