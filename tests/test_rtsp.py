@@ -216,3 +216,21 @@ def test_auth_off_lets_anyone_read(make_gateway):
     )
     code, codecs, errors = ffprobe(f"rtsp://127.0.0.1:{port}/token1")
     assert code == 0 and "h264" in codecs, (codecs, errors, gw.log()[-1500:])
+
+
+def test_rtsps_with_the_https_certificate(make_gateway):
+    gw = make_gateway(start=False)
+    repo = Path(__file__).resolve().parents[1]
+    made = subprocess.run(["bash", str(repo / "gencert.sh"), "localhost", "127.0.0.1"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "CERT_DIR": str(gw.root / "certs")})  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    port = free_port()
+    conf = json.loads(gw.conf_path.read_text())
+    conf["rtsp"].update(nRTSPPort=0, nSSLPort=port)
+    conf["source"]["src"] = [{"strName": "S", "strToken": "token1", "nType": "H5_FILE", "strUrl": "h5ss-sample.mp4"}]
+    gw.conf_path.write_text(json.dumps(conf))
+    gw.start()
+    code, codecs, errors = ffprobe(f"rtsps://admin:12345@127.0.0.1:{port}/token1")
+    assert code == 0 and "h264" in codecs, (codecs, errors, gw.log()[-1500:])
+    code, _, errors = ffprobe(f"rtsps://admin:wrong@127.0.0.1:{port}/token1")
+    assert code != 0 and "401" in errors, errors
