@@ -226,3 +226,25 @@ def test_a_reader_over_its_budget_skips_to_the_next_keyframe():
     assert len(transport.writes) == 2 and slow.skip.skips == 1  # the first keyframe, then the next
     assert transport.writes[1] is fast_transport.writes[3]
     assert feed.counts().skips == 1 and feed.counts().clients == 2
+
+
+def test_audio_rides_with_the_next_frame_and_a_video_only_reader_gets_no_audio():
+    stream = bare_stream()
+    feed = RtspFeed(stream)
+    stream.on_session_start(StreamParams(H264, None, "PCMA"))
+    stream.on_packet(frame(0, True))
+    feed.join()
+    both, both_transport = reader_on(feed)
+    both.out.add_track(1, 2)  # type: ignore[union-attr]
+    both.tracks[1] = TrackCounts(2, 8000)
+    video_only, video_transport = reader_on(feed)
+    feed.add_reader(both)
+    feed.add_reader(video_only)
+    assert both.plain and not video_only.plain
+    stream.on_packet(MediaPacket("g711", 320, 320, 320, False, b"\xd5" * 320))
+    assert len(both_transport.writes) == 1  # the audio waits for the next frame
+    stream.on_packet(frame(1, False))
+    audio_and_frame = both_transport.writes[1]
+    assert audio_and_frame.startswith(b"$\x02\x01\x4c") and audio_and_frame[4 + 12 : 4 + 12 + 320] == b"\xd5" * 320
+    assert all(write[:2] == b"$\x00" for write in video_transport.writes) and len(video_transport.writes) == 2
+    assert both.tracks[1].packets == 1 and both.tracks[1].octets == 320
