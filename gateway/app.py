@@ -24,6 +24,8 @@ from gateway.metrics import http as metrics
 from gateway.outputs.hls import http as hls
 from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
+from gateway.outputs.rtsp.feed import RtspFeed
+from gateway.outputs.rtsp.server import RtspServer
 from gateway.outputs.snapshot.snapshotter import Snapshotter
 from gateway.outputs.webrtc import signalling as rtc
 from gateway.outputs.webrtc import whep
@@ -49,6 +51,7 @@ def output_registry(settings: Settings) -> OutputRegistry:
     registry.register(HlsSegmenter, lambda stream: HlsSegmenter(stream, settings.hls))
     registry.register(HlsAnswers, HlsAnswers.of)  # the HTTP side's answers, made once for all HLS clients
     registry.register(RtcFeed, RtcFeed)
+    registry.register(RtspFeed, RtspFeed)
     registry.register(Snapshotter, Snapshotter)
     return registry
 
@@ -134,15 +137,35 @@ def tls_context(root: Path) -> ssl.SSLContext | None:
     return context
 
 
+def serve_rtsp(app: web.Application, gateway: Gateway) -> None:
+    """The RTSP server (rtsp.nRTSPPort, RTSPS on rtsp.nSSLPort when certs exist), with the app."""
+    settings = gateway.settings
+    if not settings.rtsp.port and not settings.rtsp.tls_port:
+        return
+    server = RtspServer(gateway, settings.http.bind)
+
+    async def start(_: web.Application) -> None:
+        if settings.rtsp.port:
+            await server.listen(settings.rtsp.port)
+        context = tls_context(settings.root)
+        if settings.rtsp.tls_port and context is not None:
+            await server.listen(settings.rtsp.tls_port, context)
+
+    async def stop(_: web.Application) -> None:
+        await server.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)
+
+
 async def serve(config: Config) -> web.AppRunner:
     """Start the HTTP (and HTTPS, when certs exist) listeners; returns the runner."""
     settings = config.settings
     gateway = Gateway(config, output_registry(settings))
-    runner = web.AppRunner(
-        build_app(gateway), access_log=None, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT
-    )
+    app = build_app(gateway)
+    serve_rtsp(app, gateway)
+    runner = web.AppRunner(app, access_log=None, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
-    app = runner.app
     bind = settings.http.bind
     fd_limit = raise_fd_limit()
     cap = ConnectionCap(fd_limit, runner)

@@ -181,6 +181,12 @@ class Auth:
             )
         return AuthError(f"wrong user or password ({self.fail_limit - record.count} tries left before lock)")
 
+    async def verify(self, name: str, md5_hex: str, address: str) -> str:
+        """The role of the user whose password `md5_hex` is, without a session (RTSP Basic
+        sends the password on each request); refused, counted and locked out as Login is."""
+        user = await self._verify(name, md5_hex, address)
+        return str(user["strUserType"])
+
     async def login(self, name: str, md5_hex: str, address: str) -> Session:
         """A new session; AuthError if refused (AuthBusy: too many checks at once)."""
         user = await self._verify(name, md5_hex, address)

@@ -47,6 +47,12 @@ class HlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RtspSettings:
+    port: int  # rtsp.nRTSPPort, 0: off
+    tls_port: int  # rtsp.nSSLPort: RTSPS with the HTTPS certificate, 0: off
+
+
+@dataclass(frozen=True, slots=True)
 class IceServer:
     urls: str | tuple[str, ...]
     username: str | None = None
@@ -110,6 +116,7 @@ class Settings:
     onvif: OnvifSettings
     hikvision: HikvisionSettings
     download: DownloadSettings
+    rtsp: RtspSettings
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], root: Path) -> Settings:
@@ -144,6 +151,7 @@ class Settings:
                 ice_servers(raw["webrtc"].get("iceServers", [])),
                 http["strBindAddress"],
             ),
+            rtsp=RtspSettings(raw["rtsp"]["nRTSPPort"], raw["rtsp"]["nSSLPort"]),
             onvif=OnvifSettings((host, int(port))),
             hikvision=HikvisionSettings(
                 hik["strHost"], hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"], hik["strQuality"]
