@@ -21,6 +21,8 @@ from gateway.core import Gateway
 from gateway.hub.output import OutputRegistry
 from gateway.ingest.sample import SAMPLE_NAME, ensure_sample
 from gateway.metrics import http as metrics
+from gateway.outputs.flv import http as flv
+from gateway.outputs.flv.feed import FlvFeed
 from gateway.outputs.hls import http as hls
 from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
@@ -50,6 +52,7 @@ def output_registry(settings: Settings) -> OutputRegistry:
     registry.register(HlsAnswers, HlsAnswers.of)  # the HTTP side's answers, made once for all HLS clients
     registry.register(RtcFeed, RtcFeed)
     registry.register(Snapshotter, Snapshotter)
+    registry.register(FlvFeed, FlvFeed)
     return registry
 
 
@@ -84,6 +87,7 @@ def build_app(gateway: Gateway) -> web.Application:
     whep.add_routes(app)
     hikvision.add_routes(app)
     metrics.add_routes(app)
+    flv.add_routes(app)
     app.router.add_get("/", index)
     if WWW_DIR.is_dir():
         app.router.add_static("/", WWW_DIR, follow_symlinks=False)
@@ -168,6 +172,10 @@ async def serve(config: Config) -> web.AppRunner:
     if extra_port:
         await site(extra_port).start()
         log.info("serving the MediaMTX-style WebRTC URLs on http://%s:%d/{token}/", bind, extra_port)
+    flv_port = settings.flv.port
+    if flv_port:  # h5stream's HTTP-FLV port: the same app, for its /{token}.flv URLs
+        await site(flv_port).start()
+        log.info("serving HTTP-FLV and WS-FLV on http://%s:%d/{token}.flv", bind, flv_port)
     context = tls_context(settings.root)
     if https_port and context is not None:
         await site(https_port, context).start()

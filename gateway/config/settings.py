@@ -79,6 +79,11 @@ class WebRtcSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FlvSettings:
+    port: int  # flv.nFLVPort: HTTP-FLV/WS-FLV on an extra port, 0: off (the HTTP ports serve it too)
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadSettings:
     at_most: int  # system.nDownloadMax: DownloadRecord answers at once, gateway-wide
     at_most_per_user: int  # system.nDownloadMaxPerUser
@@ -110,6 +115,7 @@ class Settings:
     onvif: OnvifSettings
     hikvision: HikvisionSettings
     download: DownloadSettings
+    flv: FlvSettings
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], root: Path) -> Settings:
@@ -144,6 +150,7 @@ class Settings:
                 ice_servers(raw["webrtc"].get("iceServers", [])),
                 http["strBindAddress"],
             ),
+            flv=FlvSettings(raw["flv"]["nFLVPort"]),
             onvif=OnvifSettings((host, int(port))),
             hikvision=HikvisionSettings(
                 hik["strHost"], hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"], hik["strQuality"]
