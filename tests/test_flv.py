@@ -40,8 +40,9 @@ class FlvGateway:
 
 @pytest.fixture(scope="module")
 def flv_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlvGateway]:
-    """One gateway with logins on and its FLV port, over an H.264 + PCMA camera (`cam`) and an
-    H.265 one with its H.264 rendition (`held`: the first camera again, for one test alone), (`hevc`) and without (`hevcoff`)."""
+    """One gateway with logins on and its FLV port, over an H.264 + PCMA camera (`cam`, and
+    `held` for one test alone) and an H.265 one with its H.264 rendition (`hevc`) and without
+    (`hevcoff`)."""
     with RtspCamera(width=WIDTH, height=HEIGHT, audio="pcma") as camera, RtspCamera(
         codec="h265", width=WIDTH, height=HEIGHT, audio="none"
     ) as h265_camera:
