@@ -43,9 +43,10 @@ def flv_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlvGateway]:
     """One gateway with logins on and its FLV port, over an H.264 + PCMA camera (`cam`, and
     `held` for one test alone) and an H.265 one with its H.264 rendition (`hevc`) and without
     (`hevcoff`)."""
-    with RtspCamera(width=WIDTH, height=HEIGHT, audio="pcma") as camera, RtspCamera(
-        codec="h265", width=WIDTH, height=HEIGHT, audio="none"
-    ) as h265_camera:
+    with (
+        RtspCamera(width=WIDTH, height=HEIGHT, audio="pcma") as camera,
+        RtspCamera(codec="h265", width=WIDTH, height=HEIGHT, audio="none") as h265_camera,
+    ):
         flv_port = free_port()
         gw = Gateway(tmp_path_factory.mktemp("gw"))
         conf = json.loads(gw.conf_path.read_text())
@@ -118,8 +119,12 @@ def status_of(url: str, headers: dict[str, str] | None = None) -> tuple[int, dic
 
 def test_refusals_401_404_and_415_for_http_and_websocket(flv_gw):
     base = f"http://127.0.0.1:{flv_gw.flv_port}"
-    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
     for headers in (None, upgrade):
         assert status_of(f"{base}/cam.flv", headers)[0] == 401
         assert status_of(f"{base}/cam.flv?session=not-a-session", headers)[0] == 401
