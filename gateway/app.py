@@ -122,7 +122,7 @@ def warn_open_doors(settings: Settings, users: list[dict[str, Any]]) -> None:
             "http.bAuth is false: NO LOGIN is asked. Anyone who can reach %s (ports %s) can watch every "
             "camera and add, change or delete sources (DelSrc). Turn bAuth on, or bind to 127.0.0.1.",
             http.bind,
-            ", ".join(str(p) for p in (http.port, http.https_port, settings.webrtc.port) if p),
+            ", ".join(str(p) for p in (http.port, http.https_port, settings.webrtc.port, settings.flv.port) if p),
         )
         return
     for name in default_password_users(users):
