@@ -104,11 +104,12 @@ class FakeTransport:
         """The FLV byte stream the peer got so far, out of its HTTP chunks."""
         self.sent += self.buffered
         self.buffered = []
-        out = b""
-        for chunk in self.sent:
-            size, _, rest = chunk.partition(b"\r\n")
-            assert int(size, 16) == len(rest) - 2 and rest.endswith(b"\r\n")
-            out += rest[:-2]
+        stream, out = b"".join(self.sent), b""
+        while stream:
+            size, _, stream = stream.partition(b"\r\n")
+            n = int(size, 16)
+            assert stream[n : n + 2] == b"\r\n"
+            out, stream = out + stream[:n], stream[n + 2 :]
         return out
 
 
@@ -198,3 +199,19 @@ def test_the_last_client_leaving_detaches_the_feed(feed):
     assert feed in feed.stream.subscribers
     feed.unsubscribe(a)
     assert feed not in feed.stream.subscribers and feed.gop.items == []
+
+
+def test_audio_that_starts_late_is_led_by_silence_from_the_clients_0(feed):
+    late = [MediaPacket("audio", p.dts + AUDIO_RATE, p.pts + AUDIO_RATE, 1024, True, p.data) for p in SAMPLES[:10]]
+    packets = [p for p in live_packets() if p.kind == "video"] + late
+    packets.sort(key=lambda p: p.dts / (90000 if p.kind == "video" else AUDIO_RATE))
+    one, out = client()
+    feed.subscribe(one)
+    for packet in packets:
+        feed.stream.on_packet(packet)
+    with av.open(io.BytesIO(out.peer_reads()), format="flv") as container:
+        audio = container.streams.audio[0]
+        times = [p.dts for p in container.demux(audio) if p.size]
+    assert 0 <= times[0] < 64 and times[-1] == late[-1].dts * 1000 // AUDIO_RATE
+    assert all(b - a == 64 for a, b in itertools.pairwise(times))  # no gap: 1024 samples are 64 ms
+    assert len(times) == AUDIO_RATE // 1024 + 10

@@ -7,6 +7,12 @@ they see from any FLV server) and writes it, framed for its transport (an HTTP c
 WebSocket binary frame), with no task switch. Clients that started at the same keyframe
 share one copy of each tag.
 
+A client's audio starts with its video: when the stream's first audio comes later than the
+client's keyframe (audio that a camera starts after its first keyframe, as RTSP sources often
+do), the client first gets silent AAC from its 0 up to it. MSE plays only where every track
+has media, and mpegts.js fills gaps between audio frames but not one before the first, so
+without it playback would wait at 0 until the audio came.
+
 The transport's buffer is the client's bounded queue: past the budget it skips frames to
 the next keyframe it can take (the hub's one back-pressure policy, hub/backpressure.py).
 """
@@ -18,10 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.formats import flv
+from gateway.formats.aac import FRAME_SAMPLES, is_aac_lc, silent_frame
 from gateway.hub.backpressure import KeyframeSkip
+from gateway.hub.packet import AudioParams
 from gateway.outputs.ws_fmp4.message import ws_binary_message
 
 DEFAULT_BUDGET = 4 * 1024 * 1024  # unsent bytes: a few seconds of a 4-8 Mbps stream
+SILENCE_MAX_SECONDS = 10  # a later first audio frame gets no silence before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,8 @@ class FlvClient:
         self.ended = asyncio.Event()  # set when the output goes away (source deleted)
         self.base: int | None = None  # the stream's ms at this client's 0: its first keyframe
         self.last_ms = 0  # the client's time of the last tag sent
+        self.audio: AudioParams | None = None  # AAC-LC: silence can lead the client's first audio
+        self.audio_sent = False
         self.bytes_sent = 0
 
     @property
@@ -62,9 +73,10 @@ class FlvClient:
     def skips(self) -> int:
         return self.skip.skips
 
-    def send_start(self, video: bool, audio: bool, sequence_headers: list[Tag]) -> None:
+    def send_start(self, video: bool, audio: AudioParams | None, sequence_headers: list[Tag]) -> None:
         """The FLV header and the sequence headers, before any frame; always sent."""
-        self._write(flv.header(video, audio) + self._dated(sequence_headers, 0))
+        self.audio = audio if audio is not None and is_aac_lc(audio) else None
+        self._write(flv.header(video, audio is not None) + self._dated(sequence_headers, 0))
 
     def send_sequence_headers(self, sequence_headers: list[Tag]) -> None:
         """New codec parameters mid-stream, dated at the last tag sent."""
@@ -92,8 +104,26 @@ class FlvClient:
             if renders is not None:
                 renders[key] = data
         self.last_ms = max(self.last_ms, tag.ms - self.base)
+        if tag.kind == flv.AUDIO_TAG and not self.audio_sent:
+            self.audio_sent = True
+            data = self._silence_until(tag.ms - self.base) + data
         self.transport.write(data)
         self.bytes_sent += len(data)
+
+    def _silence_until(self, ms: int) -> bytes:
+        """Silent AAC frames that end at `ms` (the first audio frame's time) and start less
+        than a frame after this client's 0, framed."""
+        audio = self.audio
+        if audio is None or ms > SILENCE_MAX_SECONDS * 1000:
+            return b""
+        rate = audio.sample_rate
+        frames = ms * rate // (1000 * FRAME_SAMPLES)
+        if not frames:
+            return b""
+        body = flv.aac_frame(silent_frame(rate, audio.channels))
+        back = range(frames, 0, -1)
+        tags = b"".join(flv.tag(flv.AUDIO_TAG, ms - n * FRAME_SAMPLES * 1000 // rate, body) for n in back)
+        return FRAMINGS[self.framing](tags)
 
     def _dated(self, tags: list[Tag], ms: int) -> bytes:
         return b"".join(flv.tag(t.kind, ms, t.body) for t in tags)

@@ -45,7 +45,7 @@ class FlvFeed:
             self.stream.attach(self)
         self.clients.add(client)
         if self.params is not None:
-            client.send_start(self.params.video is not None, self.params.audio is not None, self.sequence_headers)
+            client.send_start(self.params.video is not None, self.params.audio, self.sequence_headers)
             for tag in self.gop.items:
                 client.offer(tag)
 
