@@ -40,12 +40,13 @@ class FlvGateway:
 
 @pytest.fixture(scope="module")
 def flv_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlvGateway]:
-    """One gateway with logins on and its FLV port, over an H.264 + PCMA camera (`cam`, and
-    `held` for one test alone) and an H.265 one with its H.264 rendition (`hevc`) and without
-    (`hevcoff`)."""
+    """One gateway with logins on and its FLV port, over an H.264 + PCMA camera (`cam`), an
+    H.264 one for one test alone (`held`: its sessions never touch `cam`'s camera), and an
+    H.265 one with its H.264 rendition (`hevc`) and without (`hevcoff`)."""
     with (
         RtspCamera(width=WIDTH, height=HEIGHT, audio="pcma") as camera,
         RtspCamera(codec="h265", width=WIDTH, height=HEIGHT, audio="none") as h265_camera,
+        RtspCamera(width=320, height=180, audio="none") as small_camera,
     ):
         flv_port = free_port()
         gw = Gateway(tmp_path_factory.mktemp("gw"))
@@ -57,7 +58,7 @@ def flv_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlvGateway]:
             session = gw.login()
             for token, url, extra in (
                 ("cam", camera.url, {}),
-                ("held", camera.url, {}),
+                ("held", small_camera.url, {}),
                 ("hevc", h265_camera.url, {}),
                 ("hevcoff", h265_camera.url, {"rendition": "off"}),
             ):
