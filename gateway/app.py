@@ -21,6 +21,8 @@ from gateway.core import Gateway
 from gateway.hub.output import OutputRegistry
 from gateway.ingest.sample import SAMPLE_NAME, ensure_sample
 from gateway.metrics import http as metrics
+from gateway.outputs.flv import http as flv
+from gateway.outputs.flv.feed import FlvFeed
 from gateway.outputs.hls import http as hls
 from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
@@ -53,6 +55,7 @@ def output_registry(settings: Settings) -> OutputRegistry:
     registry.register(RtcFeed, RtcFeed)
     registry.register(RtspFeed, RtspFeed)
     registry.register(Snapshotter, Snapshotter)
+    registry.register(FlvFeed, FlvFeed)
     return registry
 
 
@@ -87,6 +90,7 @@ def build_app(gateway: Gateway) -> web.Application:
     whep.add_routes(app)
     hikvision.add_routes(app)
     metrics.add_routes(app)
+    flv.add_routes(app)
     app.router.add_get("/", index)
     if WWW_DIR.is_dir():
         app.router.add_static("/", WWW_DIR, follow_symlinks=False)
@@ -121,7 +125,18 @@ def warn_open_doors(settings: Settings, users: list[dict[str, Any]]) -> None:
             "http.bAuth is false: NO LOGIN is asked. Anyone who can reach %s (ports %s) can watch every "
             "camera and add, change or delete sources (DelSrc). Turn bAuth on, or bind to 127.0.0.1.",
             http.bind,
-            ", ".join(str(p) for p in (http.port, http.https_port, settings.webrtc.port) if p),
+            ", ".join(
+                str(p)
+                for p in (
+                    http.port,
+                    http.https_port,
+                    settings.webrtc.port,
+                    settings.flv.port,
+                    settings.rtsp.port,
+                    settings.rtsp.tls_port,
+                )
+                if p
+            ),
         )
         return
     for name in default_password_users(users):
@@ -191,6 +206,10 @@ async def serve(config: Config) -> web.AppRunner:
     if extra_port:
         await site(extra_port).start()
         log.info("serving the MediaMTX-style WebRTC URLs on http://%s:%d/{token}/", bind, extra_port)
+    flv_port = settings.flv.port
+    if flv_port:  # h5stream's HTTP-FLV port: the same app, for its /{token}.flv URLs
+        await site(flv_port).start()
+        log.info("serving HTTP-FLV and WS-FLV on http://%s:%d/{token}.flv", bind, flv_port)
     context = tls_context(settings.root)
     if https_port and context is not None:
         await site(https_port, context).start()

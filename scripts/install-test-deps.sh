@@ -3,7 +3,7 @@
 # RTMP module, Debian's Chromium (Playwright drives it; it never downloads one),
 # and GStreamer with its RTSP server and Python bindings for the system python
 # (tests/fixtures/rtsp_camera.py); Node.js's npm when there is none, for the npm packages
-# the browser tests load into pages (tests/js: hls.js), installed from their lock file with
+# the browser tests load into pages (tests/js: hls.js, mpegts.js), installed from their lock file with
 # `npm ci`.  Idempotent, and quick when all is there: apt-get and npm are not run at all
 # then.  Needs root (as in CI) or sudo.
 set -euo pipefail

@@ -85,6 +85,11 @@ class WebRtcSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FlvSettings:
+    port: int  # flv.nFLVPort: HTTP-FLV/WS-FLV on an extra port, 0: off (the HTTP ports serve it too)
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadSettings:
     at_most: int  # system.nDownloadMax: DownloadRecord answers at once, gateway-wide
     at_most_per_user: int  # system.nDownloadMaxPerUser
@@ -117,6 +122,7 @@ class Settings:
     hikvision: HikvisionSettings
     download: DownloadSettings
     rtsp: RtspSettings
+    flv: FlvSettings
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], root: Path) -> Settings:
@@ -152,6 +158,7 @@ class Settings:
                 http["strBindAddress"],
             ),
             rtsp=RtspSettings(raw["rtsp"]["nRTSPPort"], raw["rtsp"]["nSSLPort"]),
+            flv=FlvSettings(raw["flv"]["nFLVPort"]),
             onvif=OnvifSettings((host, int(port))),
             hikvision=HikvisionSettings(
                 hik["strHost"], hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"], hik["strQuality"]
