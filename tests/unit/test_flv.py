@@ -15,6 +15,7 @@ from gateway.outputs.flv.client import FlvClient
 from gateway.outputs.flv.feed import FlvFeed
 from tests.fixtures.hub import bare_stream
 from tests.fixtures.media import aac_clip, h264_clip
+from tests.fixtures.transport import FakeTransport
 
 AUDIO_RATE = 16000
 VIDEO, FRAMES = h264_clip(50, gop=10, bframes=2)  # 2 s at 25 fps, a keyframe every 0.4 s, B-frames
@@ -84,27 +85,12 @@ def test_a_tag_is_header_body_and_its_size():
     assert one == bytes([8, 0, 0, 3, 0x34, 0x56, 0x78, 0x12, 0, 0, 0]) + b"abc" + (14).to_bytes(4, "big")
 
 
-class FakeTransport:
-    """A socket whose peer reads only when told to."""
-
-    def __init__(self) -> None:
-        self.buffered: list[bytes] = []
-        self.sent: list[bytes] = []
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return sum(len(b) for b in self.buffered)
-
-    def write(self, data: bytes) -> None:
-        self.buffered.append(data)
+class FlvTransport(FakeTransport):
+    """An HTTP-FLV client's socket."""
 
     def peer_reads(self) -> bytes:
         """The FLV byte stream the peer got so far, out of its HTTP chunks."""
-        self.sent += self.buffered
-        self.buffered = []
-        stream, out = b"".join(self.sent), b""
+        stream, out = b"".join(self.drain()), b""
         while stream:
             size, _, stream = stream.partition(b"\r\n")
             n = int(size, 16)
@@ -113,8 +99,8 @@ class FakeTransport:
         return out
 
 
-def client(budget: int = 1 << 30) -> tuple[FlvClient, FakeTransport]:
-    transport = FakeTransport()
+def client(budget: int = 1 << 30) -> tuple[FlvClient, FlvTransport]:
+    transport = FlvTransport()
     return FlvClient(transport, "http", budget), transport  # type: ignore[arg-type]
 
 

@@ -27,7 +27,7 @@ from gateway.vendors.hikvision.client import HikClient, PlatformSettings
 from tests.fixtures.hub import RecordingInput
 from tests.fixtures.media import h264_clip
 from tests.fixtures.net import run_async
-from tests.unit.test_ws_fmp4 import FakeTransport
+from tests.fixtures.transport import FakeTransport
 
 VIDEO, FRAMES = h264_clip(25, gop=10)
 

@@ -15,6 +15,7 @@ from gateway.outputs.ws_fmp4.message import Message, Piece
 from gateway.outputs.ws_fmp4.viewer import TransportViewer
 from tests.fixtures.hub import bare_stream
 from tests.fixtures.media import aac_clip, h264_clip
+from tests.fixtures.transport import FakeTransport
 from tests.fixtures.ws_client import fragment_info, split_fragments
 
 AUDIO_RATE = 16000
@@ -23,27 +24,12 @@ AUDIO, SAMPLES = aac_clip(70, AUDIO_RATE)  # 1024 samples each: 4.5 s
 LIVE_FOR = 32  # seconds the stream has run when the test starts: its clock is far from 0
 
 
-class FakeTransport:
-    """A socket whose peer reads only when told to."""
-
-    def __init__(self) -> None:
-        self.buffered: list[bytes] = []
-        self.sent: list[bytes] = []
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return sum(len(b) for b in self.buffered)
-
-    def write(self, data: bytes) -> None:
-        self.buffered.append(data)
+class WsTransport(FakeTransport):
+    """A WebSocket viewer's socket."""
 
     def peer_reads(self) -> list[bytes]:
         """What the peer got so far, as WebSocket payloads."""
-        self.sent += self.buffered
-        self.buffered = []
-        return [unframe(m) for m in self.sent]
+        return [unframe(m) for m in self.drain()]
 
 
 def unframe(message: bytes) -> bytes:
@@ -57,8 +43,8 @@ def unframe(message: bytes) -> bytes:
     return message[2:]
 
 
-def viewer(budget: int = 1 << 30, video_only: bool = False) -> tuple[TransportViewer, FakeTransport]:
-    transport = FakeTransport()
+def viewer(budget: int = 1 << 30, video_only: bool = False) -> tuple[TransportViewer, WsTransport]:
+    transport = WsTransport()
     return TransportViewer(transport, budget, video_only), transport  # type: ignore[arg-type]
 
 
