@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Auth
-from gateway.config.file import Config, SourceConf
+from gateway.config.file import PUSH_TYPE, Config, SourceConf
 from gateway.config.settings import HikvisionSettings
 from gateway.hub.output import OutputCounts, OutputRegistry
 from gateway.hub.profile import MAIN
@@ -20,6 +20,7 @@ from gateway.hub.stream import Stream
 from gateway.hub.streams import StreamManager
 from gateway.ingest import Source, SourceError, make_source, make_sub_source
 from gateway.ingest.demux import SourceInput
+from gateway.ingest.publish.slot import Publisher, PublishRefused, PublishSlot
 from gateway.outputs.record.jobs import RecordingJobs
 from gateway.runinfo import RunInfo
 from gateway.store.context import StoreContext
@@ -103,6 +104,8 @@ class Gateway:
         return make_sub_source(conf, self.hikvision)
 
     def _add_stream(self, conf: SourceConf, source: Source | None = None) -> Stream | None:
+        if conf.type == PUSH_TYPE:
+            return self.streams.add(conf, PublishSlot(conf.token))
         try:
             source = source or self.make_source(conf)
         except SourceError as e:
@@ -134,6 +137,18 @@ class Gateway:
         source without a sub stream); None for an unknown or disabled source."""
         return self.streams.get(token, profile)
 
+    def publisher(self, token: str, origin: str) -> Publisher:
+        """Let a publisher (already authenticated as Operator or higher) publish to
+        `token`; PublishRefused says why not: no such source (404), a source that is not
+        H5_PUSH, whose media comes from a camera (403), or one that has a publisher (409)."""
+        conf = self.config.sources.get(token)
+        stream = self.streams.get(token)
+        if conf is None or stream is None:
+            raise PublishRefused(404, f"no source {token!r}; add one of type {PUSH_TYPE} to publish to")
+        if not isinstance(stream.source, PublishSlot):
+            raise PublishRefused(403, f"source {token!r} is {conf.type}, not {PUSH_TYPE}: its camera owns it")
+        return stream.source.claim(origin)
+
     def add_source(self, fields: dict[str, Any], source: Source | None = None) -> SourceConf:
         """Validate, save and start a new source (`source`: one already made and checked from
         the same fields); ValueError/SourceError say why not."""
@@ -141,7 +156,8 @@ class Gateway:
         if token in self.config.sources:
             raise ValueError(f"token {token!r} already exists")
         conf = SourceConf.from_json(dict(fields), "source")
-        source = source or self.make_source(conf)
+        if conf.type != PUSH_TYPE:
+            source = source or self.make_source(conf)
         self.make_sub_source(conf)  # a bad sub stream (strUrlSub) is refused before anything is saved
         self.config.add_source(conf)
         try:

@@ -1,4 +1,4 @@
-"""Sources: GetSrc, AddSrcFile, AddSrcRTSP, DelSrc."""
+"""Sources: GetSrc, AddSrcFile, AddSrcRTSP, AddSrcPush, DelSrc."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gateway.api.schema import BOOL, INT, TEXT, Param, choice, flag, list_of, ob
 from gateway.auth import Session
 from gateway.config.file import (
     CONNECT_TYPES,
+    PUSH_TYPE,
     RENDITION_HEIGHTS,
     RENDITION_MAX_KBPS,
     RENDITION_MODES,
@@ -144,6 +145,7 @@ SOURCE_ANSWER = obj(
     strSubState=TEXT,
     nSubViewers=INT,
     strSubVideoCodec=TEXT,
+    strPublisher=TEXT,
 )
 
 
@@ -223,6 +225,15 @@ async def add_src_rtsp(request: web.Request, _: Session | None) -> web.Response:
         "strPasswd": param(request, "password", "", max_len=128),
         "nRTSPType": enum_param(request, "rtsptype", RTSP_TYPES, "H5_RTSP_TCP"),
     }
+    conf = gateway(request).add_source(fields)
+    return ok(f"source {conf.token} added")
+
+
+@command("AddSrcPush", role="Administrator", params=SOURCE_PARAMS)
+async def add_src_push(request: web.Request, _: Session | None) -> web.Response:
+    """h5ss: a source that a publisher pushes into (rtsp://host:8554/{token} with ANNOUNCE
+    and RECORD, rtmp://host:8935/live/{token}); it waits for one."""
+    fields = common_source_fields(request) | {"nType": PUSH_TYPE}
     conf = gateway(request).add_source(fields)
     return ok(f"source {conf.token} added")
 

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 from gateway.config.settings import Settings
 from gateway.vendors.hikvision.client import platform_url
 
-SOURCE_TYPES = ("H5_FILE", "H5_STREAM", "H5_ONVIF", "H5_HIKVISION")
+SOURCE_TYPES = ("H5_FILE", "H5_STREAM", "H5_ONVIF", "H5_HIKVISION", "H5_PUSH")
+PUSH_TYPE = "H5_PUSH"  # h5ss: a stream published into the gateway (RTSP RECORD, RTMP publish)
 CONNECT_TYPES = ("H5_ONDEMAND", "H5_ALWAYS", "H5_AUTO")
 RTSP_TYPES = ("H5_RTSP_TCP", "H5_RTSP_UDP", "H5_RTSP_HTTP", "H5_RTSP_HTTPS", "H5_RTSP_AUTO")
 HLS_TYPES = ("H5_HLS_NONE", "H5_HLS_V1", "H5_HLS_V2")
@@ -201,8 +202,10 @@ class SourceConf:
 
     @property
     def always_on(self) -> bool:
-        """nConnectType H5_ALWAYS: connected from start-up (H5_AUTO behaves as on demand)."""
-        return self.raw["nConnectType"] == "H5_ALWAYS"
+        """nConnectType H5_ALWAYS: connected from start-up (H5_AUTO behaves as on demand).
+        A pushed source (H5_PUSH) always is: its stream waits for a publisher from start-up
+        and keeps every packet of one, whether or not anyone watches yet."""
+        return self.raw["nConnectType"] == "H5_ALWAYS" or self.type == PUSH_TYPE
 
     @property
     def h264_rendition(self) -> bool:
