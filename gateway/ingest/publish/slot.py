@@ -70,8 +70,8 @@ class Publisher:
         viewers stay. Idempotent."""
         if self.closed:
             return
-        self.closed = True
         sink = self._sink()
+        self.closed = True
         if self.slot.publisher is self:
             self.slot.publisher = None
         if sink is not None and self._started:

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 5.0  # seconds the connections have to end when the gateway stops
+
 
 class RtmpServer:
     def __init__(self, gateway: Gateway, bind: str):
         self.gateway = gateway
         self.bind = bind
         self.servers: list[asyncio.Server] = []
-        self.connections: set[Connection] = set()
+        self.connections: dict[Connection, asyncio.Task[None]] = {}
 
     async def listen(self, port: int, context: ssl.SSLContext | None = None) -> None:
         server = await asyncio.start_server(self._serve, self.bind, port, ssl=context)
@@ -33,19 +35,24 @@ class RtmpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self.gateway, reader, writer)
-        self.connections.add(connection)
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections[connection] = task
         try:
             await connection.run()
         except Exception:
             log.exception("rtmp connection failed")
             writer.close()
         finally:
-            self.connections.discard(connection)
+            self.connections.pop(connection, None)
 
     async def close(self) -> None:
         for server in self.servers:
             server.close()
+        tasks = list(self.connections.values())
         for connection in list(self.connections):
-            connection.close("the gateway is stopping")
+            connection.close("the gateway is stopping")  # each ends its publish or play
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
         for server in self.servers:
             await server.wait_closed()
