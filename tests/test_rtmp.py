@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import av
 import numpy as np
@@ -96,11 +95,13 @@ def rtmp_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtmpGateway]:
 def publish(url: str, seconds: float = 60) -> subprocess.Popen[str]:
     """FFmpeg (as encoders and OBS do) pushing testsrc2 and a tone, H.264 + AAC, into `url`."""
     return subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", "-re"]
-        + ["-f", "lavfi", "-i", f"testsrc2=size={WIDTH}x{HEIGHT}:rate=25"]
-        + ["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100"]
-        + ["-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-bf", "0", "-pix_fmt", "yuv420p"]
-        + ["-c:a", "aac", "-t", str(seconds), "-f", "flv", url],
+        [
+            *("ffmpeg", "-nostdin", "-v", "error", "-re"),
+            *("-f", "lavfi", "-i", f"testsrc2=size={WIDTH}x{HEIGHT}:rate=25"),
+            *("-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100"),
+            *("-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-bf", "0", "-pix_fmt", "yuv420p"),
+            *("-c:a", "aac", "-t", str(seconds), "-f", "flv", url),
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -142,7 +143,7 @@ def assert_bars_of_testsrc2(frame: av.VideoFrame) -> None:
         points = rgb[np.ix_(rows, [int(left + k * (WIDTH / 6 - 20) / 7) for k in range(8)])].reshape(-1, 3)
         common = Counter(tuple(round(v / 85) * 85 for v in point) for point in points.tolist())
         bars.append(list(common.most_common(1)[0][0]))
-    assert sum(got == want for got, want in zip(bars, TESTSRC2_BARS)) >= 5, bars
+    assert sum(got == want for got, want in zip(bars, TESTSRC2_BARS, strict=True)) >= 5, bars
 
 
 def decode(url: str, frames: int = 30, **options: str) -> tuple[av.VideoFrame, int, str, int]:
@@ -199,11 +200,13 @@ def test_pyav_decodes_rtmp_play_with_the_bars_and_the_audio(rtmp_gw):
     assert codec == "aac" and samples > rate  # the camera's PCMA, as the hub's AAC
 
 
+COPY = ("-t", "3", "-c", "copy")
+
+
 def test_ffmpeg_copies_rtmp_play_into_a_playable_file(rtmp_gw, tmp_path):
     out = tmp_path / "copy.mp4"
     copied = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", rtmp_gw.url("cam", "user=viewer&password=v")]
-        + ["-t", "3", "-c", "copy", str(out)],
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", rtmp_gw.url("cam", "user=viewer&password=v"), *COPY, str(out)],
         capture_output=True,
         text=True,
         timeout=40,
@@ -216,7 +219,7 @@ def test_ffmpeg_copies_rtmp_play_into_a_playable_file(rtmp_gw, tmp_path):
 
 
 def test_play_of_the_pushed_stream(rtmp_gw, pushed):
-    picture, samples, codec, rate = decode(rtmp_gw.url("push", "user=viewer&password=v"), 25)
+    picture, _, codec, rate = decode(rtmp_gw.url("push", "user=viewer&password=v"), 25)
     assert_bars_of_testsrc2(picture)
     assert codec == "aac" and rate == 44100
 
