@@ -297,3 +297,16 @@ def test_a_player_stays_through_a_publisher_drop_and_plays_the_next_one(rtmp_gw)
         player.stop = True
         first.kill()
         first.wait()
+
+
+def test_a_logout_ends_a_session_players_connection(rtmp_gw):
+    session = rtmp_gw.gw.login("viewer", "v")
+    player = Player(rtmp_gw.url("cam", f"session={session}"))
+    player.start()
+    try:
+        player.wait_frames(10)
+        assert rtmp_gw.gw.api("Logout", session=session)[0] == 200
+        player.join(10)
+        assert not player.is_alive()
+    finally:
+        player.stop = True

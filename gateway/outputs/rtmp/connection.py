@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gateway.auth import Session
 from gateway.config.file import valid_token
 from gateway.hub.profile import profile_of
 from gateway.hub.rendition import NoRendition, for_client
@@ -63,6 +65,7 @@ class Connection:
         self.feed: FlvFeed | None = None
         self.player: RtmpPlayer | None = None
         self.player_watch: asyncio.Future[None] | None = None
+        self.forget_session: Callable[[], None] = lambda: None  # stop watching a session= login
         self.done = asyncio.Event()
 
     # -- the connection's life --------------------------------------------------------
@@ -109,6 +112,7 @@ class Connection:
         self.done.set()
 
     def _end(self) -> None:
+        self.forget_session()
         if self.player_watch is not None:
             self.player_watch.cancel()
         if self.publisher is not None:
@@ -198,7 +202,7 @@ class Connection:
             return self._refuse("NetStream.Publish.BadConnection", "this connection already publishes or plays")
         name = stream_name(command.text(0), self.connect_query)
         try:
-            await login.check(self.auth, name.query, PUBLISHER, self.address)
+            session = await login.check(self.auth, name.query, PUBLISHER, self.address)
         except login.LoginRefused as e:
             return self._refuse("NetStream.Publish.Unauthorized", f"publish {name.token}: {e}")
         try:
@@ -209,6 +213,7 @@ class Connection:
             publisher.close("the rtmp publisher left")
             return None
         publisher.on_kick = lambda: self.close("its source was removed")
+        self._watch_session(session)
         self.publisher, self.media = publisher, FlvMedia(publisher, name.token)
         self.state = "publishing"
         self._send(
@@ -225,7 +230,7 @@ class Connection:
             return self._refuse("NetStream.Play.Failed", "this connection already publishes or plays")
         name = stream_name(command.text(0), self.connect_query)
         try:
-            await login.check(self.auth, name.query, PLAYER, self.address)
+            session = await login.check(self.auth, name.query, PLAYER, self.address)
             profile = profile_of(name.query.get("profile"))
         except login.LoginRefused as e:
             return self._refuse("NetStream.Play.Failed", f"play {name.token}: {e}")
@@ -257,6 +262,7 @@ class Connection:
         )
         transport = self.writer.transport
         assert isinstance(transport, asyncio.WriteTransport)
+        self._watch_session(session)
         self.player = RtmpPlayer(transport, params)
         self.feed = watched.output(FlvFeed)
         self.state = "playing"
@@ -264,6 +270,12 @@ class Connection:
         self.player_watch = asyncio.ensure_future(self._close_when_ended(self.player))
         log.info("%s: plays %s", self.label, name.token)
         return None
+
+    def _watch_session(self, session: Session | None) -> None:
+        """A `session=` login that ends (Logout, expiry) ends the connection, as on the
+        other outputs."""
+        if self.auth is not None and session is not None:
+            self.forget_session = self.auth.on_end(session, lambda reason: self.close(f"session ended: {reason}"))
 
     async def _close_when_ended(self, player: RtmpPlayer) -> None:
         await player.ended.wait()

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.auth import ROLE_RANK, Auth, AuthError
+from gateway.auth import ROLE_RANK, Auth, AuthError, Session
 
 
 class LoginRefused(Exception):
     """The client may not do what it asked; the message is safe to send it."""
 
 
-async def check(auth: Auth | None, query: dict[str, str], least_role: str, address: str) -> None:
+async def check(auth: Auth | None, query: dict[str, str], least_role: str, address: str) -> Session | None:
     """LoginRefused unless the query's credentials are of `least_role` or higher (`auth`
-    None: logins are off)."""
+    None: logins are off); the session if they were a `session=`."""
     if auth is None:
-        return
+        return None
+    session = None
     try:
         if "session" in query:
-            role = auth.check(query["session"]).role
+            session = auth.check(query["session"])
+            role = session.role
         elif "user" in query:
             md5 = hashlib.md5(query.get("password", "").encode()).hexdigest()
             role = await auth.verify(query["user"], md5, address)
@@ -34,3 +36,4 @@ async def check(auth: Auth | None, query: dict[str, str], least_role: str, addre
         raise LoginRefused(str(e)) from None
     if ROLE_RANK.get(role, -1) < ROLE_RANK[least_role]:
         raise LoginRefused(f"role {role} is not allowed: this takes {least_role} or higher")
+    return session
