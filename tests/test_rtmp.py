@@ -56,13 +56,22 @@ class RtmpGateway:
 @pytest.fixture(scope="module")
 def rtmp_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtmpGateway]:
     """One gateway with logins on (admin, an Operator `op`, a Viewer `viewer`), RTMP, RTMPS
-    (gencert.sh's certificate) and RTSP, over an H.264 + PCMA camera (`cam`) and the H5_PUSH
-    sources `push`, `drop` and `idle`."""
+    (gencert.sh's certificate) and RTSP, over an H.264 + PCMA camera (`cam`), an H.265 one with
+    its H.264 rendition (`hevc`) and without (`hevcoff`), and the H5_PUSH sources `push`,
+    `drop` and `idle`."""
     from gateway.auth import hash_md5
 
-    with RtspCamera(width=WIDTH, height=HEIGHT, audio="pcma") as camera:
+    with (
+        RtspCamera(width=WIDTH, height=HEIGHT, audio="pcma") as camera,
+        RtspCamera(codec="h265", width=320, height=180, audio="none") as h265_camera,
+    ):
         port, tls_port, rtsp_port = free_port(), free_port(), free_port()
-        sources = [{"strName": "Cam", "strToken": "cam", "nType": "H5_STREAM", "strUrl": camera.url}]
+        sources = [
+            {"strName": "Cam", "strToken": "cam", "nType": "H5_STREAM", "strUrl": camera.url},
+            {"strName": "HEVC", "strToken": "hevc", "nType": "H5_STREAM", "strUrl": h265_camera.url},
+            {"strName": "HEVC", "strToken": "hevcoff", "nType": "H5_STREAM", "strUrl": h265_camera.url}
+            | {"strH264Rendition": "off"},
+        ]
         sources += [{"strName": t, "strToken": t, "nType": "H5_PUSH", "strUrl": ""} for t in PUSHED]
         gw = Gateway(
             tmp_path_factory.mktemp("rtmp"),
@@ -190,6 +199,17 @@ def ffprobe_codecs(url: str) -> list[str]:
 def test_ffprobe_reads_rtmp_and_rtmps_play_of_a_camera(rtmp_gw):
     assert ffprobe_codecs(rtmp_gw.url("cam", "user=viewer&password=v")) == ["aac", "h264"]
     assert ffprobe_codecs(rtmp_gw.url("cam", f"session={rtmp_gw.session}", scheme="rtmps")) == ["aac", "h264"]
+
+
+def test_an_h265_camera_plays_as_its_h264_rendition_or_is_refused(rtmp_gw):
+    assert ffprobe_codecs(rtmp_gw.url("hevc", "user=viewer&password=v")) == ["h264"]
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", rtmp_gw.url("hevcoff", "user=viewer&password=v")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert probe.returncode != 0 and "RTMP carries H.264 only" in probe.stderr
 
 
 def test_pyav_decodes_rtmp_play_with_the_bars_and_the_audio(rtmp_gw):
