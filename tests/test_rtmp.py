@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -330,3 +331,49 @@ def test_a_logout_ends_a_session_players_connection(rtmp_gw):
         assert not player.is_alive()
     finally:
         player.stop = True
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True once the server has closed: EOF or a reset, read until then."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_malformed_clients_are_dropped_with_a_log_line_and_no_traceback(rtmp_gw):
+    with socket.create_connection(("127.0.0.1", rtmp_gw.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n" + bytes(1600))
+        assert closed_by_server(sock)
+    with socket.create_connection(("127.0.0.1", rtmp_gw.port), timeout=5) as sock:
+        sock.sendall(b"\x03" + bytes(1536))
+        handshake = b""
+        while len(handshake) < 1 + 2 * 1536:
+            handshake += sock.recv(65536)
+        sock.sendall(bytes(1536))
+        # A type 0 header announcing a 16 MiB command message: past the bound (8 MiB).
+        sock.sendall(bytes([3]) + bytes(3) + (0xFFFFFF).to_bytes(3, "big") + bytes([20]) + bytes(4))
+        assert closed_by_server(sock)
+    deadline = time.monotonic() + 5
+    while "dropped: message of" not in rtmp_gw.gw.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = rtmp_gw.gw.log()
+    assert "dropped: RTMP version 71" in log and "dropped: message of 16777215 bytes" in log
+    assert "Traceback" not in log
+
+
+def test_deleting_a_published_source_ends_its_publisher(rtmp_gw):
+    assert rtmp_gw.gw.api("AddSrcPush", session=rtmp_gw.session, name="kick", token="kick")[0] == 200
+    proc = publish(rtmp_gw.url("kick"), seconds=60)
+    try:
+        rtmp_gw.wait_src("kick", True)
+        assert rtmp_gw.gw.api("DelSrc", session=rtmp_gw.session, token="kick")[0] == 200
+        proc.wait(15)  # FFmpeg stops when the gateway closes the connection
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "its source was removed" in rtmp_gw.gw.log()

@@ -1,24 +1,32 @@
 """The RTMP server's parts without a socket: the chunk stream read and written (every header
 format, extended timestamps, interleaving, chunk size changes, bounds), AMF0 round trips,
-commands, stream URLs, and FLV tag bodies made into hub parameters and packets."""
+commands, stream URLs, FLV tag bodies made into hub parameters and packets, and players
+of the FLV feed (what they get, shared, and a slow one skipping)."""
 
 from __future__ import annotations
 
+import io
+import itertools
 import math
 import struct
 
+import av
 import pytest
 
 from gateway.formats import flv
 from gateway.formats.h265 import hvcc_config
 from gateway.hub.packet import MediaPacket, StreamParams
 from gateway.ingest.publish.flv_media import FlvMedia, audio_specific_config
+from gateway.outputs.flv.feed import FlvFeed
 from gateway.outputs.rtmp import amf0, commands
 from gateway.outputs.rtmp.chunk_reader import MAX_CHUNK_STREAMS, MAX_MESSAGE_SIZE, ChunkError, ChunkReader
-from gateway.outputs.rtmp.chunk_writer import chunked, set_chunk_size
+from gateway.outputs.rtmp.chunk_writer import OUT_CHUNK_SIZE, chunked, set_chunk_size
 from gateway.outputs.rtmp.message import AUDIO, COMMAND_AMF0, VIDEO, Message
+from gateway.outputs.rtmp.player import RtmpPlayer
 from gateway.outputs.rtmp.stream_url import connect_query, stream_name
+from tests.fixtures.hub import bare_stream
 from tests.fixtures.media import aac_clip, h264_clip, h265_clip
+from tests.fixtures.transport import FakeTransport
 
 pytestmark = pytest.mark.unit
 
@@ -240,3 +248,56 @@ def test_audio_specific_config():
     assert (explicit.sample_rate, explicit.channels) == (22000, 1)
     with pytest.raises(ValueError):
         audio_specific_config(b"\x12")
+
+
+def flv_of(reader: ChunkReader, data: bytes) -> tuple[list[Message], bytes]:
+    """(the data messages, an FLV file of the audio and video messages) of what a player got."""
+    messages = reader.feed(data)
+    media = [m for m in messages if m.type in (AUDIO, VIDEO)]
+    body = b"".join(flv.tag(m.type, m.timestamp, m.payload) for m in media)
+    return [m for m in messages if m.type not in (AUDIO, VIDEO)], flv.header(True, True) + body
+
+
+def player_reader() -> ChunkReader:
+    reader = ChunkReader()
+    reader.chunk_size = OUT_CHUNK_SIZE  # as the connection's Set Chunk Size told the client
+    return reader
+
+
+def test_rtmp_players_get_metadata_sequence_headers_and_frames_shared_and_a_slow_one_skips():
+    video, frames = h264_clip(50, gop=10, bframes=2)
+    audio, samples = aac_clip(80, 16000)
+    stream = bare_stream()
+    params = StreamParams(video, audio)
+    stream.on_session_start(params)
+    feed = FlvFeed(stream)
+    ports = [FakeTransport() for _ in range(3)]
+    fast, twin, slow = (RtmpPlayer(t, params) for t in ports)  # type: ignore[arg-type]
+    slow.budget = 1200
+    for player in (fast, twin, slow):
+        feed.subscribe(player)
+    packets = sorted(frames + samples, key=lambda p: p.dts / (90000 if p.kind == "video" else 16000))
+    readers = [player_reader() for _ in ports]
+    got: list[bytes] = [b"", b"", b""]
+    data_messages = []
+    for i, packet in enumerate(packets):
+        stream.on_packet(packet)
+        for n, transport in enumerate(ports):
+            if n < 2 or i % 15 == 0:  # the slow one reads now and then
+                data, transport.sent = b"".join(transport.drain()), []
+                messages, tags = flv_of(readers[n], data)
+                got[n] += tags[13:]
+                data_messages += messages
+    assert got[0] == got[1]  # one rendering of each message for both
+    metadata = amf0.decode(data_messages[0].payload)
+    assert metadata[0] == "onMetaData" and metadata[1]["width"] == 160 and metadata[1]["videocodecid"] == 7
+    with av.open(io.BytesIO(flv.header(True, True) + got[0]), format="flv") as container:
+        assert {s.codec_context.name for s in container.streams} == {"h264", "aac"}
+        decoded = sum(len(p.decode()) for p in container.demux(video=0))  # its last, empty packet flushes
+    assert decoded == len(frames)
+    assert slow.skips > 0
+    with av.open(io.BytesIO(flv.header(True, True) + got[2]), format="flv") as container:
+        kept = [p for p in container.demux(video=0) if p.size]
+    assert len(kept) < len(frames) and kept[0].is_keyframe
+    gaps = [b for a, b in itertools.pairwise(kept) if b.dts - a.dts > 40]
+    assert gaps and all(p.is_keyframe for p in gaps)

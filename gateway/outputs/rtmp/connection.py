@@ -80,6 +80,8 @@ class Connection:
             finally:
                 reading.cancel()
                 done.cancel()
+            if reading.done() and not reading.cancelled() and (error := reading.exception()) is not None:
+                log.error("%s: dropped after an error in the server", self.label, exc_info=error)
         except HandshakeError as e:
             log.info("%s: dropped: %s", self.label, e)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
