@@ -13,10 +13,15 @@ import struct
 import av
 import pytest
 
+from gateway.config.file import SourceConf
+from gateway.config.settings import SourceSettings
 from gateway.formats import flv
 from gateway.formats.h265 import hvcc_config
+from gateway.hub.output import OutputRegistry
 from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.hub.stream import Stream
 from gateway.ingest.publish.flv_media import FlvMedia, audio_specific_config
+from gateway.ingest.publish.slot import PublishSlot
 from gateway.outputs.flv.feed import FlvFeed
 from gateway.outputs.rtmp import amf0, commands
 from gateway.outputs.rtmp.chunk_reader import MAX_CHUNK_STREAMS, MAX_MESSAGE_SIZE, ChunkError, ChunkReader
@@ -301,3 +306,17 @@ def test_rtmp_players_get_metadata_sequence_headers_and_frames_shared_and_a_slow
     assert len(kept) < len(frames) and kept[0].is_keyframe
     gaps = [b for a, b in itertools.pairwise(kept) if b.dts - a.dts > 40]
     assert gaps and all(p.is_keyframe for p in gaps)
+
+
+def test_a_publisher_that_closes_leaves_its_stream_offline_and_the_slot_free():
+    video, frames = h264_clip(3)
+    slot = PublishSlot("p")
+    stream = Stream(SourceConf.from_json({"strToken": "p"}, "p"), slot, SourceSettings(1.0), OutputRegistry())
+    stream.start()
+    publisher = slot.claim("rtmp from test")
+    publisher.set_params(StreamParams(video, None))
+    publisher.packet(frames[0])
+    assert stream.online
+    publisher.close("gone")
+    assert not stream.online and slot.publisher is None
+    slot.claim("the next one")  # a new publisher is let in
