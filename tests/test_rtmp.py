@@ -102,15 +102,16 @@ def rtmp_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtmpGateway]:
             gw.stop()
 
 
-def publish(url: str, seconds: float = 60) -> subprocess.Popen[str]:
-    """FFmpeg (as encoders and OBS do) pushing testsrc2 and a tone, H.264 + AAC, into `url`."""
+def publish(url: str, seconds: float = 60, *options: str) -> subprocess.Popen[str]:
+    """FFmpeg (as encoders and OBS do) pushing testsrc2 and a tone, H.264 + AAC, into `url`
+    (with the RTMP `options`)."""
     return subprocess.Popen(
         [
             *("ffmpeg", "-nostdin", "-v", "error", "-re"),
             *("-f", "lavfi", "-i", f"testsrc2=size={WIDTH}x{HEIGHT}:rate=25"),
             *("-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100"),
             *("-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-bf", "0", "-pix_fmt", "yuv420p"),
-            *("-c:a", "aac", "-t", str(seconds), "-f", "flv", url),
+            *("-c:a", "aac", "-t", str(seconds), *options, "-f", "flv", url),
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -366,9 +367,11 @@ def test_malformed_clients_are_dropped_with_a_log_line_and_no_traceback(rtmp_gw)
     assert "Traceback" not in log
 
 
-def test_deleting_a_published_source_ends_its_publisher(rtmp_gw):
+def test_credentials_on_the_app_and_deleting_a_published_source_ends_its_publisher(rtmp_gw):
     assert rtmp_gw.gw.api("AddSrcPush", session=rtmp_gw.session, name="kick", token="kick")[0] == 200
-    proc = publish(rtmp_gw.url("kick"), seconds=60)
+    # As OBS sends a server URL with a query and a stream key: the query on the app and tcUrl.
+    app = ("-rtmp_app", "live?user=op&password=o", "-rtmp_playpath", "kick")
+    proc = publish(f"rtmp://127.0.0.1:{rtmp_gw.port}/live?user=op&password=o", 60, *app)
     try:
         rtmp_gw.wait_src("kick", True)
         assert rtmp_gw.gw.api("DelSrc", session=rtmp_gw.session, token="kick")[0] == 200
