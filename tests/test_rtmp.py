@@ -258,11 +258,14 @@ def test_refusals_leave_sources_offline_and_the_config_unchanged(rtmp_gw, pushed
     src = rtmp_gw.src("idle")
     assert not src["bOnline"] and src["strPublisher"] == ""
     # Playing: an unknown token, a wrong password.
-    for query, token in (("user=viewer&password=v", "nosuch"), ("user=viewer&password=x", "cam")):
+    for query, token, error in (
+        ("user=viewer&password=v", "nosuch", "no stream 'nosuch'"),
+        ("user=viewer&password=x", "cam", "wrong user or password"),
+    ):
         probe = subprocess.run(
             ["ffprobe", "-v", "error", rtmp_gw.url(token, query)], capture_output=True, text=True, timeout=30
         )
-        assert probe.returncode != 0
+        assert probe.returncode != 0 and error in probe.stderr, probe.stderr
     assert rtmp_gw.gw.conf_path.read_bytes() == conf
 
 
