@@ -20,6 +20,7 @@ import av
 import numpy as np
 import pytest
 
+from gateway.outputs.rtmp import commands
 from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import REPO, Gateway, md5
 from tests.fixtures.net import free_port
@@ -353,20 +354,23 @@ def test_malformed_clients_are_dropped_with_a_log_line_and_no_traceback(rtmp_gw)
     with socket.create_connection(("127.0.0.1", rtmp_gw.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n\r\n" + bytes(1600))
         assert closed_by_server(sock)
-    with socket.create_connection(("127.0.0.1", rtmp_gw.port), timeout=5) as sock:
-        sock.sendall(b"\x03" + bytes(1536))
-        handshake = b""
-        while len(handshake) < 1 + 2 * 1536:
-            handshake += sock.recv(65536)
-        sock.sendall(bytes(1536))
-        # A type 0 header announcing a 16 MiB command message: past the bound (8 MiB).
-        sock.sendall(bytes([3]) + bytes(3) + (0xFFFFFF).to_bytes(3, "big") + bytes([20]) + bytes(4))
-        assert closed_by_server(sock)
+    # A type 0 header announcing a 16 MiB command message: past the bound (8 MiB).
+    too_long = bytes([3]) + bytes(3) + (0xFFFFFF).to_bytes(3, "big") + bytes([20]) + bytes(4)
+    play_first = commands.command("play", 0.0, None, "cam")  # before connect
+    for data in (too_long, play_first):
+        with socket.create_connection(("127.0.0.1", rtmp_gw.port), timeout=5) as sock:
+            sock.sendall(b"\x03" + bytes(1536))
+            handshake = b""
+            while len(handshake) < 1 + 2 * 1536:
+                handshake += sock.recv(65536)
+            sock.sendall(bytes(1536) + data)
+            assert closed_by_server(sock)
     deadline = time.monotonic() + 5
-    while "dropped: message of" not in rtmp_gw.gw.log() and time.monotonic() < deadline:
+    while "dropped: play before connect" not in rtmp_gw.gw.log() and time.monotonic() < deadline:
         time.sleep(0.1)
     log = rtmp_gw.gw.log()
     assert "dropped: RTMP version 71" in log and "dropped: message of 16777215 bytes" in log
+    assert "dropped: play before connect" in log
     assert "Traceback" not in log
 
 

@@ -5,8 +5,8 @@ audio and video go to a Publisher, ingest/publish/) or `playing` (an RtmpPlayer 
 stream's FLV feed). A connection carries one message stream (createStream answers 1) and
 ends with it: deleteStream, closeStream, the client leaving, the source being removed,
 or a refusal (an onStatus error saying why, then the connection is closed). A client that
-breaks the protocol or a bound, or sends nothing for IDLE_TIMEOUT before it plays, is
-dropped with a log line.
+breaks the protocol or a bound, or sends nothing for IDLE_TIMEOUT (players excepted: they
+only read), is dropped with a log line.
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ READ_SIZE = 65536
 WINDOW = 2_500_000  # the acknowledgement window the server asks of the client
 PUBLISHER = "Operator"
 PLAYER = "Viewer"
+
+
+class ClientError(Exception):
+    """The client sent a command out of turn; the message says which."""
 
 
 class Connection:
@@ -102,7 +106,7 @@ class Connection:
                     if self.done.is_set():
                         return
                 self._acknowledge()
-        except (ChunkError, Amf0Error) as e:
+        except (ChunkError, Amf0Error, ClientError) as e:
             log.info("%s: dropped: %s", self.label, e)
         except TimeoutError:
             log.info("%s: dropped: nothing sent for %d s", self.label, IDLE_TIMEOUT)
@@ -159,7 +163,7 @@ class Connection:
         if name == "connect":
             return self._connect(command)
         if self.state == "new":
-            raise ChunkError(f"{name} before connect")
+            raise ClientError(f"{name} before connect")
         if name == "createStream":
             self._send(commands.result(command.transaction, float(MEDIA_STREAM_ID)))
         elif name == "publish":
@@ -174,7 +178,7 @@ class Connection:
 
     def _connect(self, command: Command) -> None:
         if self.state != "new":
-            raise ChunkError("a second connect")
+            raise ClientError("a second connect")
         app = command.object.get("app")
         tc_url = command.object.get("tcUrl")
         app_name, self.connect_query = connect_query(
