@@ -320,3 +320,19 @@ def test_a_publisher_that_closes_leaves_its_stream_offline_and_the_slot_free():
     publisher.close("gone")
     assert not stream.online and slot.publisher is None
     slot.claim("the next one")  # a new publisher is let in
+
+
+def test_timestamps_go_on_past_the_32_bit_wrap():
+    media = FlvMedia(Target(), "t")
+    wrap = 1 << 32
+    stamps = [wrap - 40, wrap - 20, 0, wrap - 10, 20, 2_000_000_000, 4_000_000_000, 100]
+    assert [media.unwrap(ms) for ms in stamps] == [
+        wrap - 40,
+        wrap - 20,
+        wrap,
+        wrap - 10,  # a little out of order across the wrap
+        wrap + 20,
+        wrap + 2_000_000_000,
+        wrap + 4_000_000_000,
+        2 * wrap + 100,
+    ]

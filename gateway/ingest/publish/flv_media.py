@@ -5,9 +5,10 @@ composition time) and enhanced RTMP's HEVC (FourCC `hvc1`: hvcC, then coded fram
 without one). Audio: AAC (the AudioSpecificConfig, then raw frames). Other audio codecs
 (MP3, Speex, G.711 in FLV) are left out with one warning: the stream is video only.
 
-Timestamps: RTMP dates in milliseconds; video goes to 90 kHz (pts = dts + composition
-time), AAC to its sample rate, snapped to the 1024-sample frame grid when within half a
-frame of it, so the millisecond rounding does not make every frame's duration differ.
+Timestamps: RTMP dates in milliseconds, 32 bits (unwrapped here: they wrap after 49.7
+days); video goes to 90 kHz (pts = dts + composition time), AAC to its sample rate,
+snapped to the 1024-sample frame grid when within half a frame of it, so the millisecond
+rounding does not make every frame's duration differ.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _EX_HEADER = 0x80  # enhanced RTMP: the low nibble is a packet type, a FourCC fo
 _EX_SEQUENCE_START, _EX_CODED_FRAMES, _EX_CODED_FRAMES_X = 0, 1, 3
 _FOURCCS = {b"hvc1": "h265", b"avc1": "h264"}
 _VIDEO_COMMAND_FRAME = 5
+_WRAP = 1 << 32
 
 
 class MediaTarget(Protocol):
@@ -68,11 +70,22 @@ class FlvMedia:
         self.params: StreamParams | None = None  # the latest sequence headers' parameters
         self._sent: StreamParams | None = None  # the last ones given to the target
         self._next_audio: int | None = None  # the frame grid's next tick
+        self._last_ms: int | None = None  # the last timestamp, unwrapped
         self._warned = False
+
+    def unwrap(self, ms: int) -> int:
+        """A 32-bit message timestamp on a timeline that goes on past 2^32 ms: the one
+        nearest the last (audio and video interleave, a little out of order)."""
+        last = self._last_ms
+        if last is not None:
+            ms += (last - ms + _WRAP // 2) // _WRAP * _WRAP
+        self._last_ms = ms
+        return ms
 
     def video(self, ms: int, body: bytes) -> None:
         if len(body) < 5:
             return
+        ms = self.unwrap(ms)
         first = body[0]
         if first & _EX_HEADER:
             codec = _FOURCCS.get(bytes(body[1:5]))
@@ -114,7 +127,7 @@ class FlvMedia:
         audio = self.aac
         if audio is None:
             return None
-        ticks = ms * audio.sample_rate // 1000
+        ticks = self.unwrap(ms) * audio.sample_rate // 1000
         expected = self._next_audio
         if expected is not None and abs(ticks - expected) <= FRAME_SAMPLES // 2:
             ticks = expected
