@@ -26,6 +26,7 @@ from gateway.outputs.flv.feed import FlvFeed
 from gateway.outputs.hls import http as hls
 from gateway.outputs.hls.responses import HlsAnswers
 from gateway.outputs.hls.segmenter import HlsSegmenter
+from gateway.outputs.rtmp.server import RtmpServer
 from gateway.outputs.rtsp.feed import RtspFeed
 from gateway.outputs.rtsp.server import RtspServer
 from gateway.outputs.snapshot.snapshotter import Snapshotter
@@ -134,6 +135,8 @@ def warn_open_doors(settings: Settings, users: list[dict[str, Any]]) -> None:
                     settings.flv.port,
                     settings.rtsp.port,
                     settings.rtsp.tls_port,
+                    settings.rtmp.port,
+                    settings.rtmp.tls_port,
                 )
                 if p
             ),
@@ -173,12 +176,34 @@ def serve_rtsp(app: web.Application, gateway: Gateway) -> None:
     app.on_cleanup.insert(0, stop)
 
 
+def serve_rtmp(app: web.Application, gateway: Gateway) -> None:
+    """The RTMP server (rtmp.nRTMPPort, RTMPS on rtmp.nSSLPort when certs exist), with the app."""
+    settings = gateway.settings
+    if not settings.rtmp.port and not settings.rtmp.tls_port:
+        return
+    server = RtmpServer(gateway, settings.http.bind)
+
+    async def start(_: web.Application) -> None:
+        if settings.rtmp.port:
+            await server.listen(settings.rtmp.port)
+        context = tls_context(settings.root)
+        if settings.rtmp.tls_port and context is not None:
+            await server.listen(settings.rtmp.tls_port, context)
+
+    async def stop(_: web.Application) -> None:
+        await server.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)
+
+
 async def serve(config: Config) -> web.AppRunner:
     """Start the HTTP (and HTTPS, when certs exist) listeners; returns the runner."""
     settings = config.settings
     gateway = Gateway(config, output_registry(settings))
     app = build_app(gateway)
     serve_rtsp(app, gateway)
+    serve_rtmp(app, gateway)
     runner = web.AppRunner(app, access_log=None, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
     bind = settings.http.bind

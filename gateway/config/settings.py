@@ -53,6 +53,12 @@ class RtspSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RtmpSettings:
+    port: int  # rtmp.nRTMPPort, 0: off
+    tls_port: int  # rtmp.nSSLPort: RTMPS with the HTTPS certificate, 0: off
+
+
+@dataclass(frozen=True, slots=True)
 class IceServer:
     urls: str | tuple[str, ...]
     username: str | None = None
@@ -122,6 +128,7 @@ class Settings:
     hikvision: HikvisionSettings
     download: DownloadSettings
     rtsp: RtspSettings
+    rtmp: RtmpSettings
     flv: FlvSettings
 
     @classmethod
@@ -158,6 +165,7 @@ class Settings:
                 http["strBindAddress"],
             ),
             rtsp=RtspSettings(raw["rtsp"]["nRTSPPort"], raw["rtsp"]["nSSLPort"]),
+            rtmp=RtmpSettings(raw["rtmp"]["nRTMPPort"], raw["rtmp"]["nSSLPort"]),
             flv=FlvSettings(raw["flv"]["nFLVPort"]),
             onvif=OnvifSettings((host, int(port))),
             hikvision=HikvisionSettings(

@@ -20,7 +20,7 @@ the next keyframe it can take (the hub's one back-pressure policy, hub/backpress
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.formats import flv
@@ -76,12 +76,12 @@ class FlvClient:
     def send_start(self, video: bool, audio: AudioParams | None, sequence_headers: list[Tag]) -> None:
         """The FLV header and the sequence headers, before any frame; always sent."""
         self.audio = audio if audio is not None and is_aac_lc(audio) else None
-        self._write(flv.header(video, audio is not None) + self._dated(sequence_headers, 0))
+        self._write(self._start(video, audio is not None, sequence_headers))
 
     def send_sequence_headers(self, sequence_headers: list[Tag]) -> None:
         """New codec parameters mid-stream, dated at the last tag sent."""
         if self.base is not None:
-            self._write(self._dated(sequence_headers, self.last_ms))
+            self._write(self._framed((t.kind, self.last_ms, t.body) for t in sequence_headers))
 
     def offer(self, tag: Tag, renders: Renders | None = None) -> None:
         """Send `tag` now, unless the client is behind or has not reached its first keyframe
@@ -100,7 +100,7 @@ class FlvClient:
         key = (self.base, self.framing)
         data = renders.get(key) if renders is not None else None
         if data is None:
-            data = FRAMINGS[self.framing](flv.tag(tag.kind, tag.ms - self.base, tag.body))
+            data = self._framed(((tag.kind, tag.ms - self.base, tag.body),))
             if renders is not None:
                 renders[key] = data
         self.last_ms = max(self.last_ms, tag.ms - self.base)
@@ -122,14 +122,19 @@ class FlvClient:
             return b""
         body = flv.aac_frame(silent_frame(rate, audio.channels))
         back = range(frames, 0, -1)
-        tags = b"".join(flv.tag(flv.AUDIO_TAG, ms - n * FRAME_SAMPLES * 1000 // rate, body) for n in back)
-        return FRAMINGS[self.framing](tags)
+        return self._framed((flv.AUDIO_TAG, ms - n * FRAME_SAMPLES * 1000 // rate, body) for n in back)
 
-    def _dated(self, tags: list[Tag], ms: int) -> bytes:
-        return b"".join(flv.tag(t.kind, ms, t.body) for t in tags)
+    def _start(self, video: bool, audio: bool, sequence_headers: list[Tag]) -> bytes:
+        """What a client gets first: the FLV header and the sequence headers at 0, framed."""
+        tags = b"".join(flv.tag(t.kind, 0, t.body) for t in sequence_headers)
+        return FRAMINGS[self.framing](flv.header(video, audio) + tags)
+
+    def _framed(self, tags: Iterable[tuple[int, int, bytes]]) -> bytes:
+        """(kind, client ms, body) tags as the client's transport carries them (an RTMP
+        player, outputs/rtmp/player.py, makes them RTMP messages instead)."""
+        return FRAMINGS[self.framing](b"".join(flv.tag(kind, ms, body) for kind, ms, body in tags))
 
     def _write(self, data: bytes) -> None:
         if not self.closed:
-            data = FRAMINGS[self.framing](data)
             self.transport.write(data)
             self.bytes_sent += len(data)
