@@ -1,0 +1,139 @@
+"""Publishing into the gateway over RTSP (ANNOUNCE, SETUP mode=record, RECORD) with ffmpeg as
+the publisher, over TCP and UDP, H.264 + AAC, H.264 + PCMA and H.265; what the gateway
+then serves is read back by PyAV over its RTSP and by a WS fMP4 viewer.
+
+One gateway for the module (bAuth on) with an admin, an Operator (op/o) and a Viewer
+(viewer/v), three H5_PUSH sources and a camera source (H5_STREAM) that no publisher may take.
+The publisher sends one testsrc2 picture over and over, so a decoded frame's colours can
+be checked at fixed places.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from gateway.auth import hash_md5
+from tests.fixtures.gateway import Gateway, md5
+from tests.fixtures.net import free_port
+from tests.fixtures.ws_client import WsViewer
+
+WIDTH, HEIGHT = 640, 360
+# Colours of testsrc2's first picture at 640x360 (row, column): RGB.
+TESTSRC2 = {(10, 130): (0, 254, 0), (10, 250): (253, 253, 0), (90, 370): (0, 0, 254), (130, 610): (0, 255, 255),
+            (200, 100): (253, 0, 0)}  # fmt: skip
+PUSH_TOKENS = ("push", "pcma", "hevc")
+
+
+class PublishGateway:
+    def __init__(self, root: Path):
+        self.port = free_port()
+        sources = [{"strName": t, "strToken": t, "nType": "H5_PUSH"} for t in PUSH_TOKENS]
+        sources.append({"strName": "Cam", "strToken": "cam", "nType": "H5_STREAM", "strUrl": "rtsp://127.0.0.1:9/none"})
+        self.gw = Gateway(root, sources, rtsp__nRTSPPort=self.port)
+        conf = json.loads(self.gw.conf_path.read_text())
+        conf["user"]["users"] = [
+            {"strUser": "admin", "strPasswd": hash_md5(md5("12345")), "strUserType": "Administrator"},
+            {"strUser": "op", "strPasswd": hash_md5(md5("o")), "strUserType": "Operator"},
+            {"strUser": "viewer", "strPasswd": hash_md5(md5("v")), "strUserType": "Viewer"},
+        ]
+        self.gw.conf_path.write_text(json.dumps(conf, indent=4))
+        self.gw.start()
+        self.picture = root / "testsrc2.png"
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={WIDTH}x{HEIGHT}:rate=25",
+                        "-frames:v", "1", str(self.picture)], check=True, timeout=30)  # fmt: skip
+
+    def url(self, token: str, user: str = "op", password: str = "o") -> str:
+        auth = f"{user}:{password}@" if user else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}/{token}"
+
+    def publish(self, token: str, transport: str = "tcp", audio: str = "aac", video: str = "libx264",
+                user: str = "op", password: str = "o") -> subprocess.Popen:  # fmt: skip
+        """ffmpeg publishing testsrc2's first picture at 25 fps and a sine, until stopped."""
+        audio_codec = ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"] if audio == "pcma" else ["-c:a", "aac", "-ar", "44100"]
+        video_codec = ["-c:v", video, "-g", "25", "-bf", "0", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        if video == "libx265":
+            video_codec += ["-x265-params", "log-level=error"]
+        command = ["ffmpeg", "-v", "error", "-re", "-loop", "1", "-framerate", "25", "-i", str(self.picture),
+                   "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+                   *video_codec, *audio_codec, "-f", "rtsp", "-rtsp_transport", transport,
+                   self.url(token, user, password)]  # fmt: skip
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def src(self, token: str) -> dict:
+        return self.gw.api("GetSrc", session=self.gw.login(), token=token)[1]["src"][0]
+
+    def wait_online(self, token: str, online: bool = True, timeout: float = 15) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            src = self.src(token)
+            if src["bOnline"] == online:
+                return src
+            time.sleep(0.2)
+        raise AssertionError(f"{token} not bOnline={online}: {src}\n{self.gw.log()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def pub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PublishGateway]:
+    gateway = PublishGateway(tmp_path_factory.mktemp("publish"))
+    yield gateway
+    gateway.gw.stop()
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Stop a publisher as an operator would (q is ffmpeg's own way out); its error output."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        _, errors = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, errors = process.communicate()
+    return errors
+
+
+def decode(url: str, seconds: float = 2.0) -> tuple[np.ndarray, int, str, int]:
+    """(the last picture as RGB, video frames, the audio codec, audio frames) over `seconds`."""
+    picture, video_frames, audio_frames = None, 0, 0
+    with av.open(url, options={"rtsp_transport": "tcp"}, timeout=15) as container:
+        audio_codec = container.streams.audio[0].codec_context.name
+        deadline = time.monotonic() + seconds
+        for frame in container.decode(*container.streams.video, *container.streams.audio):
+            if isinstance(frame, av.VideoFrame):
+                picture = frame.to_ndarray(format="rgb24")
+                video_frames += 1
+            else:
+                audio_frames += 1
+            if time.monotonic() > deadline:
+                break
+    assert picture is not None
+    return picture, video_frames, audio_codec, audio_frames
+
+
+def assert_testsrc2(picture: np.ndarray, tolerance: int = 40) -> None:
+    assert picture.shape == (HEIGHT, WIDTH, 3)
+    for (row, column), want in TESTSRC2.items():
+        got = picture[row - 3 : row + 4, column - 3 : column + 4].reshape(-1, 3).mean(axis=0)
+        assert all(abs(g - w) <= tolerance for g, w in zip(got, want, strict=True)), ((row, column), got, want)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_ffmpeg_publishes_h264_and_aac(pub, transport):
+    publisher = pub.publish("push", transport)
+    try:
+        src = pub.wait_online("push")
+        assert src["strPublisher"] == "rtsp from 127.0.0.1", src
+        picture, video_frames, audio_codec, audio_frames = decode(pub.url("push", "admin", "12345"))
+        assert_testsrc2(picture)
+        assert video_frames >= 30 and audio_codec == "aac" and audio_frames >= 40, (video_frames, audio_frames)
+    finally:
+        errors = stop(publisher)
+    src = pub.wait_online("push", online=False)
+    assert src["strPublisher"] == "", (src, errors)
