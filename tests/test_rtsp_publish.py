@@ -137,3 +137,102 @@ def test_ffmpeg_publishes_h264_and_aac(pub, transport):
         errors = stop(publisher)
     src = pub.wait_online("push", online=False)
     assert src["strPublisher"] == "", (src, errors)
+
+
+def test_ffmpeg_publishes_h264_and_pcma_which_viewers_get_as_aac_too(pub):
+    viewer = WsViewer(pub.gw.ws_url, "pcma", pub.gw.login())
+    publisher = pub.publish("pcma", audio="pcma")
+    try:
+        pub.wait_online("pcma")
+        picture, video_frames, audio_codec, audio_frames = decode(pub.url("pcma", "admin", "12345"))
+        assert_testsrc2(picture)
+        assert audio_codec == "pcm_alaw" and audio_frames >= 40 and video_frames >= 30, (audio_frames, video_frames)
+        viewer.start()
+        assert viewer.wait_frames(10, 10), pub.gw.log()[-2000:]
+        assert viewer.mime is not None and "mp4a.40.2" in viewer.mime and "avc1" in viewer.mime, viewer.mime
+    finally:
+        viewer.stop()
+        stop(publisher)
+
+
+def test_ffmpeg_publishes_h265(pub):
+    publisher = pub.publish("hevc", video="libx265")
+    try:
+        pub.wait_online("hevc")
+        picture, video_frames, audio_codec, audio_frames = decode_codec(pub.url("hevc", "admin", "12345"), "hevc")
+        assert_testsrc2(picture)
+        assert video_frames >= 20 and audio_codec == "aac" and audio_frames >= 20, (video_frames, audio_frames)
+    finally:
+        errors = stop(publisher)
+    assert pub.wait_online("hevc", online=False)["strPublisher"] == "", errors
+
+
+def decode_codec(url: str, codec: str) -> tuple[np.ndarray, int, str, int]:
+    with av.open(url, options={"rtsp_transport": "tcp"}, timeout=15) as container:
+        assert container.streams.video[0].codec_context.name == codec
+    return decode(url)
+
+
+@pytest.mark.parametrize(
+    ("token", "user", "password", "status", "says"),
+    [
+        ("push", "op", "wrong", 401, "Unauthorized"),
+        ("push", "viewer", "v", 401, "Operator or higher"),
+        ("push", "", "", 401, "credentials required"),
+        ("nosuch", "op", "o", 404, "no source"),
+        ("cam", "admin", "12345", 403, "H5_STREAM"),
+    ],
+)
+def test_refused_publishers_change_nothing(pub, token, user, password, status, says):
+    conf = pub.gw.conf_path.read_bytes()
+    publisher = pub.publish(token, user=user, password=password)
+    try:
+        publisher.wait(timeout=15)
+    finally:
+        errors = stop(publisher)
+    assert publisher.returncode != 0 and f"ANNOUNCE failed: {status}" in errors and says in errors, errors
+    assert pub.src("push")["strPublisher"] == "" and not pub.src("push")["bOnline"]
+    assert pub.gw.conf_path.read_bytes() == conf
+
+
+def test_a_second_publisher_is_refused_while_the_first_publishes(pub):
+    conf = pub.gw.conf_path.read_bytes()
+    first = pub.publish("push")
+    try:
+        pub.wait_online("push")
+        second = pub.publish("push", user="admin", password="12345")
+        second.wait(timeout=15)
+        errors = stop(second)
+        assert second.returncode != 0 and "ANNOUNCE failed: 409" in errors and "already has a publisher" in errors, errors
+        assert first.poll() is None and pub.src("push")["bOnline"]
+    finally:
+        stop(first)
+    pub.wait_online("push", online=False)
+    assert pub.gw.conf_path.read_bytes() == conf
+
+
+def test_a_dropped_publisher_leaves_viewers_waiting_for_the_next(pub):
+    viewer = WsViewer(pub.gw.ws_url, "push", pub.gw.login())
+    publisher = pub.publish("push", transport="udp")
+    try:
+        pub.wait_online("push")
+        viewer.start()
+        assert viewer.wait_frames(10, 10), pub.gw.log()[-2000:]
+        publisher.kill()  # no TEARDOWN: the connection just ends
+        stop(publisher)
+        src = pub.wait_online("push", online=False, timeout=5)
+        assert src["strPublisher"] == "", src
+        time.sleep(1)
+        held = len(viewer.video_fragments())
+        time.sleep(1)
+        assert viewer.is_alive() and viewer.close_code is None and len(viewer.video_fragments()) == held
+        publisher = pub.publish("push")
+        pub.wait_online("push")
+        deadline = time.monotonic() + 10
+        while len(viewer.video_fragments()) < held + 25 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(viewer.video_fragments()) >= held + 25 and viewer.close_code is None, pub.gw.log()[-2000:]
+        assert viewer.connections == 1
+    finally:
+        viewer.stop()
+        stop(publisher)
