@@ -10,7 +10,9 @@ be checked at fixed places.
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -57,7 +59,8 @@ class PublishGateway:
     def publish(self, token: str, transport: str = "tcp", audio: str = "aac", video: str = "libx264",
                 user: str = "op", password: str = "o") -> subprocess.Popen:  # fmt: skip
         """ffmpeg publishing testsrc2's first picture at 25 fps and a sine, until stopped."""
-        audio_codec = ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"] if audio == "pcma" else ["-c:a", "aac", "-ar", "44100"]
+        pcma = ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"]
+        audio_codec = pcma if audio == "pcma" else ["-c:a", "aac", "-ar", "44100"]
         video_codec = ["-c:v", video, "-g", "25", "-bf", "0", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
         if video == "libx265":
             video_codec += ["-x265-params", "log-level=error"]
@@ -203,7 +206,8 @@ def test_a_second_publisher_is_refused_while_the_first_publishes(pub):
         second = pub.publish("push", user="admin", password="12345")
         second.wait(timeout=15)
         errors = stop(second)
-        assert second.returncode != 0 and "ANNOUNCE failed: 409" in errors and "already has a publisher" in errors, errors
+        assert second.returncode != 0 and "ANNOUNCE failed: 409" in errors, errors
+        assert "already has a publisher" in errors, errors
         assert first.poll() is None and pub.src("push")["bOnline"]
     finally:
         stop(first)
@@ -236,3 +240,116 @@ def test_a_dropped_publisher_leaves_viewers_waiting_for_the_next(pub):
     finally:
         viewer.stop()
         stop(publisher)
+
+
+class RawRtsp:
+    """A bare RTSP client on one connection: requests out, (status, reason, headers) back."""
+
+    def __init__(self, port: int, user: str = "op", password: str = "o"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.file = self.sock.makefile("rb")
+        self.port = port
+        self.cseq = 0
+        self.authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None, body: bytes = b""):
+        self.cseq += 1
+        lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self.cseq}", f"Authorization: {self.authorization}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status_line = self.file.readline().decode().rstrip()
+        answer = {}
+        while (line := self.file.readline().decode().rstrip()):
+            name, _, value = line.partition(":")
+            answer[name.lower()] = value.strip()
+        _, status, reason = status_line.split(" ", 2)
+        return int(status), reason, answer
+
+    def announce(self, url: str, sdp: bytes):
+        return self.request("ANNOUNCE", url, {"Content-Type": "application/sdp"}, sdp)
+
+    def closed_within(self, seconds: float) -> bool:
+        self.sock.settimeout(seconds)
+        try:
+            return self.sock.recv(1) == b""
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+H264_SDP = ("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=test\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n"
+            "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:streamid=0\r\n")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sdp", "status", "says"),
+    [
+        (b"hello", 400, "no SDP"),
+        (b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", 415, "VP8 not supported"),
+        (b"v=0\r\nm=audio 0 RTP/AVP 8\r\n", 415, "one video track"),
+        (H264_SDP.encode() + b"m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/44100/2\r\n", 415, "AAC"),
+    ],
+)
+def test_an_sdp_that_cannot_be_published_is_refused(pub, sdp, status, says):
+    client = RawRtsp(pub.port)
+    try:
+        got, reason, _ = client.announce(f"rtsp://127.0.0.1:{pub.port}/push", sdp)
+    finally:
+        client.close()
+    assert got == status and says in reason, (got, reason)
+    assert pub.src("push")["strPublisher"] == ""
+
+
+def test_a_publisher_that_sends_nothing_is_dropped(pub):
+    client = RawRtsp(pub.port)
+    base = f"rtsp://127.0.0.1:{pub.port}/push"
+    try:
+        status, _, _ = client.announce(base, H264_SDP.encode())
+        assert status == 200
+        transport = "RTP/AVP/UDP;unicast;client_port=40000-40001;mode=record"
+        status, _, answer = client.request("SETUP", f"{base}/streamid=0", {"Transport": transport})
+        assert status == 200 and "server_port=" in answer["transport"], answer
+        session = answer["session"].split(";")[0]
+        status, _, _ = client.request("RECORD", base, {"Session": session})
+        assert status == 200
+        assert pub.src("push")["strPublisher"] == "rtsp from 127.0.0.1"
+        started = time.monotonic()
+        assert client.closed_within(15)
+        assert 9 <= time.monotonic() - started <= 13
+    finally:
+        client.close()
+    assert pub.src("push")["strPublisher"] == ""
+
+
+def test_deleting_a_pushed_source_ends_its_publisher(pub):
+    session = pub.gw.login()
+    status, answer = pub.gw.api("AddSrcPush", session=session, name="Gone", token="gone")
+    assert status == 200 and answer["bStatus"], answer
+    publisher = pub.publish("gone")
+    try:
+        pub.wait_online("gone")
+        status, answer = pub.gw.api("DelSrc", session=session, token="gone")
+        assert status == 200 and answer["bStatus"], answer
+        publisher.wait(timeout=10)
+    finally:
+        stop(publisher)
+    assert "its source was removed" in pub.gw.log()
+
+
+def test_with_http_auth_off_anyone_may_publish(tmp_path):
+    port = free_port()
+    gw = Gateway(tmp_path, [{"strName": "Open", "strToken": "open", "nType": "H5_PUSH"}], rtsp__nRTSPPort=port,
+                 http__bAuth=False).start()  # fmt: skip
+    client = RawRtsp(port, user="nobody", password="")
+    try:
+        status, reason, _ = client.announce(f"rtsp://127.0.0.1:{port}/open", H264_SDP.encode())
+        assert status == 200, reason
+        assert gw.api("GetSrc", token="open")[1]["src"][0]["strPublisher"] == "rtsp from 127.0.0.1"
+    finally:
+        client.close()
+        gw.stop()

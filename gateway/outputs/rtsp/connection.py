@@ -95,7 +95,8 @@ class Connection:
                 self.close("the publisher sent no media: dropped")
                 return
             tcp_session = isinstance(self.out, TcpOut)
-            if not tcp_session and time.monotonic() - self.last_seen > SESSION_TIMEOUT:
+            recording = self.publishing is not None and self.publishing.recording  # its RTP is its life
+            if not tcp_session and not recording and time.monotonic() - self.last_seen > SESSION_TIMEOUT:
                 log.info("rtsp %s: no keepalive for %d s, closing", self.address, SESSION_TIMEOUT)
                 self.writer.close()
                 return
@@ -271,7 +272,11 @@ class Connection:
             log.info("rtsp %s: ANNOUNCE refused: %s", self.address, e)
             return Response(e.status, reason=str(e))
         publisher.on_kick = lambda: self.close("its source was removed")
-        self.publishing = RtspPublish(publisher, announced, self.bind, self.address)
+        try:
+            self.publishing = RtspPublish(publisher, announced, self.bind, self.address)
+        except Exception:
+            publisher.close("the gateway could not take its media")
+            raise
         return Response(200)
 
     async def _setup_record(self, request: Request) -> Response:
