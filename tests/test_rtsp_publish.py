@@ -11,11 +11,13 @@ be checked at fixed places.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -57,11 +59,11 @@ class PublishGateway:
         return f"rtsp://{auth}127.0.0.1:{self.port}/{token}"
 
     def publish(self, token: str, transport: str = "tcp", audio: str = "aac", video: str = "libx264",
-                user: str = "op", password: str = "o") -> subprocess.Popen:  # fmt: skip
+                user: str = "op", password: str = "o", bframes: int = 0) -> subprocess.Popen:  # fmt: skip
         """ffmpeg publishing testsrc2's first picture at 25 fps and a sine, until stopped."""
         pcma = ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"]
         audio_codec = pcma if audio == "pcma" else ["-c:a", "aac", "-ar", "44100"]
-        video_codec = ["-c:v", video, "-g", "25", "-bf", "0", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        video_codec = ["-c:v", video, "-g", "25", "-bf", str(bframes), "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
         if video == "libx265":
             video_codec += ["-x265-params", "log-level=error"]
         command = ["ffmpeg", "-v", "error", "-re", "-loop", "1", "-framerate", "25", "-i", str(self.picture),
@@ -142,9 +144,9 @@ def test_ffmpeg_publishes_h264_and_aac(pub, transport):
     assert src["strPublisher"] == "", (src, errors)
 
 
-def test_ffmpeg_publishes_h264_and_pcma_which_viewers_get_as_aac_too(pub):
+def test_ffmpeg_publishes_h264_with_b_frames_and_pcma_which_viewers_get_as_aac_too(pub):
     viewer = WsViewer(pub.gw.ws_url, "pcma", pub.gw.login())
-    publisher = pub.publish("pcma", audio="pcma")
+    publisher = pub.publish("pcma", audio="pcma", bframes=2)
     try:
         pub.wait_online("pcma")
         picture, video_frames, audio_codec, audio_frames = decode(pub.url("pcma", "admin", "12345"))
@@ -153,6 +155,11 @@ def test_ffmpeg_publishes_h264_and_pcma_which_viewers_get_as_aac_too(pub):
         viewer.start()
         assert viewer.wait_frames(10, 10), pub.gw.log()[-2000:]
         assert viewer.mime is not None and "mp4a.40.2" in viewer.mime and "avc1" in viewer.mime, viewer.mime
+        viewer.stop()
+        with av.open(io.BytesIO(viewer.stream_bytes())) as fmp4:
+            pictures = [f for f in fmp4.decode(video=0)]
+        assert len(pictures) >= 10 and all(b.pts > a.pts for a, b in pairwise(pictures))  # shown in order
+        assert_testsrc2(pictures[-1].to_ndarray(format="rgb24"))
     finally:
         viewer.stop()
         stop(publisher)

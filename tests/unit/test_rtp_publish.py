@@ -332,3 +332,21 @@ def test_g711_becomes_aac_and_stays_beside_it():
     aac = [p for p in got if p.kind == "audio"]
     assert len(g711) == 50 and [b.pts - a.pts for a, b in pairwise(g711)] == [160] * 49
     assert len(aac) >= 12 and receiver.params.sample_rate == 16000 and receiver.g711 == "PCMA"
+
+
+def test_b_frames_get_decode_times_in_order_and_not_after_their_presentation():
+    params, clip = h264_clip(40, gop=20, bframes=2)
+    assert any(p.pts != p.dts for p in clip)  # there are B-frames
+    receiver = RtpVideoReceiver("h264", params.parameter_sets, 90000, time.monotonic())
+    datagrams, seq = [], 0
+    for packet in clip:
+        payloads = rtp_h264.packetize(nal.split_avcc(packet.data))
+        datagrams += packets_of(payloads, seq, packet.pts)
+        seq += len(payloads)
+    got = receive(receiver, datagrams)
+    assert [p.data for p in got] == [p.data for p in clip]
+    assert all(b.dts > a.dts for a, b in pairwise(got)) and all(p.dts <= p.pts for p in got)
+    assert 1 <= receiver.decode_times.reorder <= 3
+    start = got[0].pts
+    # once the reorder depth is learnt, the presentation times are those sent
+    assert [p.pts - start for p in got[8:]] == [p.pts - clip[0].pts for p in clip[8:]]

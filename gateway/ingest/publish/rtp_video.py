@@ -1,7 +1,8 @@
 """A published RTP video track (H.264 or H.265) as hub packets: fragments joined into NAL
 units, NAL units gathered into access units, access units handed to a VideoTrack.
 
-An access unit ends at the marker bit or when the timestamp changes. A sequence gap (UDP
+An access unit ends at the marker bit or when the timestamp changes; its timestamp is its
+presentation time, DecodeTimes gives it a decode time. A sequence gap (UDP
 loss) or a payload that cannot be read breaks the access unit it falls in: it is dropped,
 and so is every access unit after it until the next keyframe, since they may refer to
 what was lost; a decoder is never handed a corrupt frame. Late or repeated packets are
@@ -17,6 +18,7 @@ from gateway.formats import rtp_h264, rtp_h265
 from gateway.formats.rtp_h264 import Fragment
 from gateway.formats.rtp_packet import RtpPacket
 from gateway.hub.packet import VIDEO_TIMESCALE, MediaPacket
+from gateway.ingest.publish.decode_times import DecodeTimes
 from gateway.ingest.publish.rtp_clock import RtpClock
 from gateway.ingest.publish.video_track import VideoTrack
 
@@ -28,6 +30,7 @@ class RtpVideoReceiver:
     def __init__(self, codec: str, parameter_sets: list[bytes], clock_rate: int, started: float):
         self.track = VideoTrack(codec, parameter_sets)
         self.clock = RtpClock(clock_rate, VIDEO_TIMESCALE, started)
+        self.decode_times = DecodeTimes()
         self._depacketize: Callable[[bytes], list[bytes] | Fragment] = (
             rtp_h265.depacketize if codec == "h265" else rtp_h264.depacketize
         )
@@ -117,8 +120,9 @@ class RtpVideoReceiver:
             return []
         if not units or timestamp is None:
             return []
-        ticks = self.clock.ticks(timestamp)
-        packet, _ = self.track.access_unit(units, ticks, ticks)
+        pts = self.clock.ticks(timestamp)
+        dts = self.decode_times.decode_time(pts)
+        packet, _ = self.track.access_unit(units, dts, max(pts, dts))
         if packet is None:
             return []
         if (self.need_keyframe and not packet.keyframe) or self.track.params is None:
