@@ -18,10 +18,11 @@ from gateway.formats.aac import aac_params, config_params
 from gateway.formats.rtp_aac import AuHeaderLayout, access_units
 from gateway.formats.rtp_h264 import Fragment
 from gateway.formats.rtp_packet import parse_rtp
-from gateway.hub.packet import MediaPacket
+from gateway.hub.packet import MediaPacket, StreamParams
 from gateway.ingest.publish import rtp_video
 from gateway.ingest.publish.rtp_audio import RtpAacReceiver, RtpG711Receiver
 from gateway.ingest.publish.rtp_clock import RtpClock, unwrapped_step
+from gateway.ingest.publish.rtp_session import ReceivedTrack, RtpPublishSession
 from gateway.ingest.publish.rtp_video import RtpVideoReceiver
 from gateway.outputs.rtsp.announce import SdpRefused, announced_tracks
 from tests.fixtures.media import encoded_h264, h264_clip, h265_clip
@@ -350,3 +351,42 @@ def test_b_frames_get_decode_times_in_order_and_not_after_their_presentation():
     start = got[0].pts
     # once the reorder depth is learnt, the presentation times are those sent
     assert [p.pts - start for p in got[8:]] == [p.pts - clip[0].pts for p in clip[8:]]
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.params: list[StreamParams] = []
+        self.packets: list[MediaPacket] = []
+
+    def set_params(self, params: StreamParams) -> None:
+        self.params.append(params)
+
+    def packet(self, packet: MediaPacket) -> None:
+        self.packets.append(packet)
+
+
+def test_the_session_sets_params_at_the_first_keyframe_and_again_when_they_change():
+    small, clip = h264_clip(10, gop=5)
+    large, clip2 = h264_clip(10, width=320, height=240, gop=5)
+    config = aac_params(16000, 1).config.hex()
+    tracks = [
+        ReceivedTrack("video", "h264", 96, 90000, {}, []),
+        ReceivedTrack("audio", "aac", 97, 16000, {"sizelength": "13", "indexlength": "3", "config": config}, []),
+    ]
+    publisher = FakePublisher()
+    session = RtpPublishSession(publisher, tracks)  # type: ignore[arg-type]
+    aac = bytes([0, 16, 4 >> 5, (4 & 31) << 3]) + b"\x21\x10\x05\x00"
+    session.rtp(1, rtp(aac, 0, 0, True, pt=97))  # audio before any video: waits
+    session.rtp(1, rtp(aac, 1, 0, True, pt=96))  # a payload type not announced for the track: ignored
+    assert publisher.params == [] and publisher.packets == []
+    seq = 0
+    for i, (params, packet) in enumerate([(small, p) for p in clip] + [(large, p) for p in clip2]):
+        payloads = rtp_h264.packetize(nal.split_avcc(packet.data), params.parameter_sets if packet.keyframe else None)
+        for data in packets_of(payloads, seq, i * 3600):
+            session.rtp(0, data)
+        seq += len(payloads)
+        session.rtp(1, rtp(aac, 1000 + i, i * 640, True, pt=97))
+    assert [p.video for p in publisher.params] == [small, large]
+    assert all(p.audio == config_params(bytes.fromhex(config)) for p in publisher.params)
+    assert [p.data for p in publisher.packets if p.kind == "video"] == [p.data for p in clip + clip2]
+    assert len([p for p in publisher.packets if p.kind == "audio"]) == 20
