@@ -95,8 +95,8 @@ class Connection:
                 self.close("the publisher sent no media: dropped")
                 return
             tcp_session = isinstance(self.out, TcpOut)
-            recording = self.publishing is not None and self.publishing.recording  # its RTP is its life
-            if not tcp_session and not recording and time.monotonic() - self.last_seen > SESSION_TIMEOUT:
+            publishing = self.publishing is not None  # its RTP is its sign of life
+            if not tcp_session and not publishing and time.monotonic() - self.last_seen > SESSION_TIMEOUT:
                 log.info("rtsp %s: no keepalive for %d s, closing", self.address, SESSION_TIMEOUT)
                 self.writer.close()
                 return

@@ -21,7 +21,7 @@ from gateway.outputs.rtsp.udp_in import UdpIn, open_udp_in
 
 log = logging.getLogger(__name__)
 
-SILENCE_TIMEOUT = 10.0  # seconds without RTP after RECORD: the publisher is gone
+SILENCE_TIMEOUT = 10.0  # seconds without RTP (from ANNOUNCE on): the publisher is gone, its source free again
 
 
 class RtspPublish:
@@ -79,7 +79,7 @@ class RtspPublish:
             self.session.rtp(index, data)
 
     def silent(self) -> bool:
-        return self.recording and time.monotonic() - self.session.last_rtp > SILENCE_TIMEOUT
+        return time.monotonic() - self.session.last_rtp > SILENCE_TIMEOUT
 
     def close(self, reason: str) -> None:
         for udp in self.udp.values():
