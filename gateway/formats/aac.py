@@ -1,4 +1,5 @@
-"""AAC: the AudioSpecificConfig an MP4 or an SDP needs, made from rate and channels; silence."""
+"""AAC: the AudioSpecificConfig an MP4 or an SDP needs, made from rate and channels, and read
+back from a publisher's SDP; silence."""
 
 from __future__ import annotations
 
@@ -19,6 +20,26 @@ def aac_params(sample_rate: int, channels: int, object_type: int = 2) -> AudioPa
     if rate_index == 15:  # explicit 24-bit rate
         bits = (object_type << 35) | (15 << 31) | (sample_rate << 7) | (channels << 3)
         config = bits.to_bytes(5, "big")
+    return AudioParams("aac", sample_rate, channels, config)
+
+
+def config_params(config: bytes) -> AudioParams:
+    """AudioParams of an AudioSpecificConfig (an SDP's config=, ISO 14496-3 §1.6.2.1);
+    ValueError if its rate or channels cannot be read."""
+    bits = int.from_bytes(config[:5].ljust(5, b"\0"), "big")
+    if len(config) < 2:
+        raise ValueError("AudioSpecificConfig too short")
+    rate_index = (bits >> 31) & 0x0F
+    if rate_index == 15:
+        if len(config) < 5:
+            raise ValueError("AudioSpecificConfig too short")
+        sample_rate, channels = (bits >> 7) & 0xFFFFFF, (bits >> 3) & 0x0F
+    elif rate_index < len(AAC_RATES):
+        sample_rate, channels = AAC_RATES[rate_index], (bits >> 27) & 0x0F
+    else:
+        raise ValueError(f"AAC sampling index {rate_index} is reserved")
+    if not sample_rate or not 1 <= channels <= 2:
+        raise ValueError(f"AAC of {channels} channels at {sample_rate} Hz not supported")
     return AudioParams("aac", sample_rate, channels, config)
 
 

@@ -1,4 +1,5 @@
-"""H.265 RTP payloads (RFC 7798, no DONL: sprop-max-don-diff 0), made once per frame per stream.
+"""H.265 RTP payloads (RFC 7798, no DONL: sprop-max-don-diff 0): made once per frame per stream,
+and read back from a publisher (single NAL unit, AP, FU).
 
 As for H.264 (rtp_h264.py): every slice NAL goes in its own packet (a single NAL unit
 packet, or fragmentation units when it is larger than the payload budget); only the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from gateway.formats.rtp_h264 import MAX_PAYLOAD
+from gateway.formats.rtp_h264 import MAX_PAYLOAD, Fragment, aggregated
 
 NAL_AP = 48
 NAL_FU = 49
@@ -61,3 +62,22 @@ def packetize(nals: list[bytes], parameter_sets: list[bytes] | None = None) -> l
     for nal in nals:
         payloads += [nal] if len(nal) <= MAX_PAYLOAD else fu(nal)
     return payloads
+
+
+def depacketize(payload: bytes) -> list[bytes] | Fragment:
+    """The NAL units of one RTP payload (single NAL unit or AP), or the fragment an FU
+    carries; ValueError for a payload we cannot read (PACI, too short). No DONL fields:
+    a publisher that announces sprop-max-don-diff > 0 is refused at the SDP."""
+    if len(payload) < 3:
+        raise ValueError("truncated H.265 payload")
+    header = int.from_bytes(payload[:2], "big")
+    kind = (header >> 9) & 0x3F
+    if kind < NAL_AP:
+        return [payload]
+    if kind == NAL_AP:
+        return aggregated(payload[2:])
+    if kind == NAL_FU:
+        fu_header = payload[2]
+        unit_header = payload_header(fu_header & 0x3F, header >> 15, (header >> 3) & 0x3F, header & 0x07)
+        return Fragment(unit_header, payload[3:], bool(fu_header & 0x80), bool(fu_header & 0x40))
+    raise ValueError(f"H.265 payload type {kind} not supported")

@@ -109,8 +109,11 @@ def test_transport_headers():
     first_served = parse_transport("RTP/AVP;multicast,RTP/AVP/TCP;unicast")
     assert first_served is not None and first_served.tcp and first_served.ports is None
     for refused in ("RTP/AVP;multicast", "RTP/AVP;unicast", "RTP/AVP/TCP;interleaved=300-301", "RAW/RAW/UDP;x",
-                    "RTP/AVP/TCP;interleaved=0-1;mode=record"):  # fmt: skip
+                    "RTP/AVP/TCP;interleaved=0-1;mode=receive"):  # fmt: skip
         assert parse_transport(refused) is None, refused
+    record = parse_transport("RTP/AVP/UDP;unicast;client_port=6000-6001;mode=record")
+    assert record is not None and record.record and not record.tcp and record.ports == (6000, 6001)
+    assert tcp.record is False
 
 
 # -- SDP -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""RTSP Basic authentication (RFC 7617) against the h5ss users, Viewer and up.
+"""RTSP Basic authentication (RFC 7617) against the h5ss users: Viewer and up to read,
+Operator and up to publish.
 
 The gateway keeps only a salted hash of each password's MD5, so it can check a password
 it is sent but never compute a Digest response: Basic it is, and RTSPS keeps the password
@@ -43,13 +44,14 @@ def credentials(header: str) -> tuple[str, str] | None:
 class BasicLogin:
     """One connection's login: None as `auth` when http.bAuth is off (everyone is let in)."""
 
-    def __init__(self, auth: Auth | None, address: str):
+    def __init__(self, auth: Auth | None, address: str, least_role: str = LEAST_ROLE):
         self.auth = auth
         self.address = address
+        self.least_role = least_role
         self.passed: str | None = None  # the Authorization header that was checked and let in
 
     async def check(self, header: str) -> None:
-        """Refused unless `header` holds the credentials of a Viewer or higher."""
+        """Refused unless `header` holds the credentials of a user of the least role or higher."""
         if self.auth is None or (header and header == self.passed):
             return
         pair = credentials(header)
@@ -62,8 +64,8 @@ class BasicLogin:
             raise Refused(503, str(e)) from None
         except AuthError as e:
             raise Refused(401, str(e)) from None
-        if ROLE_RANK.get(role, -1) < ROLE_RANK[LEAST_ROLE]:
-            raise Refused(401, "not allowed to watch")
+        if ROLE_RANK.get(role, -1) < ROLE_RANK[self.least_role]:
+            raise Refused(401, f"{user} is a {role}: {self.least_role} or higher needed")
         self.passed = header
 
     @staticmethod

@@ -1,5 +1,8 @@
 """One RTSP connection and the one session it may hold: the method handlers and their states.
 
+A connection reads (DESCRIBE, SETUP, PLAY) or publishes (ANNOUNCE, SETUP with mode=record,
+RECORD: publish.py), never both.
+
 States (RFC 2326 §A.1): init, ready (tracks set up), playing. DESCRIBE or SETUP holds the
 stream (Stream.acquire: an on-demand source starts and stays up) until TEARDOWN or the
 connection ends. A UDP session ends after SESSION_TIMEOUT without a request or an RTCP
@@ -15,9 +18,12 @@ import time
 from typing import TYPE_CHECKING
 
 from gateway.hub.stream import Stream, StreamNotReady
+from gateway.ingest.publish.slot import PublishRefused
 from gateway.outputs.rtsp import rtcp
+from gateway.outputs.rtsp.announce import SdpRefused, announced_tracks
 from gateway.outputs.rtsp.basic_auth import BasicLogin, Refused
 from gateway.outputs.rtsp.feed import RtspFeed
+from gateway.outputs.rtsp.publish import RtspPublish
 from gateway.outputs.rtsp.reader import RtpReader, TrackCounts
 from gateway.outputs.rtsp.request import BadRequest, Request, Response, read_request
 from gateway.outputs.rtsp.sdp import Track, describe, tracks_of
@@ -33,7 +39,8 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT = 60  # seconds: a UDP session, or a connection without a session, without a sign of life
 REQUEST_TIMEOUT = 10.0  # seconds for the whole of one request once its first byte came
 READY_TIMEOUT = 10.0  # seconds DESCRIBE/SETUP waits for a cold stream's first keyframe
-METHODS = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER"
+METHODS = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, ANNOUNCE, RECORD"
+PUBLISH_ROLE = "Operator"
 
 
 class Connection:
@@ -43,7 +50,10 @@ class Connection:
         self.bind = bind
         peer = writer.get_extra_info("peername") or ("", 0)
         self.address = str(peer[0])
-        self.login = BasicLogin(gateway.auth if gateway.settings.http.auth else None, self.address)
+        auth = gateway.auth if gateway.settings.http.auth else None
+        self.login = BasicLogin(auth, self.address)
+        self.publish_login = BasicLogin(auth, self.address, PUBLISH_ROLE)
+        self.publishing: RtspPublish | None = None
         self.held: Stream | None = None  # the stream DESCRIBE or SETUP acquired
         self.session_id: str | None = None
         self.feed: RtspFeed | None = None
@@ -59,7 +69,7 @@ class Connection:
     async def run(self) -> None:
         watchdog = asyncio.get_running_loop().create_task(self._watch())
         try:
-            while (request := await read_request(self.reader, REQUEST_TIMEOUT)) is not None:
+            while (request := await read_request(self.reader, REQUEST_TIMEOUT, self._frame)) is not None:
                 self.last_seen = time.monotonic()
                 response = await self._answer(request)
                 self.writer.write(response.encode(request.cseq))
@@ -71,16 +81,22 @@ class Connection:
             pass
         finally:
             watchdog.cancel()
+            self._end_publishing("the publisher's connection ended")
             self.end_session()
             self._release()
             self.writer.close()
 
     async def _watch(self) -> None:
-        """Close a connection whose session (or lack of one) shows no life for SESSION_TIMEOUT."""
+        """Close a connection whose session (or lack of one) shows no life for SESSION_TIMEOUT,
+        or whose publisher sent no RTP for publish.SILENCE_TIMEOUT."""
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(1)
+            if self.publishing is not None and self.publishing.silent():
+                self.close("the publisher sent no media: dropped")
+                return
             tcp_session = isinstance(self.out, TcpOut)
-            if not tcp_session and time.monotonic() - self.last_seen > SESSION_TIMEOUT:
+            publishing = self.publishing is not None  # its RTP is its sign of life
+            if not tcp_session and not publishing and time.monotonic() - self.last_seen > SESSION_TIMEOUT:
                 log.info("rtsp %s: no keepalive for %d s, closing", self.address, SESSION_TIMEOUT)
                 self.writer.close()
                 return
@@ -102,16 +118,20 @@ class Connection:
                 "PAUSE": self._pause,
                 "TEARDOWN": self._teardown,
                 "GET_PARAMETER": self._keepalive,
+                "ANNOUNCE": self._announce,
+                "RECORD": self._record,
             }.get(request.method)
             if handler is None:
                 return Response(501, {"Public": METHODS})
-            await self.login.check(request.header("authorization"))
-            if request.method in ("PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER") and not self._same_session(request):
+            publishing = request.method == "ANNOUNCE" or self.publishing is not None
+            await (self.publish_login if publishing else self.login).check(request.header("authorization"))
+            in_session = ("PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER", "RECORD")
+            if request.method in in_session and not self._same_session(request):
                 return Response(454)
             return await handler(request)
         except Refused as e:
             log.info("rtsp %s: %s %s refused: %s", self.address, request.method, request.url[:200], e)
-            return Response(e.status, BasicLogin.challenge() if e.status == 401 else {})
+            return Response(e.status, BasicLogin.challenge() if e.status == 401 else {}, reason=str(e))
         except ValueError as e:
             log.info("rtsp %s: bad %s: %s", self.address, request.method, e)
             return Response(400)
@@ -151,6 +171,8 @@ class Connection:
         return Response(200, headers, sdp.encode())
 
     async def _setup(self, request: Request) -> Response:
+        if self.publishing is not None:
+            return await self._setup_record(request)
         target = parse_target(request.url)
         stream = await self._stream(target)
         if isinstance(stream, Response):
@@ -163,7 +185,7 @@ class Connection:
         if self.session_id is not None and not self._same_session(request):
             return Response(454)
         wanted = parse_transport(request.header("transport"))
-        if wanted is None or (self.out is not None and wanted.tcp != isinstance(self.out, TcpOut)):
+        if wanted is None or wanted.record or (self.out is not None and wanted.tcp != isinstance(self.out, TcpOut)):
             return Response(461)
         if self.out is None:
             self.out = (
@@ -225,12 +247,67 @@ class Connection:
         return Response(200, self._session_header())
 
     async def _teardown(self, request: Request) -> Response:
+        self._end_publishing("the publisher said TEARDOWN")
         self.end_session()
         self._release()
         return Response(200)
 
     async def _keepalive(self, request: Request) -> Response:
         return Response(200, self._session_header())
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def _announce(self, request: Request) -> Response:
+        if self.session_id is not None or self.held is not None or self.publishing is not None:
+            return Response(455, reason="this connection already reads or publishes")
+        token = parse_target(request.url).token
+        try:
+            announced = announced_tracks(request.body)
+        except SdpRefused as e:
+            log.info("rtsp %s: ANNOUNCE %s refused: %s", self.address, token[:100], e)
+            return Response(e.status, reason=str(e))
+        try:
+            publisher = self.gateway.publisher(token, f"rtsp from {self.address}")
+        except PublishRefused as e:
+            log.info("rtsp %s: ANNOUNCE refused: %s", self.address, e)
+            return Response(e.status, reason=str(e))
+        publisher.on_kick = lambda: self.close("its source was removed")
+        try:
+            self.publishing = RtspPublish(publisher, announced, self.bind, self.address)
+        except Exception:
+            publisher.close("the gateway could not take its media")
+            raise
+        return Response(200)
+
+    async def _setup_record(self, request: Request) -> Response:
+        assert self.publishing is not None
+        if self.session_id is not None and not self._same_session(request):
+            return Response(454)
+        wanted = parse_transport(request.header("transport"))
+        if wanted is None:
+            return Response(461, reason="publishing needs RTP/AVP/TCP interleaved or RTP/AVP unicast with mode=record")
+        answer = await self.publishing.setup(request.url, wanted)
+        if isinstance(answer, Response):
+            return answer
+        if self.session_id is None:
+            self.session_id = f"{random.getrandbits(64):016X}"
+        return Response(200, {"Transport": answer, **self._session_header()})
+
+    async def _record(self, request: Request) -> Response:
+        if self.publishing is None:
+            return Response(455, reason="ANNOUNCE before RECORD")
+        refused = self.publishing.record()
+        return refused or Response(200, self._session_header())
+
+    def _frame(self, channel: int, data: bytes) -> None:
+        if self.publishing is not None:
+            self.publishing.frame(channel, data)
+
+    def _end_publishing(self, reason: str) -> None:
+        if self.publishing is not None:
+            self.publishing.close(reason)
+            self.publishing = None
+            self.session_id = None
 
     def _alive(self) -> None:
         self.last_seen = time.monotonic()

@@ -2,17 +2,18 @@
 
 A request line, headers and an optional body of Content-Length bytes; anything else is a
 BadRequest, which the server answers with 400 and closes. Interleaved `$` frames a client
-sends between requests (its RTCP receiver reports over TCP) are read and skipped here.
+sends between requests (a reader's RTCP receiver reports, a publisher's RTP) are read here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_HEAD = 8192  # bytes of request line and headers
-MAX_BODY = 4096  # bytes of a body (GET_PARAMETER's, SET_PARAMETER's)
+MAX_BODY = 16384  # bytes of a body (an ANNOUNCE's SDP, GET_PARAMETER's)
 VERSION = "RTSP/1.0"
 METHOD = re.compile(r"[A-Za-z_]{1,32}")
 
@@ -20,8 +21,11 @@ REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    409: "Conflict",
+    415: "Unsupported Media Type",
     454: "Session Not Found",
     455: "Method Not Valid in This State",
     459: "Aggregate Operation Not Allowed",
@@ -61,9 +65,11 @@ class Response:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    reason: str = ""  # says what is wrong, in place of the status's usual phrase
 
     def encode(self, cseq: str) -> bytes:
-        lines = [f"{VERSION} {self.status} {REASONS.get(self.status, 'Error')}", f"CSeq: {cseq}", "Server: h5ss"]
+        phrase = " ".join(self.reason.split()) or REASONS.get(self.status, "Error")
+        lines = [f"{VERSION} {self.status} {phrase}", f"CSeq: {cseq}", "Server: h5ss"]
         lines += [f"{name}: {value}" for name, value in self.headers.items()]
         if self.body:
             lines.append(f"Content-Length: {len(self.body)}")
@@ -94,8 +100,11 @@ def parse_head(head: bytes) -> Request:
     return Request(method.upper(), url, headers)
 
 
-async def read_request(reader: asyncio.StreamReader, timeout: float) -> Request | None:
-    """The next request (skipping interleaved frames); None when the client closed.
+async def read_request(
+    reader: asyncio.StreamReader, timeout: float, on_frame: Callable[[int, bytes], None] | None = None
+) -> Request | None:
+    """The next request; None when the client closed. Interleaved frames on the way go to
+    `on_frame` (channel, data): a publisher's RTP; a reader's RTCP is skipped.
 
     `timeout` bounds the wait for the whole of one request, from its first byte on; the wait
     before it is the caller's (an idle connection is the session's business)."""
@@ -104,8 +113,11 @@ async def read_request(reader: asyncio.StreamReader, timeout: float) -> Request 
         if not first:
             return None
         if first == b"$":  # an interleaved frame: channel, 16-bit length, data
-            channel_and_size = await asyncio.wait_for(reader.readexactly(3), timeout)
-            await asyncio.wait_for(reader.readexactly(int.from_bytes(channel_and_size[1:], "big")), timeout)
+            async with asyncio.timeout(timeout):  # cheaper than wait_for: a publisher sends hundreds a second
+                channel_and_size = await reader.readexactly(3)
+                data = await reader.readexactly(int.from_bytes(channel_and_size[1:], "big"))
+            if on_frame is not None:
+                on_frame(channel_and_size[0], data)
             continue
         if first in b"\r\n":
             continue

@@ -90,21 +90,30 @@ class UdpOut:
         self.rtcp.close()
 
 
-async def open_udp_pair(bind: str, host: str, on_rtcp: Callable[[], None], tries: int = 20) -> UdpOut:
-    """A UdpOut on a free even RTP port and the odd port after it (RFC 3550 §11)."""
+async def bind_pair(
+    bind: str,
+    rtp_protocol: Callable[[], asyncio.DatagramProtocol],
+    rtcp_protocol: Callable[[], asyncio.DatagramProtocol],
+    tries: int = 20,
+) -> tuple[asyncio.DatagramTransport, asyncio.DatagramTransport]:
+    """Datagram endpoints on a free even RTP port and the odd port after it (RFC 3550 §11)."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     for _ in range(tries):
-        rtp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=(bind, 0), family=family)
+        rtp, _ = await loop.create_datagram_endpoint(rtp_protocol, local_addr=(bind, 0), family=family)
         port = rtp.get_extra_info("sockname")[1]
         if port % 2 == 0:
             try:
-                rtcp, _listener = await loop.create_datagram_endpoint(
-                    lambda: RtcpListener(on_rtcp), local_addr=(bind, port + 1), family=family
-                )
+                rtcp, _ = await loop.create_datagram_endpoint(rtcp_protocol, local_addr=(bind, port + 1), family=family)
             except OSError:
                 rtp.close()
                 continue
-            return UdpOut(rtp, rtcp, host)
+            return rtp, rtcp
         rtp.close()
     raise OSError("no free UDP port pair")
+
+
+async def open_udp_pair(bind: str, host: str, on_rtcp: Callable[[], None]) -> UdpOut:
+    """A UdpOut from a free port pair; its RTCP port hears the client's reports."""
+    rtp, rtcp = await bind_pair(bind, asyncio.DatagramProtocol, lambda: RtcpListener(on_rtcp))
+    return UdpOut(rtp, rtcp, host)

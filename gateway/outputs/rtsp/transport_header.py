@@ -1,4 +1,5 @@
-"""The Transport header of a SETUP (RFC 2326 §12.39): which of our two ways the client asks for."""
+"""The Transport header of a SETUP (RFC 2326 §12.39): which of our two ways the client asks for,
+to play or to record."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 class TransportRequest:
     tcp: bool
     ports: tuple[int, int] | None  # TCP: the interleaved channels; UDP: the client's RTP/RTCP ports
+    record: bool = False  # mode=record: the client sends (a publisher), not receives
 
 
 def pair(value: str, limit: int) -> tuple[int, int] | None:
@@ -28,15 +30,17 @@ def parse_transport(header: str) -> TransportRequest | None:
         for field in fields[1:]:
             name, _, value = field.partition("=")
             params[name.lower()] = value
-        if "multicast" in params or params.get("mode", "play").strip('"').lower() not in ("play", ""):
+        mode = params.get("mode", "play").strip('"').lower()
+        if "multicast" in params or mode not in ("play", "", "record"):
             continue
+        record = mode == "record"
         if spec == "RTP/AVP/TCP":
             channels = pair(params["interleaved"], 256) if "interleaved" in params else None
             if "interleaved" in params and channels is None:
                 continue
-            return TransportRequest(True, channels)
+            return TransportRequest(True, channels, record)
         if spec in ("RTP/AVP", "RTP/AVP/UDP"):
             ports = pair(params.get("client_port", ""), 65536)
             if ports is not None and ports[0] > 0:
-                return TransportRequest(False, ports)
+                return TransportRequest(False, ports, record)
     return None
