@@ -93,11 +93,14 @@ def enum_param(request: web.Request, name: str, allowed_values: tuple[str, ...],
     return value
 
 
-def token_param(request: web.Request, *, existing: bool = True) -> str:
+def token_param(request: web.Request, *, existing: bool = True, remote: bool = False) -> str:
+    """`token=`, a source's (with `existing`); `remote`: an edge's source on this cloud
+    (`{serverToken}_{token}`, ingest/cloud/) counts, for commands that only need its stream."""
     token = param(request, "token", max_len=64)
     if not valid_token(token):
         raise ApiError(400, "token must be 1-64 letters, digits, '-', '_' or '.'")
-    if existing and token not in gateway(request).config.sources:
+    gw = gateway(request)
+    if existing and token not in gw.config.sources and not (remote and gw.edges.source(token) is not None):
         raise ApiError(404, f"unknown token {token!r}")
     return token
 

@@ -187,8 +187,12 @@ class Edge:
         token = self.remote_token(source.token)
         if not valid_token(token) or token in self._config.sources:
             if before is None:
-                log.warning("edge %s: source %s not served as %r (a local token, or too long)", self.server_token,
-                            source.token, token[:80])
+                log.warning(
+                    "edge %s: source %s not served as %r (a local token, or too long)",
+                    self.server_token,
+                    source.token,
+                    token[:80],
+                )
             return
         conf = SourceConf.from_json(
             {"strName": source.name, "strToken": token, "nType": "H5_STREAM", "nConnectType": "H5_ONDEMAND"}, "cloud"
