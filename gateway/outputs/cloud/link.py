@@ -55,6 +55,7 @@ class CloudLink:
         self.last_error = ""
         self.links = 0  # times the cloud welcomed this edge
         self._task: asyncio.Task[None] | None = None
+        self._failure = ""  # the kind of the last failure, logged once
         self._done_frames = self._done_bytes = self._done_skips = 0  # of links gone
 
     @property
@@ -90,20 +91,21 @@ class CloudLink:
                     if welcomed:
                         failures = 0
                 except LinkRefused as e:
-                    self._failed(f"refused: {e}")
+                    self._failed("refused", f"refused: {e}")
                     if e.credentials:
                         cap = MAX_DELAY_REFUSED
                 except (aiohttp.ClientError, OSError, TimeoutError, LinkFormatError, ValueError) as e:
-                    self._failed(f"failed: {e or type(e).__name__}")
+                    self._failed(type(e).__name__, f"failed: {e or type(e).__name__}")
                 await asyncio.sleep(min(cap, FIRST_DELAY * 2**failures))
                 failures = min(failures + 1, 10)
 
-    def _failed(self, error: str) -> None:
-        """Log a failure once (the same one again only at debug level)."""
-        if error != self.last_error:
+    def _failed(self, kind: str, error: str) -> None:
+        """Log a failure once: the same kind again (a refusal, a connection refused) only at debug level."""
+        if kind != self._failure:
             log.warning("cloud link to %s %s", self.settings.address, error)
         else:
             log.debug("cloud link to %s %s", self.settings.address, error)
+        self._failure = kind
         self.last_error = error
 
     async def _connect(self, http: aiohttp.ClientSession) -> bool:
@@ -115,7 +117,7 @@ class CloudLink:
         ) as ws:
             await self._handshake(ws)
             log.info("cloud link to %s up: serving as %s", settings.address, settings.server_token)
-            self.last_error = ""
+            self.last_error = self._failure = ""
             self.links += 1
             self.session = session = LinkSession(self.gw, ws, self.run_request)
             try:
