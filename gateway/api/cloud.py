@@ -17,14 +17,15 @@ from gateway.web.request import gateway
 
 def describe_remote(edge: Edge, source: RemoteSource, stream: Stream | None) -> dict[str, Any]:
     """GetSrc's fields of an edge's source: h5stream's strServerToken and strOriginalToken,
-    and its state as the cloud sees it (offline while the link is down)."""
+    and whether it is online: its link up, the edge's own stream online (as the edge last
+    told, within a second), and the cloud's stream too while it runs."""
     running = stream is not None and stream.running
     info: dict[str, Any] = {
         "nType": source.type,
         "strName": source.name,
         "strServerToken": edge.server_token,
         "strOriginalToken": source.token,
-        "bOnline": edge.online and (stream.online if running and stream else source.online),
+        "bOnline": edge.online and source.online and (stream.online if running and stream else True),
     }
     if not edge.online:
         info["strLastError"] = f"edge {edge.server_token} offline"

@@ -115,6 +115,7 @@ class Edge:
         self._send = None
         channels, self._channels = self._channels, {}
         for remote in channels.values():
+            remote.channel = None
             remote.on_end(f"edge {self.server_token} offline")
         for future in self._pending.values():
             if not future.done():
@@ -154,8 +155,8 @@ class Edge:
             params = cloud_link.params_from_json(message)
             if remote is not None:
                 remote.on_params(params)
-        elif kind == "end":
-            remote = self._channels.pop(field(message, "channel", int), None)
+        elif kind == "end":  # the channel stays open: parameters may come again on it
+            remote = self._channels.get(field(message, "channel", int))
             if remote is not None:
                 remote.on_end(f"edge {self.server_token}: {str(message.get('reason', ''))[:200]}")
         elif kind == "response":

@@ -56,8 +56,8 @@ class RemoteInput:
             self.sink.on_packet(packet)
 
     def on_end(self, reason: str) -> None:
-        """The edge's stream ended, or the link did: offline until params come again."""
-        self.channel = None
+        """The session ended (the edge's source was replaced, or the link dropped): offline
+        until parameters come again."""
         self._started = False
         if self.sink is not None:
             self.sink.on_session_end(reason)

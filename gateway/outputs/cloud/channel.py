@@ -21,8 +21,18 @@ QUEUE_BYTES = 4 << 20  # media a channel holds for a slow link before it skips t
 
 
 class LinkChannel:
-    def __init__(self, channel: int, stream: Stream, send_control: Callable[[str], None], wake: Callable[[], None]):
+    def __init__(
+        self,
+        channel: int,
+        token: str,
+        profile: str,
+        stream: Stream,
+        send_control: Callable[[str], None],
+        wake: Callable[[], None],
+    ):
         self.channel = channel
+        self.token = token  # and profile: what the cloud asked for (a source without a sub stream serves its main one)
+        self.profile = profile
         self.stream = stream
         self._send_control = send_control
         self._wake = wake

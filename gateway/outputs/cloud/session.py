@@ -25,6 +25,7 @@ import aiohttp
 from gateway.formats import cloud_link
 from gateway.formats.cloud_link import LinkFormatError, field
 from gateway.hub.profile import MAIN, SUB
+from gateway.hub.stream import Stream
 from gateway.outputs.cloud.channel import LinkChannel
 from gateway.tasks import background
 
@@ -121,14 +122,32 @@ class LinkSession:
     def _subscribe(self, number: int, token: str, profile: Any) -> None:
         if number in self.channels:
             raise LinkFormatError(f"channel {number} is already open")
-        # Only this edge's own configured sources: never a source it relays from elsewhere.
-        stream = self.gw.stream(token, profile) if token in self.gw.config.sources and profile in (MAIN, SUB) else None
+        stream = self._own_stream(token, profile)
         if stream is None:
             self.send_control(cloud_link.encode("end", channel=number, reason=f"no source {token[:64]!r}"))
             return
-        channel = self.channels[number] = LinkChannel(number, stream, self.send_control, self._wake.set)
+        channel = self.channels[number] = LinkChannel(number, token, profile, stream, self.send_control, self._wake.set)
         log.info("cloud link: channel %d sends %s", number, stream.label)
         channel.open()
+
+    def _own_stream(self, token: str, profile: Any) -> Stream | None:
+        """A stream of this edge's own configured sources: never one it relays from elsewhere."""
+        if token not in self.gw.config.sources or profile not in (MAIN, SUB):
+            return None
+        return self.gw.stream(token, profile)
+
+    def _follow_replaced(self) -> None:
+        """A source replaced by the API has new streams: its channels move to them (the
+        cloud's stream starts a new session on the same channel), or end if it is gone."""
+        for channel in list(self.channels.values()):
+            stream = self._own_stream(channel.token, channel.profile)
+            if stream is channel.stream:
+                continue
+            self._close(channel)
+            reason = "its source was replaced" if stream is not None else "its source was deleted"
+            self.send_control(cloud_link.encode("end", channel=channel.channel, reason=reason))
+            if stream is not None:
+                self._subscribe(channel.channel, channel.token, channel.profile)
 
     def _close(self, channel: LinkChannel) -> None:
         del self.channels[channel.channel]
@@ -169,6 +188,7 @@ class LinkSession:
 
     async def _watch_sources(self) -> None:
         while True:
+            self._follow_replaced()
             sources = local_sources(self.gw)
             if sources != self._sources:
                 self._sources = sources
