@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -172,40 +172,24 @@ def tls_context(root: Path) -> ssl.SSLContext | None:
     return context
 
 
-def serve_rtsp(app: web.Application, gateway: Gateway) -> None:
-    """The RTSP server (rtsp.nRTSPPort, RTSPS on rtsp.nSSLPort when certs exist), with the app."""
-    settings = gateway.settings
-    if not settings.rtsp.port and not settings.rtsp.tls_port:
+class StreamServer(Protocol):
+    """A protocol server beside the HTTP app (RTSP, RTMP): listeners, and a close that ends its clients."""
+
+    async def listen(self, port: int, context: ssl.SSLContext | None = None) -> None: ...
+    async def close(self) -> None: ...
+
+
+def serve_beside(app: web.Application, server: StreamServer, port: int, tls_port: int, root: Path) -> None:
+    """Run `server` with the app: on `port`, and over TLS on `tls_port` when certs exist (0: off)."""
+    if not port and not tls_port:
         return
-    server = RtspServer(gateway, settings.http.bind)
 
     async def start(_: web.Application) -> None:
-        if settings.rtsp.port:
-            await server.listen(settings.rtsp.port)
-        context = tls_context(settings.root)
-        if settings.rtsp.tls_port and context is not None:
-            await server.listen(settings.rtsp.tls_port, context)
-
-    async def stop(_: web.Application) -> None:
-        await server.close()
-
-    app.on_startup.append(start)
-    app.on_cleanup.insert(0, stop)
-
-
-def serve_rtmp(app: web.Application, gateway: Gateway) -> None:
-    """The RTMP server (rtmp.nRTMPPort, RTMPS on rtmp.nSSLPort when certs exist), with the app."""
-    settings = gateway.settings
-    if not settings.rtmp.port and not settings.rtmp.tls_port:
-        return
-    server = RtmpServer(gateway, settings.http.bind)
-
-    async def start(_: web.Application) -> None:
-        if settings.rtmp.port:
-            await server.listen(settings.rtmp.port)
-        context = tls_context(settings.root)
-        if settings.rtmp.tls_port and context is not None:
-            await server.listen(settings.rtmp.tls_port, context)
+        if port:
+            await server.listen(port)
+        context = tls_context(root)
+        if tls_port and context is not None:
+            await server.listen(tls_port, context)
 
     async def stop(_: web.Application) -> None:
         await server.close()
@@ -236,8 +220,9 @@ async def serve(config: Config) -> web.AppRunner:
     settings = config.settings
     gateway = Gateway(config, output_registry(settings))
     app = build_app(gateway)
-    serve_rtsp(app, gateway)
-    serve_rtmp(app, gateway)
+    bind, root = settings.http.bind, settings.root
+    serve_beside(app, RtspServer(gateway, bind), settings.rtsp.port, settings.rtsp.tls_port, root)
+    serve_beside(app, RtmpServer(gateway, bind), settings.rtmp.port, settings.rtmp.tls_port, root)
     link_to_cloud(app, gateway)
     runner = web.AppRunner(app, access_log=None, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
