@@ -22,7 +22,7 @@ from tests.fixtures.gateway import ADMIN_MD5, Gateway, md5
 from tests.fixtures.ws_client import WsViewer
 from tests.test_browser import SMPTE_BARS, assert_smpte, bar_colours, open_player, wait_playing
 from tests.test_metrics import samples, scrape
-from tests.test_record import wait_for
+from tests.test_record import probe, search, store_file, wait_for
 from tests.test_webrtc import wait_decoding
 
 EDGE, TOKEN = "edge1", "cam"
@@ -135,6 +135,20 @@ def test_cloud_ws_viewer_decodes_the_edge_camera(rig):
             assert all(abs(g - w) <= 48 for g, w in zip(got, want)), colours
     finally:
         viewer.stop()
+
+
+def test_the_cloud_records_and_snapshots_the_edge_camera(rig):
+    status, kind, body = rig.cloud.get(f"/api/v1/GetImage?session={rig.session}&token={REMOTE}")
+    assert status == 200 and kind.startswith("image/jpeg") and body[:2] == b"\xff\xd8", (status, body[:200])
+    status, answer = rig.cloud.api("Record", session=rig.session, token=REMOTE, duration=2, filename="relayed")
+    assert status == 200 and answer["bStatus"], answer
+    path = store_file(rig.cloud, answer["strPath"])
+    assert path.parent.parent.parent.name == REMOTE  # the cloud's own store, under the cloud's token
+    assert wait_for(lambda: any(r["strDuration"] == "2" for r in search(rig.cloud, rig.session, token=REMOTE)), 10)
+    info = probe(path, count=True)
+    video = next(s for s in info["streams"] if s["codec_name"] == "h264")
+    assert (video["width"], video["height"]) == (640, 360) and int(video["nb_read_frames"]) >= 40, info
+    assert {s["codec_name"] for s in info["streams"]} == {"h264", "aac"}
 
 
 def test_chromium_plays_the_edge_camera_from_the_cloud_over_ws_and_webrtc(rig, page):

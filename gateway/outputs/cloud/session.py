@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REQUESTS = 8  # the cloud's commands running at once; more are answered 503
+MAX_CHANNELS = 256  # streams sent at once (each queues up to channel.QUEUE_BYTES); more are ended
 SOURCES_CHECK = 1.0  # seconds between looks for a change in the sources' list
 
 RunRequest = Callable[[str, dict[str, str]], Awaitable["ForwardedAnswer"]]
@@ -123,8 +124,9 @@ class LinkSession:
         if number in self.channels:
             raise LinkFormatError(f"channel {number} is already open")
         stream = self._own_stream(token, profile)
-        if stream is None:
-            self.send_control(cloud_link.encode("end", channel=number, reason=f"no source {token[:64]!r}"))
+        if stream is None or len(self.channels) >= MAX_CHANNELS:
+            reason = f"no source {token[:64]!r}" if stream is None else f"more than {MAX_CHANNELS} channels"
+            self.send_control(cloud_link.encode("end", channel=number, reason=reason))
             return
         channel = self.channels[number] = LinkChannel(number, token, profile, stream, self.send_control, self._wake.set)
         log.info("cloud link: channel %d sends %s", number, stream.label)
