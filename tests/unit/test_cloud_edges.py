@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.auth import Auth, AuthError, hash_md5
+from gateway.config.file import SourceConf
 from gateway.config.settings import SourceSettings
 from gateway.formats import cloud_link
 from gateway.formats.cloud_link import LinkFormatError
@@ -74,8 +75,10 @@ def test_remote_sources_become_cloud_streams_and_follow_the_edge_list() -> None:
         assert cloud.registry.source("edge2_cam") is None and cloud.registry.source("edge1") is None
         cloud.say("sources", src=[source("cam", sub=True, name="Renamed")])
         assert cloud.streams.get("edge1_cam") is stream and stream.conf.name == "Renamed"
+        local = cloud.streams.add(SourceConf.from_json({"strToken": "edge1_taken"}, "x"), object())  # type: ignore[arg-type]
         cloud.say("sources", src=[])
         assert cloud.streams.get("edge1_cam") is None and cloud.registry.remote_tokens() == []
+        assert cloud.streams.get("edge1_taken") is local  # an edge never removes the cloud's own source
 
     run_async(main)
 

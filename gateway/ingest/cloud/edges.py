@@ -178,7 +178,7 @@ class Edge:
             raise LinkFormatError(f"sources: more than {MAX_SOURCES}")
         sources = {s.token: s for s in map(RemoteSource.from_json, entries)}
         for token in [t for t in self.sources if t not in sources]:
-            self._streams.remove(self.remote_token(token))
+            self._remove_stream(self.remote_token(token))
         for source in sources.values():
             self._keep_stream(source, self.sources.get(source.token))
         self.sources = sources
@@ -198,12 +198,21 @@ class Edge:
         conf = SourceConf.from_json(
             {"strName": source.name, "strToken": token, "nType": "H5_STREAM", "nConnectType": "H5_ONDEMAND"}, "cloud"
         )
-        if before is not None and before.sub == source.sub and self._streams.get(token) is not None:
+        if before is not None and before.sub == source.sub and self._owns(token):
             self._streams.rename(conf)
             return
-        self._streams.remove(token)
+        self._remove_stream(token)
         sub = RemoteInput(self, source.token, SUB) if source.sub else None
         self._streams.add(conf, RemoteInput(self, source.token, MAIN), sub)
+
+    def _owns(self, token: str) -> bool:
+        """Whether the cloud's stream `token` is one of this edge's (never a local source's)."""
+        stream = self._streams.get(token)
+        return stream is not None and isinstance(stream.source, RemoteInput) and stream.source.edge is self
+
+    def _remove_stream(self, token: str) -> None:
+        if self._owns(token):
+            self._streams.remove(token)
 
     def _on_response(self, message: dict[str, Any]) -> None:
         from gateway.api.forward import ForwardedAnswer  # api/forward.py imports the gateway, which has this registry
