@@ -1,6 +1,6 @@
 """What the cloud hop adds (cloud push mode): latency over WS, and CPU on each side.
 
-Usage: python3 bench/cloud_hop.py [--seconds 10] [--bitrate 4000]
+Usage: python3 bench/cloud_hop.py [--seconds 10] [--bitrate 4000] [--no-browser]
 
 A real RTSP camera (GStreamer, x264 zerolatency, 1280x720 25 fps, --bitrate kbit/s) draws
 the wall-clock milliseconds into every frame. An edge gateway pulls it (H5_ALWAYS) and is
@@ -14,6 +14,9 @@ cloud is paired with the same frame's arrival on the edge:
            fMP4 output add. A browser adds the same after either, so this is the
            glass-to-glass added by the hop. Target: p50 <= 30 ms.
   age      arrival - stamp on each side (camera encode + RTSP + gateway [+ hop]).
+  browser  ws_latency.py's Chromium page (the real H5sPlayerWS, rVFC, stamp) on the edge's
+           `lat`, then on the cloud's `edge1_lat`: glass-to-glass p50 of each (one after
+           the other, so noisier than the paired hop).
 
 CPU (% of one core, from /proc) in three phases of --seconds each: idle (no viewer), direct
 (the edge viewer only), relayed (both viewers): the edge's cost of sending one stream over
@@ -31,7 +34,8 @@ import time
 from pathlib import Path
 
 from common import Gateway, RtspCamera, add_rtsp, cpu_seconds, machine_note, source_state, summary, wait_until
-from ws_latency import avcc_of, fragment_parts, luma_stamp
+import ws_latency
+from ws_latency import avcc_of, browser_run, fragment_parts, luma_stamp
 
 TOKEN, EDGE = "lat", "edge1"
 TARGET_HOP_P50_MS = 30
@@ -110,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--bitrate", type=int, default=4000, help="camera kbit/s")
+    parser.add_argument("--no-browser", action="store_true", help="skip the Chromium glass-to-glass runs")
     args = parser.parse_args()
     print(machine_note(), flush=True)
     camera = RtspCamera(stamp=True, width=1280, height=720, fps=25, audio="none", bitrate=args.bitrate)
@@ -160,6 +165,16 @@ def main() -> None:
                     print(f"  {label:<26} {row[0]:6.1f}  {row[1]:6.1f}")
                 print(f"  edge: sending one stream over the link  {both[0] - only_edge[0]:+.1f} %")
                 print(f"  cloud: one relayed stream, one viewer   {both[1] - idle[1]:+.1f} %")
+                if not args.no_browser:
+                    print("\nChromium glass-to-glass (H5sPlayerWS), one after the other:")
+                    g2g = {}
+                    for label, gw, session, token in (("edge", edge, es, TOKEN), ("cloud", cloud, cs, f"{EDGE}_{TOKEN}")):
+                        ws_latency.TOKEN = token  # the page plays this token
+                        rows = browser_run(gw, session, 3, args.seconds, 200, None)["rows"]
+                        g2g[label] = summary([row[0] for row in rows])
+                        line(f"g2g on the {label} ({token})", [row[0] for row in rows])
+                        line("  of which the player's buffer", [1000 * row[2] for row in rows if row[2] is not None])
+                    print(f"  the cloud's p50 - the edge's: {g2g['cloud']['p50'] - g2g['edge']['p50']:+.1f} ms")
                 p50 = summary(hop).get("p50", float("inf"))
                 verdict = "PASS" if p50 <= TARGET_HOP_P50_MS else "MISS"
                 print(f"\n{verdict}: the cloud hop adds {p50:.1f} ms p50 over WS (target <= {TARGET_HOP_P50_MS} ms)")
