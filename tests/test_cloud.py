@@ -3,12 +3,17 @@ that only the edge has as a source. The cloud plays it as `edge1_cam` to WS view
 (PyAV decodes the bars) and to Chromium (the player over WS, the WHEP page); ten viewers
 cost the edge one camera connection and one link channel; nothing crosses without a
 viewer; an edge restarted under a viewer resumes it on the same socket; a wrong password
-leaves the edge offline with one clear line and unknown to the cloud.
+leaves the edge offline with one clear line and unknown to the cloud; the cloud records
+and snapshots the camera; over wss the cloud's certificate is checked unless bSSLVerify
+is off.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +23,8 @@ import av
 import pytest
 
 from tests.fixtures.camera import RtspCamera
-from tests.fixtures.gateway import ADMIN_MD5, Gateway, md5
+from tests.fixtures.gateway import ADMIN_MD5, REPO, Gateway, md5
+from tests.fixtures.net import free_port
 from tests.fixtures.ws_client import WsViewer
 from tests.test_browser import SMPTE_BARS, assert_smpte, bar_colours, open_player, wait_playing
 from tests.test_metrics import samples, scrape
@@ -85,7 +91,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         # The wrong-password edge's user, so that its lockout never touches admin's logins.
         {"strUser": "edgeadmin", "strPasswd": hash_md5(md5("right")), "strUserType": "Administrator"},
     ]
-    cloud = Gateway(tmp_path_factory.mktemp("cloud"), user__users=users, source__nOnDemandLingerSec=LINGER).start()
+    cloud = Gateway(tmp_path_factory.mktemp("cloud"), user__users=users, source__nOnDemandLingerSec=LINGER,
+                    http__nHTTPSPort=free_port())
+    made = subprocess.run(["bash", str(REPO / "gencert.sh"), "localhost", "127.0.0.1"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "CERT_DIR": str(cloud.root / "certs")})
+    assert made.returncode == 0, made.stderr
+    cloud.start()
     source = {"strName": "Camera", "strToken": TOKEN, "nType": "H5_STREAM", "strUrl": camera.url}
     edge = Gateway(tmp_path_factory.mktemp("edge"), [source], **edge_settings(cloud, EDGE, "admin", ADMIN_MD5))
     try:
@@ -241,3 +252,27 @@ def test_cloud_viewer_resumes_on_the_same_socket_when_the_edge_restarts(rig):
     finally:
         viewer.stop()
         rig.edge_session = rig.edge.login()
+
+
+def test_wss_to_the_cloud_checks_its_certificate_unless_told_not_to(rig, tmp_path: Path):
+    https_port = json.loads(rig.cloud.conf_path.read_text())["http"]["nHTTPSPort"]
+    settings = edge_settings(rig.cloud, "edge3", "admin", ADMIN_MD5) | dict(cloud__strCloudPort=str(https_port),
+                                                                           cloud__bSSL=True)
+    edge = Gateway(tmp_path / "tls", [], **settings)
+
+    def listed() -> bool:
+        servers = rig.cloud.api("GetServerList", session=rig.session)[1]["server"]
+        return any(s["strServerToken"] == "edge3" and s["bOnline"] for s in servers)
+
+    try:
+        edge.start()  # bSSLVerify true: the cloud's self-signed certificate is refused
+        assert wait_for(lambda: "certificate verify failed" in edge.log(), 10), edge.log()[-2000:]
+        assert not listed()
+        edge.stop()
+        conf = json.loads(edge.conf_path.read_text())
+        conf["cloud"]["bSSLVerify"] = False
+        edge.conf_path.write_text(json.dumps(conf))
+        edge.start()
+        assert wait_for(listed, 10), edge.log()[-2000:]
+    finally:
+        edge.stop()
