@@ -4,8 +4,8 @@ that only the edge has as a source. The cloud plays it as `edge1_cam` to WS view
 cost the edge one camera connection and one link channel; nothing crosses without a
 viewer; an edge restarted under a viewer resumes it on the same socket; a wrong password
 leaves the edge offline with one clear line and unknown to the cloud; the cloud records
-and snapshots the camera; over wss the cloud's certificate is checked unless bSSLVerify
-is off.
+and snapshots the camera; a frozen edge is noticed by the heartbeat; over wss the cloud's
+certificate is checked unless bSSLVerify is off.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -230,6 +231,20 @@ def test_a_wrong_password_leaves_the_edge_offline_and_unknown_to_the_cloud(rig, 
         wrong.stop()
 
 
+def test_a_frozen_edge_is_noticed_by_the_heartbeat_and_links_again_when_it_thaws(rig):
+    rig.edge.proc.send_signal(signal.SIGSTOP)  # the link stays open but nothing answers its pings
+    frozen = time.monotonic()
+    try:
+        assert wait_for(lambda: not rig.online(), 12, 0.1)
+        noticed = time.monotonic() - frozen
+        print(f"frozen edge noticed offline after {noticed:.1f} s")
+        assert noticed <= 10
+    finally:
+        rig.edge.proc.send_signal(signal.SIGCONT)
+    assert wait_for(rig.online, 15), rig.edge.log()[-2000:]
+    assert rig.server()["nLinks"] == 2
+
+
 def test_cloud_viewer_resumes_on_the_same_socket_when_the_edge_restarts(rig):
     viewer = rig.viewer()
     try:
@@ -248,7 +263,7 @@ def test_cloud_viewer_resumes_on_the_same_socket_when_the_edge_restarts(rig):
         print(f"cloud viewer resumed {resumed:.2f} s after the link's return")
         assert resumed < 3.0
         assert viewer.connections == 1 and viewer.close_code is None and viewer.is_alive()
-        assert rig.server()["nLinks"] == 2
+        assert rig.server()["nLinks"] == 3
     finally:
         viewer.stop()
         rig.edge_session = rig.edge.login()
