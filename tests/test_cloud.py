@@ -72,8 +72,8 @@ class Rig:
         assert status == 200, answer
         return answer
 
-    def viewer(self) -> WsViewer:
-        viewer = WsViewer(self.cloud.ws_url, REMOTE, self.session)
+    def viewer(self, query: str = "") -> WsViewer:
+        viewer = WsViewer(self.cloud.ws_url, REMOTE, self.session, query)
         viewer.start()
         return viewer
 
@@ -98,7 +98,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                           text=True, timeout=60, env={**os.environ, "CERT_DIR": str(cloud.root / "certs")})
     assert made.returncode == 0, made.stderr
     cloud.start()
-    source = {"strName": "Camera", "strToken": TOKEN, "nType": "H5_STREAM", "strUrl": camera.url}
+    # Its sub stream is the same camera again: enough to show that profile=sub crosses on its own channel.
+    source = {"strName": "Camera", "strToken": TOKEN, "nType": "H5_STREAM", "strUrl": camera.url, "strUrlSub": camera.url}
     edge = Gateway(tmp_path_factory.mktemp("edge"), [source], **edge_settings(cloud, EDGE, "admin", ADMIN_MD5))
     try:
         edge.start()
@@ -145,6 +146,18 @@ def test_cloud_ws_viewer_decodes_the_edge_camera(rig):
         assert count >= 30
         for got, want in zip(colours, SMPTE_BARS, strict=True):
             assert all(abs(g - w) <= 48 for g, w in zip(got, want)), colours
+    finally:
+        viewer.stop()
+
+
+def test_the_sub_stream_crosses_on_its_own_channel(rig):
+    status, answer = rig.cloud.api("GetSrc", session=rig.session, token=REMOTE)
+    assert answer["src"][0]["bSubStream"] is True, answer
+    viewer = rig.viewer("&profile=sub")
+    try:
+        assert viewer.wait_frames(20, 20), (viewer.close_code, viewer.close_reason)
+        assert rig.edge_metric("h5ss_cloud_link_channels", token=TOKEN, profile="sub") == 1
+        assert rig.edge_metric("h5ss_source_online", token=TOKEN, profile="sub") == 1
     finally:
         viewer.stop()
 
