@@ -204,6 +204,12 @@ def link_to_cloud(app: web.Application, gateway: Gateway) -> None:
     if not settings.enable:
         return
     link = gateway.cloud_link = CloudLink(gateway, settings, partial(run_locally, gateway))
+    if not settings.ssl:
+        log.warning(
+            "cloud.bSSL is false: the link to %s is plain ws, so video and commands cross unencrypted "
+            "(the password never does); use the cloud's HTTPS port with bSSL true",
+            settings.address,
+        )
 
     async def start(_: web.Application) -> None:
         link.start()
