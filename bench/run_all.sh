@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 failed=()
-for bench in ws_latency first_frame ws_viewers rtsp_readers rtmp_players rss rtc hls_latency hls_js hls_cpu snapshot search record_cpu playback hik_renewal audio_transcode rendition; do
+for bench in ws_latency first_frame ws_viewers rtsp_readers rtmp_players rss rtc hls_latency hls_js hls_cpu snapshot search record_cpu playback hik_renewal audio_transcode rendition cloud_hop; do
     echo "=== bench/$bench.py ($(date +%H:%M:%S))"
     if ! timeout 300 "$PYTHON" "bench/$bench.py"; then
         failed+=("$bench")

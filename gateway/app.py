@@ -6,21 +6,37 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
 # The api modules register their commands with api.commands when imported.
-from gateway.api import commands, download, hikvision, onvif, openapi, record, session, sources, system  # noqa: F401
+from gateway.api import (  # noqa: F401
+    cloud,
+    commands,
+    download,
+    hikvision,
+    onvif,
+    openapi,
+    record,
+    session,
+    sources,
+    system,
+)
 from gateway.api import hls as hls_api  # noqa: F401
+from gateway.api.forward import run_locally
 from gateway.auth import default_password_users, upgrade_users
 from gateway.config.file import Config
 from gateway.config.settings import Settings
 from gateway.core import Gateway
+from gateway.formats import cloud_link
 from gateway.hub.output import OutputRegistry
+from gateway.ingest.cloud.endpoint import cloud_link_socket
 from gateway.ingest.sample import SAMPLE_NAME, ensure_sample
 from gateway.metrics import http as metrics
+from gateway.outputs.cloud.link import CloudLink
 from gateway.outputs.flv import http as flv
 from gateway.outputs.flv.feed import FlvFeed
 from gateway.outputs.hls import http as hls
@@ -83,6 +99,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gateway
     app[download.DOWNLOAD_LIMITS_KEY] = download.DownloadLimits(gateway.settings.download)
     app.router.add_get("/api/v1/h5swsapi", ws.h5swsapi)
+    app.router.add_get(cloud_link.PATH, cloud_link_socket)  # edges dial in here (ingest/cloud)
     hls.add_routes(app)
     mediastore.add_routes(app)
     app.router.add_get(openapi.PATH, openapi.serve)  # before /api/v1/{command}, which would take it
@@ -181,6 +198,29 @@ def serve_beside(app: web.Application, server: StreamServer, port: int, tls_port
     app.on_cleanup.insert(0, stop)
 
 
+def link_to_cloud(app: web.Application, gateway: Gateway) -> None:
+    """As an edge (cloud.bEnable): the link out to the cloud, up while the app runs."""
+    settings = gateway.settings.cloud
+    if not settings.enable:
+        return
+    link = gateway.cloud_link = CloudLink(gateway, settings, partial(run_locally, gateway))
+    if not settings.ssl:
+        log.warning(
+            "cloud.bSSL is false: the link to %s is plain ws, so video and commands cross unencrypted "
+            "(the password never does); use the cloud's HTTPS port with bSSL true",
+            settings.address,
+        )
+
+    async def start(_: web.Application) -> None:
+        link.start()
+
+    async def stop(_: web.Application) -> None:
+        await link.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)
+
+
 async def serve(config: Config) -> web.AppRunner:
     """Start the HTTP (and HTTPS, when certs exist) listeners; returns the runner."""
     settings = config.settings
@@ -189,6 +229,7 @@ async def serve(config: Config) -> web.AppRunner:
     bind, root = settings.http.bind, settings.root
     serve_beside(app, RtspServer(gateway, bind), settings.rtsp.port, settings.rtsp.tls_port, root)
     serve_beside(app, RtmpServer(gateway, bind), settings.rtmp.port, settings.rtmp.tls_port, root)
+    link_to_cloud(app, gateway)
     runner = web.AppRunner(app, access_log=None, handle_signals=True, keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
     bind = settings.http.bind

@@ -131,6 +131,7 @@ class Auth:
         self._hashing: Counter[str] = Counter()  # checks running or queued, by client address
         # An unknown user's password is checked against this, so that it takes as long as a known one's.
         self._dummy = hash_md5(_DUMMY_MD5)
+        self._fake_salt_key = secrets.token_bytes(32)  # link_challenge's salts of unknown users
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -149,14 +150,17 @@ class Auth:
             if not self._hashing[address]:
                 del self._hashing[address]
 
-    async def _verify(self, name: str, md5_hex: str, address: str) -> dict[str, Any]:
-        """The user whose password `md5_hex` is; AuthError (a failure counted) otherwise."""
-        key = (name, address)
+    def _check_lock(self, key: tuple[str, str]) -> None:
         now = self.clock()
         record = self.failures.get(key)
         if record is not None and record.locked_until > now:
             wait = int(record.locked_until - now) + 1
             raise AuthError(f"user locked after {self.fail_limit} failed logins; try again in {wait} s")
+
+    async def _verify(self, name: str, md5_hex: str, address: str) -> dict[str, Any]:
+        """The user whose password `md5_hex` is; AuthError (a failure counted) otherwise."""
+        key = (name, address)
+        self._check_lock(key)
         user = self._user(name)
         stored = self._dummy if user is None else user["strPasswd"]
         right = is_md5(md5_hex) and await self._in_pool(partial(verify_md5, md5_hex, stored), address)
@@ -181,6 +185,31 @@ class Auth:
             )
         return AuthError(f"wrong user or password ({self.fail_limit - record.count} tries left before lock)")
 
+    def link_challenge(self, name: str) -> tuple[int, str]:
+        """(iterations, salt) of `name`'s stored hash, for a cloud link's challenge. An
+        unknown user gets a salt derived from the name (the same each time), so the answer
+        does not tell whether the user exists."""
+        user = self._user(name)
+        parts = user["strPasswd"].split("$") if user is not None else []
+        if len(parts) == 4 and parts[0] == "pbkdf2_sha256":
+            return int(parts[1]), parts[2]
+        fake = hmac.new(self._fake_salt_key, name.encode("utf-8", "surrogateescape"), hashlib.sha256)
+        return PBKDF2_ITERATIONS, fake.hexdigest()[:32]
+
+    def verify_link(self, name: str, address: str, proof_holds: Callable[[bytes], bool]) -> str:
+        """The role of `name` when `proof_holds(K)` accepts K, the PBKDF2 digest stored for
+        it (a cloud link's challenge-response: formats/cloud_link.py); refused, counted and
+        locked out as Login is."""
+        key = (name, address)
+        self._check_lock(key)
+        user = self._user(name)
+        parts = user["strPasswd"].split("$") if user is not None else []
+        digest = bytes.fromhex(parts[3]) if len(parts) == 4 and parts[0] == "pbkdf2_sha256" else b""
+        if user is None or not digest or not proof_holds(digest):
+            raise self._failed(key)
+        self.failures.pop(key, None)
+        return str(user["strUserType"])
+
     async def verify(self, name: str, md5_hex: str, address: str) -> str:
         """The role of the user whose password `md5_hex` is, without a session (RTSP Basic
         sends the password on each request); refused, counted and locked out as Login is."""
@@ -191,6 +220,13 @@ class Auth:
         """A new session; AuthError if refused (AuthBusy: too many checks at once)."""
         user = await self._verify(name, md5_hex, address)
         session = Session(str(uuid.uuid4()), name, user["strUserType"], self.clock() + self.timeout)
+        self.sessions[session.id] = session
+        return session
+
+    def grant(self, user: str, role: str) -> Session:
+        """A session made without a password, for the gateway's own calls (a command its
+        cloud forwards, api/forward.py); the caller ends it when done."""
+        session = Session(str(uuid.uuid4()), user, role, self.clock() + self.timeout)
         self.sessions[session.id] = session
         return session
 

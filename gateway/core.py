@@ -19,6 +19,7 @@ from gateway.hub.profile import MAIN
 from gateway.hub.stream import Stream
 from gateway.hub.streams import StreamManager
 from gateway.ingest import Source, SourceError, make_source, make_sub_source
+from gateway.ingest.cloud.edges import EdgeRegistry
 from gateway.ingest.demux import SourceInput
 from gateway.ingest.publish.slot import Publisher, PublishRefused, PublishSlot
 from gateway.outputs.record.jobs import RecordingJobs
@@ -31,6 +32,7 @@ from gateway.tasks import background
 from gateway.vendors.hikvision.client import HikClient, PlatformSettings, platform_url
 
 if TYPE_CHECKING:
+    from gateway.outputs.cloud.link import CloudLink
     from gateway.outputs.webrtc.peer import RtcPeer
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ class Gateway:
         system = settings.system
         self.auth = Auth(config.users, system.session_timeout, system.login_fail_limit, system.login_lock_seconds)
         self.streams = StreamManager(settings.source, registry)
+        self.edges = EdgeRegistry(self.streams, config)  # as a cloud: the edges linked to it (ingest/cloud)
+        self.cloud_link: CloudLink | None = None  # as an edge (cloud.bEnable): its link (outputs/cloud), set by app.py
         self.inputs: dict[str, Source] = {}  # each stream's input, by token (ONVIF PTZ asks it for its camera)
         self.runinfo = RunInfo(settings.root)
         self.rtc_peers: dict[str, RtcPeer] = {}  # WebRTC viewers (outputs/webrtc); aiortc loads on first use
@@ -155,6 +159,8 @@ class Gateway:
         token = fields.get("strToken", "")
         if token in self.config.sources:
             raise ValueError(f"token {token!r} already exists")
+        if self.edges.source(token) is not None:
+            raise ValueError(f"token {token!r} is an edge's source on this cloud")
         conf = SourceConf.from_json(dict(fields), "source")
         if conf.type != PUSH_TYPE:
             source = source or self.make_source(conf)

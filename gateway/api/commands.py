@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.api.forward import forward
 from gateway.api.schema import Param, Schema
 from gateway.auth import AuthError, Session, allowed
 from gateway.config.file import ConfigError, valid_token
@@ -92,11 +93,14 @@ def enum_param(request: web.Request, name: str, allowed_values: tuple[str, ...],
     return value
 
 
-def token_param(request: web.Request, *, existing: bool = True) -> str:
+def token_param(request: web.Request, *, existing: bool = True, remote: bool = False) -> str:
+    """`token=`, a source's (with `existing`); `remote`: an edge's source on this cloud
+    (`{serverToken}_{token}`, ingest/cloud/) counts, for commands that only need its stream."""
     token = param(request, "token", max_len=64)
     if not valid_token(token):
         raise ApiError(400, "token must be 1-64 letters, digits, '-', '_' or '.'")
-    if existing and token not in gateway(request).config.sources:
+    gw = gateway(request)
+    if existing and token not in gw.config.sources and not (remote and gw.edges.source(token) is not None):
         raise ApiError(404, f"unknown token {token!r}")
     return token
 
@@ -120,6 +124,8 @@ async def dispatch(request: web.Request, name: str) -> web.StreamResponse:
                 return fail(401, str(e))
             if session is not None and not allowed(session, role):
                 return fail(403, f"{name} needs the {role} role; you are {session.role}")
+        if request.query.get("servertoken"):  # h5stream's cloud: the command is for that edge
+            return await forward(gateway(request), request, name)
         return await handler(request, session)
     except ApiError as e:
         return fail(e.status, e.reason)

@@ -26,7 +26,7 @@ SIGNED_EXPIRE = (60, 10, 86400)  # default, min, max seconds of a GetHlsUrl toke
 async def get_hls_url(request: web.Request, session: Session | None) -> web.Response:
     """Signed HLS URLs (relative to the gateway root) for one stream; `profile=sub`: its
     sub stream. They end with the caller's session."""
-    token = token_param(request)
+    token = token_param(request, remote=True)
     try:
         profile = profile_of(request.query.get("profile"))
     except ValueError as e:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.api.commands import DESCRIBED, Described
+from gateway.api.forward import FORWARDED
 from gateway.api.schema import Param
 
 PATH = "/api/v1/openapi.json"
@@ -21,8 +22,9 @@ STATUS_TEXT = {
     404: "unknown token, command or file",
     429: "too many at once for this user",
     500: "the gateway failed (see its log)",
-    502: "the camera or platform refused or cannot be reached",
-    503: "the source has no media (yet), or is disabled",
+    502: "the camera or platform refused or cannot be reached (servertoken: or the edge could not run it)",
+    503: "the source has no media (yet), or is disabled (servertoken: or the edge is offline)",
+    504: "servertoken: the edge did not answer in time",
 }
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -38,6 +40,16 @@ def _error(status: int) -> dict[str, Any]:
     return {"description": STATUS_TEXT[status], "content": {"application/json": {"schema": ERROR}}}
 
 
+# h5stream's cloud push mode: on a cloud, run the command on that edge (api/forward.py).
+SERVER_TOKEN = {
+    "name": "servertoken",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "on a cloud: run the command on the edge with this server token and answer with its answer",
+}
+
+
 def _operation(entry: Described) -> dict[str, Any]:
     if entry.media_type == "application/json":
         schema: dict[str, Any] = {"$ref": "#/components/schemas/Answer"}
@@ -49,12 +61,16 @@ def _operation(entry: Described) -> dict[str, Any]:
     statuses = {400, 404, *entry.errors}
     if entry.role is not None:
         statuses |= {401, 403}
+    parameters = [_parameter(p) for p in entry.params]
+    if entry.name.lower() in FORWARDED:
+        parameters.append(SERVER_TOKEN)
+        statuses |= {503, 504}
     role = f"Role: {entry.role}." if entry.role else "No session needed."
     operation: dict[str, Any] = {
         "operationId": entry.name,
         "summary": entry.about.splitlines()[0] if entry.about else entry.name,
         "description": role,
-        "parameters": [_parameter(p) for p in entry.params],
+        "parameters": parameters,
         "responses": {
             "200": {"description": "done", "content": content},
             **{str(status): _error(status) for status in sorted(statuses)},

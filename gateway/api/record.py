@@ -54,7 +54,7 @@ def media_url(path: str) -> str:
 
 
 def _stream(request: web.Request) -> Stream:
-    stream = gateway(request).stream(token_param(request))
+    stream = gateway(request).stream(token_param(request, remote=True))
     if stream is None:
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
     return stream
@@ -151,7 +151,7 @@ async def manual_record_start(request: web.Request, _: Session | None) -> web.Re
 
 @command("ManualRecordStop", role="Operator", params=(token(),), answer=obj(strPath=TEXT, path=list_of(TEXT)))
 async def manual_record_stop(request: web.Request, _: Session | None) -> web.Response:
-    token = token_param(request)
+    token = token_param(request, remote=True)
     paths = gateway(request).recordings.manual_stop(token)
     return ok("stopped", strPath=media_url(paths[0]) if paths else "", path=[media_url(p) for p in paths])
 
@@ -248,7 +248,7 @@ async def search(request: web.Request, _: Session | None) -> web.Response:
 
 @command("GetImage", params=(token(),), media_type="image/jpeg", errors=(503,))
 async def get_image(request: web.Request, _: Session | None) -> web.StreamResponse:
-    stream = gateway(request).stream(token_param(request))
+    stream = gateway(request).stream(token_param(request, remote=True))
     if stream is None:
         raise ApiError(503, "source is disabled (see GetSrc strLastError)")
     try:

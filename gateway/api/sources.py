@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.cloud import describe_remote
 from gateway.api.commands import bool_param, command, enum_param, param, token_param
 from gateway.api.schema import BOOL, INT, TEXT, Param, choice, flag, list_of, obj, text, token, whole
 from gateway.auth import Session
@@ -53,14 +54,16 @@ VIDEO_CODEC_NAMES = {"h264": "H.264", "h265": "H.265"}
 
 
 def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
-    conf = gw.config.sources[token]
+    """GetSrc's entry of a configured source, or on a cloud of an edge's (its stream's conf)."""
+    stream = gw.stream(token)
+    remote = None if token in gw.config.sources else gw.edges.source(token)
+    conf = gw.config.sources[token] if remote is None or stream is None else stream.conf
     info = {key: conf[key] for key in SRC_FIELDS}
     info.update({key: conf[key] for key in SourceConf.TYPE_FIELDS.get(conf.type, {})})
     info["strUrl"] = redact(conf.url)
     if "strUrlSub" in info:
         info["strUrlSub"] = redact(conf.url_sub)
     info["strPasswd"] = MASK if conf.password else ""
-    stream = gw.stream(token)
     info["bOnline"] = bool(stream and stream.online)
     info["strState"] = stream.state if stream else "disabled"
     info["strLastError"] = redact_urls((stream.last_error if stream else "source could not be created") or "")
@@ -79,6 +82,8 @@ def describe_source(gw: Gateway, token: str) -> dict[str, Any]:
         info["strCodec"] = stream.params.mime
         info["strVideoCodec"] = VIDEO_CODEC_NAMES[stream.params.video.codec]
     info.update(describe_sub(gw, token, info))
+    if remote is not None:
+        info.update(describe_remote(*remote, stream))
     return info
 
 
@@ -152,7 +157,11 @@ SOURCE_ANSWER = obj(
 @command("GetSrc", params=(token(required=False, about="only this source"),), answer=obj(src=list_of(SOURCE_ANSWER)))
 async def get_src(request: web.Request, _: Session | None) -> web.Response:
     gw = gateway(request)
-    tokens = [token_param(request)] if "token" in request.query else list(gw.config.sources)
+    tokens = (
+        [token_param(request, remote=True)]
+        if "token" in request.query
+        else [*gw.config.sources, *gw.edges.remote_tokens()]
+    )
     return web.json_response({"bStatus": True, "strCode": "ok", "src": [describe_source(gw, t) for t in tokens]})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,18 @@ SETTINGS: tuple[tuple[str, str, Any, Any], ...] = (
     ("hikvision", "strSecretKey", str, ""),
     ("hikvision", "nUrlValiditySec", int, 120),
     ("hikvision", "strQuality", ("main", "sub"), "main"),
+    ("cloud", "strServerName", str, ""),
+    ("cloud", "strServerToken", str, ""),
+    ("cloud", "bEnable", bool, False),
+    ("cloud", "strCloudIp", str, ""),
+    ("cloud", "strCloudPort", str, ""),  # h5stream writes it as a string; a number is taken too
+    ("cloud", "bSSL", bool, False),
+    ("cloud", "bSSLVerify", bool, True),
+    ("cloud", "strUser", str, ""),
+    ("cloud", "strPasswd", str, ""),
 )
 HIK_MIN_VALIDITY = 10
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 
 PORT_KEYS = (
     ("http", "nHTTPPort"),
@@ -237,6 +248,32 @@ def valid_token(token: Any) -> bool:
     )
 
 
+def valid_server_token(token: str) -> bool:
+    """A cloud server token: 1-32 of [A-Za-z0-9-]. No '_', so that a remote source's token
+    on the cloud, `{serverToken}_{token}`, splits at its first '_'."""
+    return 0 < len(token) <= 32 and all(c.isascii() and (c.isalnum() or c == "-") for c in token)
+
+
+def check_cloud(cloud: dict[str, Any]) -> None:
+    """The `cloud` section (h5stream's cloud push mode): checked in full when bEnable is on."""
+    token = cloud["strServerToken"]
+    if token and not valid_server_token(token):
+        raise ConfigError(f"cloud.strServerToken: {token!r} must be 1-32 letters, digits or '-' (no '_')")
+    if not cloud["bEnable"]:
+        return
+    if not token:
+        raise ConfigError("cloud.strServerToken: must be set when cloud.bEnable is true")
+    if not cloud["strCloudIp"]:
+        raise ConfigError("cloud.strCloudIp: must be set when cloud.bEnable is true")
+    port = whole_number(cloud["strCloudPort"], 5)
+    if port is None or not 0 < port < 65536:
+        raise ConfigError(f"cloud.strCloudPort: {cloud['strCloudPort']!r} is not a port number (1-65535)")
+    if not cloud["strUser"]:
+        raise ConfigError("cloud.strUser: must be set when cloud.bEnable is true")
+    if not _MD5_HEX.fullmatch(cloud["strPasswd"]):
+        raise ConfigError("cloud.strPasswd: must be the MD5 hex (32 hex digits) of the cloud user's password")
+
+
 def whole_number(text: str, max_digits: int = 12) -> int | None:
     """`text` as an int when it is 1 to `max_digits` ASCII digits, else None: str.isdigit
     also takes '²' (which int() refuses) and '١٢' (which it reads), and int() has a digit limit."""
@@ -310,6 +347,9 @@ def load_config(path: str | Path) -> Config:
         if not isinstance(sect, dict):
             raise ConfigError(f"{section}: expected an object")
         sect.setdefault(key, default)
+        port = sect[key]
+        if (section, key) == ("cloud", "strCloudPort") and isinstance(port, int) and not isinstance(port, bool):
+            sect[key] = str(port)
         _check(f"{section}.{key}", sect[key], kind)
 
     seen_ports: dict[int, str] = {}
@@ -340,6 +380,8 @@ def load_config(path: str | Path) -> Config:
             raise ConfigError(f"hikvision.strHost: {e}") from None
     if hik["nUrlValiditySec"] < HIK_MIN_VALIDITY:
         raise ConfigError(f"hikvision.nUrlValiditySec: must be at least {HIK_MIN_VALIDITY} seconds")
+
+    check_cloud(raw["cloud"])
 
     for section, key in (
         ("system", "nRecordSegmentSec"),

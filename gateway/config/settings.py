@@ -117,6 +117,32 @@ class HikvisionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CloudSettings:
+    """h5stream's `cloud` section: this gateway as an edge of a cloud gateway (issue 20)."""
+
+    enable: bool  # bEnable: dial out to the cloud
+    server_name: str  # strServerName: what the cloud's GetServerList shows
+    server_token: str  # strServerToken: this edge's name on the cloud, 1-32 of [A-Za-z0-9-]
+    cloud_ip: str  # strCloudIp
+    cloud_port: int  # strCloudPort: the cloud's HTTP(S) port, 0 when not set
+    ssl: bool  # bSSL: wss://
+    ssl_verify: bool  # bSSLVerify (h5ss): check the cloud's certificate
+    user: str  # strUser: a cloud Administrator
+    password_md5: str  # strPasswd: the MD5 hex of that user's password
+
+    @property
+    def address(self) -> str:
+        """host:port, for logs."""
+        return f"{self.cloud_ip}:{self.cloud_port}"
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.ssl else "ws"
+        host = f"[{self.cloud_ip}]" if ":" in self.cloud_ip else self.cloud_ip
+        return f"{scheme}://{host}:{self.cloud_port}/api/v1/h5scloudlink"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     root: Path  # the gateway root: conf/, media/, certs/, www/ are below it
     http: HttpSettings
@@ -130,11 +156,12 @@ class Settings:
     rtsp: RtspSettings
     rtmp: RtmpSettings
     flv: FlvSettings
+    cloud: CloudSettings
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], root: Path) -> Settings:
         """From the JSON as load_config has validated it (every key present, typed)."""
-        http, system, hik = raw["http"], raw["system"], raw["hikvision"]
+        http, system, hik, cloud = raw["http"], raw["system"], raw["hikvision"], raw["cloud"]
         host, _, port = raw["onvif"]["strDiscoveryTarget"].rpartition(":")
         return cls(
             root=root,
@@ -171,7 +198,25 @@ class Settings:
             hikvision=HikvisionSettings(
                 hik["strHost"], hik["strAppKey"], hik["strSecretKey"], hik["nUrlValiditySec"], hik["strQuality"]
             ),
+            cloud=CloudSettings(
+                enable=cloud["bEnable"],
+                server_name=cloud["strServerName"],
+                server_token=cloud["strServerToken"],
+                cloud_ip=cloud["strCloudIp"],
+                cloud_port=port_number(cloud["strCloudPort"]),
+                ssl=cloud["bSSL"],
+                ssl_verify=cloud["bSSLVerify"],
+                user=cloud["strUser"],
+                password_md5=cloud["strPasswd"].lower(),
+            ),
         )
+
+
+def port_number(text: str) -> int:
+    """A port written as a string (h5stream's strCloudPort), 0 when it is not one."""
+    if 0 < len(text) <= 5 and text.isascii() and text.isdigit() and int(text) < 65536:
+        return int(text)
+    return 0
 
 
 def ice_servers(entries: Any) -> tuple[IceServer, ...]:

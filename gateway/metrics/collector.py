@@ -11,6 +11,7 @@ reads, and through which narrow interface:
   metric_name; WS playback's and DownloadRecord's by token (Gateway.recording_clients);
 - recordings: RecordingJobs' counts by token and the jobs under way;
 - HikCentral Connect: each H5_HIKVISION input's URLs fetched, the client's failed calls;
+- cloud push mode: as an edge, its link (outputs/cloud/); as a cloud, its edges (ingest/cloud/);
 - the WebRTC peers, the process's threads and the event loop's lag (loop_lag.py).
 
 Per process (CPU, memory, fds) is prometheus_client's ProcessCollector, beside this one.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -63,6 +65,7 @@ class GatewayCollector(Collector):
         yield from self.renditions(streams)
         yield from self.recordings()
         yield from self.hikvision(streams)
+        yield from self.cloud()
         peers = GaugeMetricFamily("h5ss_webrtc_peers", "WebRTC peers (h5s RTC and WHEP), connecting or connected")
         peers.add_metric([], len(self.gw.rtc_peers))
         yield peers
@@ -175,6 +178,45 @@ class GatewayCollector(Collector):
             written.add_metric([token], counts.bytes_written)
             errors.add_metric([token], counts.errors)
         yield from (running, written, errors)
+
+    def cloud(self) -> Iterator[Metric]:
+        """The edge's link to its cloud (when cloud.bEnable), and the edges linked to this gateway."""
+        link = self.gw.cloud_link
+        if link is not None:
+            counts = link.counts()
+            online = GaugeMetricFamily("h5ss_cloud_link_online", "1 while this edge's link to its cloud is up")
+            online.add_metric([], int(link.online))
+            channels = GaugeMetricFamily(
+                "h5ss_cloud_link_channels", "Streams this edge sends its cloud now, by token", labels=SOURCE
+            )
+            open_channels = link.session.channels.values() if link.session else []
+            by_stream = Counter((c.stream.token, c.stream.profile) for c in open_channels)
+            for (token, profile), count in by_stream.items():
+                channels.add_metric([token, profile], count)
+            frames = CounterMetricFamily("h5ss_cloud_link_sent_frames", "Media frames sent to the cloud")
+            frames.add_metric([], counts["frames"])
+            sent = CounterMetricFamily("h5ss_cloud_link_sent_bytes", "Media bytes sent to the cloud")
+            sent.add_metric([], counts["bytes"])
+            skips = CounterMetricFamily(
+                "h5ss_cloud_link_skips", "Times a link channel fell behind and skipped to the next keyframe"
+            )
+            skips.add_metric([], counts["skips"])
+            yield from (online, channels, frames, sent, skips)
+        edges = self.gw.edges.edges.values()
+        if not edges:
+            return
+        server = ["server"]
+        online = GaugeMetricFamily("h5ss_cloud_edge_online", "1 while the edge's link is up", labels=server)
+        channels = GaugeMetricFamily("h5ss_cloud_edge_channels", "Streams the edge sends now", labels=server)
+        received = CounterMetricFamily("h5ss_cloud_edge_received_bytes", "Media bytes from the edge", labels=server)
+        links = CounterMetricFamily("h5ss_cloud_edge_links", "Times the edge linked", labels=server)
+        for edge in edges:
+            labels = [edge.server_token]
+            online.add_metric(labels, int(edge.online))
+            channels.add_metric(labels, edge.channels)
+            received.add_metric(labels, edge.bytes_in)
+            links.add_metric(labels, edge.links)
+        yield from (online, channels, received, links)
 
     def hikvision(self, streams: Iterable[Stream]) -> Iterator[Metric]:
         urls = CounterMetricFamily(

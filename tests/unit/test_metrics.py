@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -52,6 +53,8 @@ class FakeGateway:
     recording_clients: dict[tuple[str, str], OutputCounts] = field(default_factory=dict)
     recordings: Jobs = field(default_factory=Jobs)
     hikvision: HikClient | None = None
+    cloud_link: Any = None  # not an edge
+    edges: Any = field(default_factory=lambda: SimpleNamespace(edges={}))  # no edge linked to it
 
 
 def gateway() -> FakeGateway:

@@ -265,7 +265,7 @@ def stream_answers(ask: Ask) -> HlsAnswers:
         profile = profile_of(ask.query.get("profile"))
     except ValueError as e:
         raise ApiError(400, str(e)) from None
-    if token not in gw.config.sources:  # its tokens are valid ones
+    if token not in gw.config.sources and gw.edges.source(token) is None:  # its tokens are valid ones
         raise ApiError(404, f"unknown token {token[:64]!r}")
     stream = gw.streams.get(token, profile)
     if stream is None:
