@@ -14,6 +14,7 @@ from gateway.hub.packet import MediaPacket, StreamParams, VideoParams
 from gateway.hub.streams import StreamManager
 from gateway.ingest.publish.slot import PublishRefused, PublishSlot
 from gateway.ingest.publish.video_track import VideoTrack
+from tests.fixtures.hub import Collector
 from tests.fixtures.net import run_async
 
 pytestmark = pytest.mark.unit
@@ -21,20 +22,6 @@ pytestmark = pytest.mark.unit
 # A 64x64 H.264 High profile SPS and PPS (x264's).
 SPS = bytes.fromhex("6764000aacd9442684000003000400000300c83c489658")
 PPS = bytes.fromhex("68ebe3cb22c0")
-
-
-class Collector:
-    """A subscriber that keeps what the stream hands it."""
-
-    def __init__(self) -> None:
-        self.params: list[StreamParams] = []
-        self.packets: list[MediaPacket] = []
-
-    def on_params(self, params: StreamParams) -> None:
-        self.params.append(params)
-
-    def on_packet(self, packet: MediaPacket) -> None:
-        self.packets.append(packet)
 
 
 def push_stream() -> tuple[StreamManager, PublishSlot]:

@@ -22,7 +22,7 @@ from gateway.hub.rendition import NoRendition, for_client
 from gateway.hub.rendition_input import Handoff, RenditionInput
 from gateway.hub.stream import Stream
 from gateway.hub.streams import StreamManager
-from tests.fixtures.hub import RecordingInput, bare_stream, recorded_stream
+from tests.fixtures.hub import Collector, RecordingInput, bare_stream, recorded_stream
 from tests.fixtures.media import aac_clip, h264_clip
 from tests.fixtures.net import run_async
 
@@ -183,18 +183,6 @@ def test_a_full_handoff_drops_to_the_next_keyframe_and_keeps_the_newest_params()
 
 
 # -- the rendition stream ----------------------------------------------------------------
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.params: list[StreamParams] = []
-        self.packets: list[MediaPacket] = []
-
-    def on_params(self, params: StreamParams) -> None:
-        self.params.append(params)
-
-    def on_packet(self, packet: MediaPacket) -> None:
-        self.packets.append(packet)
 
 
 def rendition_threads() -> list[threading.Thread]:

@@ -18,7 +18,7 @@ from gateway.config.settings import SourceSettings
 from gateway.formats import flv
 from gateway.formats.h265 import hvcc_config
 from gateway.hub.output import OutputRegistry
-from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.hub.packet import StreamParams
 from gateway.hub.stream import Stream
 from gateway.ingest.publish.flv_media import FlvMedia, audio_specific_config
 from gateway.ingest.publish.slot import PublishSlot
@@ -29,7 +29,7 @@ from gateway.outputs.rtmp.chunk_writer import OUT_CHUNK_SIZE, chunked, set_chunk
 from gateway.outputs.rtmp.message import AUDIO, COMMAND_AMF0, VIDEO, Message
 from gateway.outputs.rtmp.player import RtmpPlayer
 from gateway.outputs.rtmp.stream_url import connect_query, stream_name
-from tests.fixtures.hub import bare_stream
+from tests.fixtures.hub import PublishedMedia, bare_stream
 from tests.fixtures.media import aac_clip, h264_clip, h265_clip
 from tests.fixtures.transport import FakeTransport
 
@@ -194,22 +194,10 @@ def test_the_query_on_the_stream_name_or_on_the_app():
     assert (name.token, name.query) == ("cam", {"user": "op", "password": "p&q"})
 
 
-class Target:
-    def __init__(self) -> None:
-        self.params: list[StreamParams] = []
-        self.packets: list[MediaPacket] = []
-
-    def set_params(self, params: StreamParams) -> None:
-        self.params.append(params)
-
-    def packet(self, packet: MediaPacket) -> None:
-        self.packets.append(packet)
-
-
 def test_avc_and_aac_tag_bodies_become_hub_params_and_packets():
     video, frames = h264_clip(10, bframes=2)
     audio, samples = aac_clip(5, 44100, 2)
-    target = Target()
+    target = PublishedMedia()
     media = FlvMedia(target, "t")
     media.video(0, flv.avc_sequence_header(video))
     media.audio(0, flv.aac_sequence_header(audio))
@@ -230,7 +218,7 @@ def test_avc_and_aac_tag_bodies_become_hub_params_and_packets():
 
 def test_enhanced_rtmp_hevc_and_unsupported_audio(caplog):
     video, frames = h265_clip(3)
-    target = Target()
+    target = PublishedMedia()
     media = FlvMedia(target, "t")
     record = hvcc_config(video.vps, video.sps, video.pps)
     media.video(0, bytes([0x90]) + b"hvc1" + record)  # keyframe, SequenceStart
@@ -323,7 +311,7 @@ def test_a_publisher_that_closes_leaves_its_stream_offline_and_the_slot_free():
 
 
 def test_timestamps_go_on_past_the_32_bit_wrap():
-    media = FlvMedia(Target(), "t")
+    media = FlvMedia(PublishedMedia(), "t")
     wrap = 1 << 32
     stamps = [wrap - 40, wrap - 20, 0, wrap - 10, 20, 2_000_000_000, 4_000_000_000, 100]
     assert [media.unwrap(ms) for ms in stamps] == [

@@ -18,13 +18,14 @@ from gateway.formats.aac import aac_params, config_params
 from gateway.formats.rtp_aac import AuHeaderLayout, access_units
 from gateway.formats.rtp_h264 import Fragment
 from gateway.formats.rtp_packet import parse_rtp
-from gateway.hub.packet import MediaPacket, StreamParams
+from gateway.hub.packet import MediaPacket
 from gateway.ingest.publish import rtp_video
 from gateway.ingest.publish.rtp_audio import RtpAacReceiver, RtpG711Receiver
 from gateway.ingest.publish.rtp_clock import RtpClock, unwrapped_step
 from gateway.ingest.publish.rtp_session import ReceivedTrack, RtpPublishSession
 from gateway.ingest.publish.rtp_video import RtpVideoReceiver
 from gateway.outputs.rtsp.announce import SdpRefused, announced_tracks
+from tests.fixtures.hub import PublishedMedia
 from tests.fixtures.media import encoded_h264, h264_clip, h265_clip
 
 pytestmark = pytest.mark.unit
@@ -353,18 +354,6 @@ def test_b_frames_get_decode_times_in_order_and_not_after_their_presentation():
     assert [p.pts - start for p in got[8:]] == [p.pts - clip[0].pts for p in clip[8:]]
 
 
-class FakePublisher:
-    def __init__(self) -> None:
-        self.params: list[StreamParams] = []
-        self.packets: list[MediaPacket] = []
-
-    def set_params(self, params: StreamParams) -> None:
-        self.params.append(params)
-
-    def packet(self, packet: MediaPacket) -> None:
-        self.packets.append(packet)
-
-
 def test_the_session_sets_params_at_the_first_keyframe_and_again_when_they_change():
     small, clip = h264_clip(10, gop=5)
     large, clip2 = h264_clip(10, width=320, height=240, gop=5)
@@ -373,7 +362,7 @@ def test_the_session_sets_params_at_the_first_keyframe_and_again_when_they_chang
         ReceivedTrack("video", "h264", 96, 90000, {}, []),
         ReceivedTrack("audio", "aac", 97, 16000, {"sizelength": "13", "indexlength": "3", "config": config}, []),
     ]
-    publisher = FakePublisher()
+    publisher = PublishedMedia()
     session = RtpPublishSession(publisher, tracks)  # type: ignore[arg-type]
     aac = bytes([0, 16, 4 >> 5, (4 & 31) << 3]) + b"\x21\x10\x05\x00"
     session.rtp(1, rtp(aac, 0, 0, True, pt=97))  # audio before any video: waits
