@@ -4,13 +4,15 @@ the test camera and Chromium, percentiles, and a same-origin bench page in the b
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import statistics
 from contextlib import contextmanager
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +42,24 @@ def cpu_percent(pid: int, seconds: float) -> float:
     start, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
     return 100 * (cpu_seconds(pid) - start) / (time.monotonic() - t0)
+
+
+async def count_bytes(clients: list[Awaitable[None]], received: list[int], playing: list[int], seconds: float) -> None:
+    """The client side of a many-clients bench (in its own process): run `clients` (each
+    adds what it reads to its slot of `received`, and 1 to `playing[0]` once it plays);
+    when all play, print `playing`, then after `seconds` a JSON line with the bytes all
+    of them and the slowest one received."""
+    tasks = [asyncio.ensure_future(client) for client in clients]
+    while playing[0] < len(tasks):  # noqa: ASYNC110 (logins are PBKDF2 checks: all in before measuring)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2)
+    print("playing", flush=True)
+    joined = list(received)
+    await asyncio.sleep(seconds)
+    for task in tasks:
+        task.cancel()
+    got = [after - before for before, after in zip(joined, received, strict=True)]
+    print(json.dumps({"bytes": sum(got), "min_client_bytes": min(got)}), flush=True)
 
 
 def make_clip(path: Path, width: int, height: int, fps: int, seconds: int, bitrate: int) -> Path:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import Gateway, cpu_percent, machine_note, make_clip
+from common import Gateway, count_bytes, cpu_percent, machine_note, make_clip
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.outputs.rtmp import amf0, commands
@@ -60,17 +60,7 @@ async def play(port: int, name: str, counter: list[int], i: int, playing: list[i
 
 async def players(port: int, name: str, count: int, seconds: float) -> None:
     received, playing = [0] * count, [0]
-    tasks = [asyncio.create_task(play(port, name, received, i, playing)) for i in range(count)]
-    while playing[0] < count:  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(2)
-    print("playing", flush=True)
-    joined = list(received)
-    await asyncio.sleep(seconds)
-    for task in tasks:
-        task.cancel()
-    got = [after - before for before, after in zip(joined, received, strict=True)]
-    print(json.dumps({"bytes": sum(got), "min_player_bytes": min(got)}), flush=True)
+    await count_bytes([play(port, name, received, i, playing) for i in range(count)], received, playing, seconds)
 
 
 def measure(pid: int, port: int, name: str, counts: list[int], seconds: float) -> dict[int, float]:
@@ -87,7 +77,7 @@ def measure(pid: int, port: int, name: str, counts: list[int], seconds: float) -
         assert client.stdout is not None and client.stdout.readline().strip() == "playing"
         cpu[count] = cpu_percent(pid, seconds)
         out = json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])
-        rate, slowest = out["bytes"] / (seconds + 1) / 1e6, out["min_player_bytes"] / (seconds + 1) / 1e6
+        rate, slowest = out["bytes"] / (seconds + 1) / 1e6, out["min_client_bytes"] / (seconds + 1) / 1e6
         print(f"{count:>8} {cpu[count]:>7.1f} {cpu[count] - base:>8.1f} {rate:>9.1f} {slowest:>13.2f}")
         time.sleep(2)
     return cpu

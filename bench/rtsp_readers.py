@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Gateway, cpu_percent, machine_note, make_clip
+from common import Gateway, count_bytes, cpu_percent, machine_note, make_clip
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fixtures.net import free_port
@@ -75,17 +75,7 @@ async def play(url: str, counter: list[int], i: int, playing: list[int]) -> None
 
 async def readers(url: str, count: int, seconds: float) -> None:
     received, playing = [0] * count, [0]
-    tasks = [asyncio.create_task(read_one(url, received, i, playing)) for i in range(count)]
-    while playing[0] < count:  # noqa: ASYNC110 (each login is a PBKDF2 check: all in before measuring)
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(2)
-    print("playing", flush=True)
-    joined = list(received)
-    await asyncio.sleep(seconds)
-    for task in tasks:
-        task.cancel()
-    got = [after - before for before, after in zip(joined, received, strict=True)]
-    print(json.dumps({"bytes": sum(got), "min_reader_bytes": min(got)}), flush=True)
+    await count_bytes([read_one(url, received, i, playing) for i in range(count)], received, playing, seconds)
 
 
 def reader_process(url: str, count: int, seconds: float) -> subprocess.Popen:
@@ -114,7 +104,7 @@ def measure_gateway(clip: Path, counts: list[int], seconds: float) -> dict[int, 
                 assert client.stdout is not None and client.stdout.readline().strip() == "playing"
                 cpu[count] = cpu_percent(pid, seconds)
                 out = json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])
-                rate, slowest = out["bytes"] / (seconds + 1) / 1e6, out["min_reader_bytes"] / (seconds + 1) / 1e6
+                rate, slowest = out["bytes"] / (seconds + 1) / 1e6, out["min_client_bytes"] / (seconds + 1) / 1e6
                 print(f"{count:>8} {cpu[count]:>7.1f} {cpu[count] - base:>8.1f} {rate:>9.1f} {slowest:>13.2f}")
                 time.sleep(2)
         finally:
