@@ -25,6 +25,7 @@ from tests.fixtures.camera import RtspCamera
 from tests.fixtures.gateway import REPO, Gateway, md5
 from tests.fixtures.net import free_port
 from tests.test_browser import assert_smpte
+from tests.test_flv import ffprobe_codecs
 
 WIDTH, HEIGHT = 640, 360
 # testsrc2's six bars: red, green, yellow, blue, magenta, cyan
@@ -186,17 +187,6 @@ def test_a_published_stream_is_a_source_an_rtsp_reader_decodes(rtmp_gw, pushed):
     assert_bars_of_testsrc2(picture)
     assert codec == "aac" and rate == 44100
     assert samples > rate  # > 1 s of audio beside 2 s of video
-
-
-def ffprobe_codecs(url: str) -> list[str]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-rw_timeout", "15000000", "-show_entries", "stream=codec_name", "-of", "json", url],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stderr
-    return sorted(s["codec_name"] for s in json.loads(out.stdout)["streams"])
 
 
 def test_ffprobe_reads_rtmp_and_rtmps_play_of_a_camera(rtmp_gw):
